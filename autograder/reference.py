@@ -1,0 +1,38 @@
+"""The trusted side's own copy of the reference model, loaded from solution/ under private
+module names so that nothing a submission ships can shadow it."""
+import importlib.util
+import sys
+
+from . import paths
+
+_MODULES = ("utils", "nns", "vae", "train", "data", "runtime")
+
+
+def _load_reference():
+    """Import solution/*.py once as `reference_<name>`, wiring their `import utils` etc."""
+    loaded = {}
+    saved = {name: sys.modules.get(name) for name in _MODULES}
+    try:
+        for name in _MODULES:
+            spec = importlib.util.spec_from_file_location(f"reference_{name}", paths.SOLUTION / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # so `import utils as ut` inside vae.py finds ours
+            spec.loader.exec_module(module)
+            sys.modules[f"reference_{name}"] = module
+            loaded[name] = module
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    return loaded
+
+
+_REFERENCE = _load_reference()
+utils = _REFERENCE["utils"]
+nns = _REFERENCE["nns"]
+vae = _REFERENCE["vae"]
+train = _REFERENCE["train"]
+data = _REFERENCE["data"]
+runtime = _REFERENCE["runtime"]

@@ -19,6 +19,14 @@ def main(argv=None):
     calibrate.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="(default: cpu)")
     calibrate.add_argument("--out", type=Path, default=paths.CALIBRATION, help="(default: autograder/calibration.json)")
 
+    grade = commands.add_parser("grade", help="grade a submission folder exactly as Gradescope would")
+    grade.add_argument("submission", type=Path, help="folder holding utils.py and vae.py (any depth)")
+    grade.add_argument("--results", type=Path, required=True, help="where to write results.json")
+    grade.add_argument("--iterations", type=int, default=None,
+                       help="training iterations (default: 20000; fewer only for testing the grader)")
+    grade.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="(default: cpu)")
+    grade.add_argument("--python", default=None, help="interpreter for the sandbox (default: this one)")
+
     args = parser.parse_args(argv)
     if args.command == "assign":
         from .skeleton import write_handout
@@ -29,6 +37,16 @@ def main(argv=None):
             parser.error("--runs must be at least 2")
         from .calibrate import calibrate as run_calibration
         run_calibration(args.runs, args.iterations, args.first_seed, args.device, args.out)
+    elif args.command == "grade":
+        if not args.submission.is_dir():
+            parser.error(f"{args.submission} is not a folder")
+        from .config import DEFAULT_ITERATIONS
+        from .grade import grade as run_grade
+        device = args.device
+        if device == "auto":
+            import torch
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        run_grade(args.submission, args.results, args.iterations or DEFAULT_ITERATIONS, device, args.python)
     return 0
 
 

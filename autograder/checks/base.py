@@ -1,0 +1,74 @@
+"""What every check shares: its metadata from config, and turning faults into messages.
+
+`@check(family, name)` attaches points, number, visibility and tag (gradescope-utils
+decorators) from config.CHECKS. A failure is an AssertionError whose text is what the
+student reads; anything else raised inside a check is a grader bug: its traceback goes to
+the grader's log (hidden from students) and the student sees a short apology.
+"""
+import functools
+import sys
+import traceback
+
+import numpy as np
+from gradescope_utils.autograder_utils.decorators import number, partial_credit, tags, visibility, weight
+
+from .. import config
+from ..sandbox import Status
+from .submission import SubmissionFault, current, explain
+
+INTERNAL_ERROR = ("The autograder itself failed while running this check (not your fault). "
+                  "Your instructor can see the details; please tell them.")
+
+
+def check(family, name, partial=False):
+    spec = config.CHECKS[family][name]
+
+    def decorate(method):
+        @functools.wraps(method)
+        def guarded(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except AssertionError:
+                raise
+            except Exception:
+                print(f"[autograder] internal error in {family}.{name}:\n{traceback.format_exc()}", file=sys.__stderr__)
+                raise AssertionError(INTERNAL_ERROR) from None
+
+        wrapped = partial_credit(spec.points)(guarded) if partial else weight(spec.points)(guarded)
+        wrapped = number(spec.number)(visibility(spec.visibility)(tags(family)(wrapped)))
+        wrapped.__family__ = family
+        return wrapped
+
+    return decorate
+
+
+def ask(family, op, params=None, arrays=None, key=None):
+    """Run `op` in the family's sandbox; fail the check with the student's own error if it breaks."""
+    submission = current()
+    reply = submission.request(family, op, params, arrays, key=key)
+    if reply.status is not Status.OK:
+        box = submission._sandboxes.get(family)
+        raise SubmissionFault(f"{family} failed: " + explain(reply, box))
+    return reply
+
+
+def output(reply, name, what, shape=None):
+    """The float64 array `name` of a reply, validated (present, numeric, finite, shape)."""
+    if name not in reply.arrays:
+        raise AssertionError(f"{what}: no value came back (did it return a tensor?)")
+    array = reply.arrays[name]
+    if array.dtype.kind not in "fiub":
+        raise AssertionError(f"{what}: expected a floating-point tensor, got dtype {array.dtype}")
+    array = array.astype(np.float64)
+    if shape is not None and tuple(array.shape) != tuple(shape):
+        raise AssertionError(f"{what}: expected shape {tuple(shape)}, got {tuple(array.shape)}")
+    if not np.all(np.isfinite(array)):
+        bad = int(np.sum(~np.isfinite(array)))
+        raise AssertionError(f"{what}: {bad} of {array.size} values are NaN or infinite")
+    return array
+
+
+def describe(values, limit=4):
+    flat = np.asarray(values).ravel()
+    shown = ", ".join(f"{v:.6g}" for v in flat[:limit])
+    return f"[{shown}{', ...' if flat.size > limit else ''}]"

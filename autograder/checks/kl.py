@@ -1,0 +1,132 @@
+"""Checks of utils.kl_normal against the closed form, computed here in float64 numpy.
+
+KL(N(qm, qv) || N(pm, pv)) = 1/2 sum_j [log(pv/qv) + qv/pv + (qm - pm)^2/pv - 1]
+(Kingma & Welling 2014, appendix B).
+"""
+import unittest
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from .base import ask, check, describe, output
+
+FAMILY = "kl_normal"
+ARGS = ["qm", "qv", "pm", "pv"]
+
+
+def closed_form(qm, qv, pm, pv):
+    return 0.5 * (np.log(pv) - np.log(qv) + qv / pv + (qm - pm) ** 2 / pv - 1).sum(-1)
+
+
+def _kl(key, qm, qv, pm, pv, **params):
+    arrays = dict(zip(ARGS, (qm, qv, pm, pv)))
+    return ask(FAMILY, "call", dict(function=FAMILY, args=ARGS, **params), arrays, key=key)
+
+
+def _diagnose(got, qm, qv, pm, pv):
+    """Name the likely mistake from the value the student returned."""
+    element = lambda a, b, c, d: 0.5 * (np.log(d) - np.log(b) + b / d + (a - c) ** 2 / d - 1)  # noqa: E731
+    candidates = {
+        "KL(p || q) instead of KL(q || p) (reversed arguments)": closed_form(pm, pv, qm, qv),
+        "the factor 1/2 is missing": 2 * closed_form(qm, qv, pm, pv),
+        "the variance was used as a standard deviation": closed_form(qm, qv ** 2, pm, pv ** 2),
+        "a mean over the last dimension instead of a sum": element(qm, qv, pm, pv).mean(-1),
+        "the '- 1' term is missing": closed_form(qm, qv, pm, pv) + 0.5 * qm.shape[-1],
+        "the log-variance ratio has the wrong sign": 0.5 * (np.log(qv) - np.log(pv) + qv / pv + (qm - pm) ** 2 / pv - 1).sum(-1),
+    }
+    got = np.asarray(got)
+    for mistake, value in candidates.items():
+        if got.shape == np.shape(value) and np.allclose(got, value, rtol=1e-4, atol=1e-6):
+            return f" It looks like {mistake}."
+    if got.ndim == 0 or got.shape == ():
+        return " It returned one number: sum over the last dimension only, giving one value per batch row."
+    return ""
+
+
+class KlNormalChecks(unittest.TestCase):
+    longMessage = False  # students read our message, not unittest's repr of the values
+
+    def assert_kl(self, key, qm, qv, pm, pv, rtol=1e-6, atol=1e-9):
+        reply = _kl(key, qm, qv, pm, pv)
+        expected = closed_form(qm, qv, pm, pv)
+        described = reply.info["outputs"][0]
+        self.assertEqual(described["type"], "Tensor", f"kl_normal returned a {described['type']}, expected a tensor.")
+        if tuple(described["shape"]) != expected.shape:
+            got = reply.arrays.get("out0")
+            self.fail(f"For inputs of shape {qm.shape} ({key}), expected a result of shape {expected.shape} "
+                      f"(summed over the last dimension), got {tuple(described['shape'])}."
+                      + (_diagnose(got, qm, qv, pm, pv) if got is not None else ""))
+        got = output(reply, "out0", f"kl_normal ({key})")
+        if not np.allclose(got, expected, rtol=rtol, atol=atol):
+            worst = int(np.argmax(np.abs(got - expected)))
+            self.fail(f"For {key}: expected {describe(expected)}, got {describe(got)} "
+                      f"(largest difference at row {worst}: {got.flat[worst]:.6g} vs {expected.flat[worst]:.6g})."
+                      + _diagnose(got, qm, qv, pm, pv))
+
+    @check(FAMILY, "closed_form")
+    def test_closed_form(self):
+        """kl_normal: equals the closed form, summed over the last dimension, for random inputs"""
+        rng = np.random.default_rng(7)
+        qm, pm = rng.normal(0, 2, (64, 10)), rng.normal(0, 2, (64, 10))
+        qv, pv = np.exp(rng.normal(0, 1, (64, 10))), np.exp(rng.normal(0, 1, (64, 10)))
+        self.assert_kl("random q and p of shape (64, 10)", qm, qv, pm, pv)
+        self.assert_kl("a standard-normal prior of shape (1,)", qm, qv, np.zeros(1), np.ones(1))
+        self.assert_kl("float32 inputs", *(a.astype(np.float32) for a in (qm, qv, pm, pv)), rtol=1e-4, atol=1e-4)
+
+    @check(FAMILY, "edge_cases")
+    def test_edge_cases(self):
+        """kl_normal: tiny and huge variances, equal distributions, broadcast prior"""
+        rng = np.random.default_rng(8)
+        qm = rng.normal(size=(8, 5))
+        self.assert_kl("tiny variances (1e-8)", qm, np.full((8, 5), 1e-8), np.zeros(1), np.ones(1), rtol=1e-6)
+        self.assert_kl("huge variances (1e8)", qm, np.full((8, 5), 1e8), qm, np.full((8, 5), 1e7), rtol=1e-6)
+        self.assert_kl("q equal to p", qm, np.full((8, 5), 0.3), qm, np.full((8, 5), 0.3), atol=1e-12)
+        self.assert_kl("a single row", qm[:1], np.full((1, 5), 2.0), np.zeros(1), np.ones(1))
+
+    @check(FAMILY, "properties")
+    def test_properties(self):
+        """kl_normal: non-negative, and zero exactly when q = p (property-based, hypothesis)"""
+        finite = dict(allow_nan=False, allow_infinity=False)
+        means = hnp.arrays(np.float64, (3, 4), elements=st.floats(-50, 50, **finite))
+        variances = hnp.arrays(np.float64, (3, 4), elements=st.floats(1e-3, 1e3, **finite))
+
+        @settings(max_examples=40, derandomize=True, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(qm=means, qv=variances, pm=means, pv=variances)
+        def nonnegative_and_zero_iff_equal(qm, qv, pm, pv):
+            different = _kl(None, qm, qv, pm, pv)
+            same = _kl(None, qm, qv, qm, qv)
+            kl_pq = output(different, "out0", "kl_normal(q, p)")
+            kl_qq = output(same, "out0", "kl_normal(q, q)")
+            expected = closed_form(qm, qv, pm, pv)
+            assert np.all(kl_pq >= -1e-9), f"kl_normal returned a negative value {describe(kl_pq)} for " \
+                                           f"qm={describe(qm)}, qv={describe(qv)}, pm={describe(pm)}, pv={describe(pv)}."
+            assert np.allclose(kl_qq, 0, atol=1e-9), f"kl_normal(q, q) should be 0, got {describe(kl_qq)} " \
+                                                     f"for qm={describe(qm)}, qv={describe(qv)}."
+            positive = expected > 1e-6
+            assert np.all(kl_pq[positive] > 0), f"kl_normal returned 0 for different distributions (expected " \
+                                                f"{describe(expected)}, got {describe(kl_pq)})."
+
+        nonnegative_and_zero_iff_equal()
+
+    @check(FAMILY, "gradient")
+    def test_gradient(self):
+        """kl_normal: differentiable, with the analytic gradients w.r.t. q's mean and variance"""
+        rng = np.random.default_rng(9)
+        qm, pm = rng.normal(size=(16, 6)), rng.normal(size=(16, 6))
+        qv, pv = rng.uniform(0.2, 3, (16, 6)), rng.uniform(0.2, 3, (16, 6))
+        reply = _kl("gradient", qm, qv, pm, pv, grad_wrt=["qm", "qv"])
+        if not reply.info["outputs"][0].get("requires_grad"):
+            self.fail("The result carries no gradient: compute it with torch operations on the inputs "
+                      "(no .detach(), .item(), numpy or torch.no_grad()).")
+        self.assertIn("grad_qm", reply.arrays, "No gradient reaches qm.")
+        self.assertIn("grad_qv", reply.arrays, "No gradient reaches qv.")
+        grad_qm = output(reply, "grad_qm", "dKL/dqm", shape=qm.shape)
+        grad_qv = output(reply, "grad_qv", "dKL/dqv", shape=qm.shape)
+        expected_qm, expected_qv = (qm - pm) / pv, 0.5 * (1 / pv - 1 / qv)
+        self.assertTrue(np.allclose(grad_qm, expected_qm, rtol=1e-5, atol=1e-8),
+                        f"dKL/dqm should be (qm - pm) / pv = {describe(expected_qm)}, got {describe(grad_qm)}.")
+        self.assertTrue(np.allclose(grad_qv, expected_qv, rtol=1e-5, atol=1e-8),
+                        f"dKL/dqv should be (1/pv - 1/qv) / 2 = {describe(expected_qv)}, got {describe(grad_qv)}.")

@@ -1,0 +1,69 @@
+"""Everything an instructor may want to change, in one place.
+
+Each check is listed under the student function it exercises (which is also its Gradescope
+tag) with its points and visibility. The test methods in checks/ look their entry up by
+name, so points and visibility change here and nowhere else.
+"""
+from dataclasses import dataclass
+
+SUBMISSION_FILES = ("utils.py", "vae.py")
+PROVIDED_FILES = ("nns.py", "train.py", "data.py", "runtime.py")     # always the reference copies
+
+DEFAULT_ITERATIONS = 20000
+TRAINING_SEED = 0
+Z_DIM = 10
+
+# Used when autograder/calibration.json is missing: the official solution's 100-run spread.
+PUBLISHED_BAND = {"nelbo": {"mean": 101.5, "sd": 0.55, "low": 99.5, "high": 103.5}}
+# Outside the band, the training score falls linearly to zero over this many nats.
+PARTIAL_CREDIT_NATS = 6.0
+# The student's own bound on the trained model must agree with the reference within this.
+BOUND_AGREEMENT_NATS = 1.0
+
+
+@dataclass(frozen=True)
+class Check:
+    number: str
+    points: float
+    visibility: str = "visible"       # visible | hidden | after_due_date | after_published
+
+
+CHECKS = {
+    "sample_gaussian": {
+        "shape_dtype_device": Check("1.1", 1),
+        "mean_and_variance": Check("1.2", 2),
+        "independent_noise": Check("1.3", 1),
+        "pathwise_gradient": Check("1.4", 1.5),
+        "inputs_unchanged": Check("1.5", 0.5),
+    },
+    "kl_normal": {
+        "closed_form": Check("2.1", 2),
+        "edge_cases": Check("2.2", 1),
+        "properties": Check("2.3", 1),
+        "gradient": Check("2.4", 1),
+    },
+    "negative_elbo_bound": {
+        "three_scalars": Check("3.1", 1),
+        "kl_term": Check("3.2", 1.5),
+        "rec_term": Check("3.3", 2),
+        "batch_mean": Check("3.4", 1),
+        "gradients": Check("3.5", 1.5),
+    },
+    "training": {
+        "trained_nelbo": Check("4.1", 4),
+        "bound_agrees": Check("4.2", 1),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per sandbox (one per student function): seconds of wall-clock per request, and memory."""
+    unit_request_seconds: float = 30.0
+    training_seconds: float = 900.0          # 20,000 iterations take ~5 min at half a CPU
+    memory_bytes: int = 1536 * 2**20
+    output_bytes: int = 1 * 2**20
+
+
+LIMITS = Limits()
+TEST_OUTPUT_CHARS = 4000                     # cap on what one test shows the student

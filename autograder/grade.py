@@ -1,0 +1,90 @@
+"""Grade one submission folder: submission -> sandboxes -> checks -> results.json.
+
+The checks run under gradescope-utils' JSONTestRunner in this (trusted) process; its
+post_processor hook completes the results (numbers as numbers, capped outputs, the
+leaderboard, a per-function summary). Every sandbox is closed, killing everything the
+submission started, before results.json is written; if anything here fails, a valid
+results.json that says so is written instead.
+"""
+import io
+import json
+import time
+import traceback
+import unittest
+
+from gradescope_utils.autograder_utils.json_test_runner import JSONTestRunner
+
+from . import checks, config, results
+from .checks import submission as submission_module
+from .checks import training
+
+FAMILY_ORDER = tuple(config.CHECKS)
+
+
+def _suite():
+    suite = unittest.TestSuite()
+    for case in checks.ALL:
+        suite.addTests(unittest.defaultTestLoader.loadTestsFromTestCase(case))
+    return suite
+
+
+def _summary(tests):
+    lines = []
+    for family in FAMILY_ORDER:
+        own = [t for t in tests if family in t.get("tags", [])]
+        got, out_of = sum(t["score"] for t in own), sum(t["max_score"] for t in own)
+        lines.append(f"{family}: {got:g} / {out_of:g}")
+    return "\n".join(lines)
+
+
+def _finish(data, started, submission):
+    tests = sorted(data["tests"], key=lambda t: [int(p) for p in t.get("number", "0").split(".")])
+    for test in tests:
+        test["output"] = results.cap(test.get("output", "").replace("Test Failed: ", "", 1).strip())
+        test["score"] = float(test.get("score", 0.0))
+        test["max_score"] = float(test.get("max_score", 0.0))
+        if not test["output"]:
+            del test["output"]
+    data["tests"] = tests
+    data["score"] = round(sum(t["score"] for t in tests), 4)
+    data["execution_time"] = round(time.perf_counter() - started, 2)
+    missing = [name for name in config.SUBMISSION_FILES if name not in submission.files]
+    header = f"Missing from your submission: {', '.join(missing)}\n\n" if missing else ""
+    data["output"] = header + _summary(tests)
+    trained = training.RESULTS.get("reference")
+    data["leaderboard"] = [] if not trained else [
+        {"name": "NELBO", "value": round(trained[0], 3), "order": "asc"},
+        {"name": "KL", "value": round(trained[1], 3), "order": "asc"},
+        {"name": "Rec", "value": round(trained[2], 3), "order": "asc"},
+    ]
+    if not data["leaderboard"]:
+        del data["leaderboard"]
+
+
+def grade(folder, results_path, iterations=config.DEFAULT_ITERATIONS, device="cpu", python=None, log=print):
+    """Grade `folder`; write results_path; return the results dict. Never raises for a bad submission."""
+    started = time.perf_counter()
+    submission = submission_module.Submission(folder, iterations, device, python)
+    training.RESULTS.clear()
+    submission_module.use(submission)
+    try:
+        stream = io.StringIO()
+        runner = JSONTestRunner(stream=stream, buffer=True,
+                                post_processor=lambda data: _finish(data, started, submission))
+        runner.run(_suite())
+        data = json.loads(stream.getvalue())
+    except Exception:
+        log(f"[autograder] grading crashed:\n{traceback.format_exc()}")
+        data = results.failure("The autograder failed while grading this submission (not your fault); "
+                               "your instructor can see the details.", time.perf_counter() - started)
+    finally:
+        submission.close()          # kill everything the submission started before writing
+    try:
+        results.validate(data)
+    except results.SchemaError as error:
+        log(f"[autograder] invalid results ({error}); writing a failure instead")
+        data = results.failure("The autograder produced invalid results (not your fault).",
+                               time.perf_counter() - started)
+    results.write(data, results_path)
+    log(f"[autograder] score {data.get('score')} in {data.get('execution_time')} s -> {results_path}")
+    return data

@@ -27,6 +27,18 @@ def main(argv=None):
     grade.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="(default: cpu)")
     grade.add_argument("--python", default=None, help="interpreter for the sandbox (default: this one)")
 
+    commands.add_parser("prepare", help="fetch and verify MNIST; create the sandbox user (setup.sh's last step)")
+
+    container = commands.add_parser("container", help="what run_autograder runs: grade ROOT/submission")
+    container.add_argument("--root", type=Path, default=Path("/autograder"))
+    container.add_argument("--iterations", type=int, default=None)
+    container.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+    build = commands.add_parser("build", help="the Gradescope zip (setup.sh and run_autograder at its root)")
+    build.add_argument("--out", type=Path, default=Path("autograder.zip"))
+    build.add_argument("--no-verify", action="store_true",
+                       help="skip grading the solution (must be full) and the skeleton (must be 0) first")
+
     args = parser.parse_args(argv)
     if args.command == "assign":
         from .skeleton import write_handout
@@ -37,6 +49,16 @@ def main(argv=None):
             parser.error("--runs must be at least 2")
         from .calibrate import calibrate as run_calibration
         run_calibration(args.runs, args.iterations, args.first_seed, args.device, args.out)
+    elif args.command == "prepare":
+        from .container import prepare
+        prepare()
+    elif args.command == "container":
+        from .config import DEFAULT_ITERATIONS
+        from .container import run
+        run(args.root, args.iterations or DEFAULT_ITERATIONS, args.device)
+    elif args.command == "build":
+        from .build import build as run_build
+        return run_build(args.out, verify_first=not args.no_verify)
     elif args.command == "grade":
         if not args.submission.is_dir():
             parser.error(f"{args.submission} is not a folder")

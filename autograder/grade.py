@@ -14,7 +14,7 @@ import unittest
 
 from gradescope_utils.autograder_utils.json_test_runner import JSONTestRunner
 
-from . import checks, config, results
+from . import checks, config, privileges, results
 from .checks import submission as submission_module
 from .checks import training
 
@@ -79,6 +79,7 @@ def grade(folder, results_path, iterations=config.DEFAULT_ITERATIONS, device="cp
                                "your instructor can see the details.", time.perf_counter() - started)
     finally:
         submission.close()          # kill everything the submission started before writing
+        privileges.finish()         # as root: every process of the student users, and their scratch files
     try:
         results.validate(data)
     except results.SchemaError as error:

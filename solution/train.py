@@ -34,8 +34,9 @@ class Binarizer:
         rows = self.order[self.position:self.position + self.batch]
         self.position += self.batch
         thresholds = self.table[self.images[rows].long()]           # (batch, 784) int16
-        # int64 draws reinterpreted as four int16 uniforms each.
-        bits = torch.randint(-2**62, 2**62, (thresholds.numel() // 4,), generator=self.generator,
+        # int64 draws over the full range, reinterpreted as four uniform int16 each (a narrower
+        # range would leave the top int16 of every draw non-uniform).
+        bits = torch.randint(-2**63, 2**63 - 1, (thresholds.numel() // 4,), generator=self.generator,
                              dtype=torch.int64, device=thresholds.device)
         noise = bits.view(torch.int16).view_as(thresholds)
         return (noise < thresholds).to(torch.float32)

@@ -1,0 +1,54 @@
+"""results.json: Gradescope's schema, atomic writes, and a valid file on failure."""
+import json
+
+import pytest
+
+from autograder import results
+
+
+def valid():
+    return {"score": 3.0, "execution_time": 1.5, "output": "x", "tests": [
+        {"name": "a", "score": 1.0, "max_score": 2.0, "status": "failed", "tags": ["kl_normal"], "number": "2.1",
+         "visibility": "visible", "output": "why"}],
+        "leaderboard": [{"name": "NELBO", "value": 101.2, "order": "asc"}]}
+
+
+def test_valid_results_pass_and_round_trip(tmp_path):
+    path = results.write(valid(), tmp_path / "results" / "results.json")
+    assert json.loads(path.read_text()) == valid()
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".results-")]
+
+
+@pytest.mark.parametrize("mutate, problem", [
+    (lambda r: r.update(bogus=1), "unknown top-level keys"),
+    (lambda r: r["tests"][0].update(weight=1), "unknown keys"),
+    (lambda r: r.update(execution_time="1.50"), "execution_time must be a finite number"),
+    (lambda r: r["tests"][0].update(score=float("nan")), "score must be a finite number"),
+    (lambda r: r["tests"][0].update(status="ok"), "status must be passed or failed"),
+    (lambda r: r["tests"][0].update(visibility="secret"), "visibility"),
+    (lambda r: r["tests"][0].update(number=2.1), "number a string"),
+    (lambda r: r["leaderboard"][0].update(order="up"), "order must be asc or desc"),
+])
+def test_schema_violations_are_refused(mutate, problem):
+    broken = valid()
+    mutate(broken)
+    with pytest.raises(results.SchemaError, match=problem):
+        results.validate(broken)
+
+
+def test_a_refused_write_leaves_the_old_file(tmp_path):
+    path = results.write(valid(), tmp_path / "results.json")
+    broken = valid()
+    broken["bogus"] = 1
+    with pytest.raises(results.SchemaError):
+        results.write(broken, path)
+    assert json.loads(path.read_text()) == valid()
+
+
+def test_failure_results_are_valid():
+    results.validate(results.failure("boom", 2.0))
+
+
+def test_long_outputs_are_capped():
+    text = results.cap("x" * 100000, limit=1000)
+    assert len(text) <= 1000 and "more characters cut" in text

@@ -18,6 +18,7 @@ def main(argv=None):
     calibrate.add_argument("--first-seed", type=int, default=1000, help="(default: 1000)")
     calibrate.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="(default: cpu)")
     calibrate.add_argument("--out", type=Path, default=paths.CALIBRATION, help="(default: autograder/calibration.json)")
+    calibrate.add_argument("--jobs", type=int, default=1, help="runs in parallel, one thread each (default: 1)")
 
     grade = commands.add_parser("grade", help="grade a submission folder exactly as Gradescope would")
     grade.add_argument("submission", type=Path, help="folder holding utils.py and vae.py (any depth)")
@@ -48,7 +49,7 @@ def main(argv=None):
         if args.runs < 2:
             parser.error("--runs must be at least 2")
         from .calibrate import calibrate as run_calibration
-        run_calibration(args.runs, args.iterations, args.first_seed, args.device, args.out)
+        run_calibration(args.runs, args.iterations, args.first_seed, args.device, args.out, jobs=args.jobs)
     elif args.command == "prepare":
         from .container import prepare
         prepare()

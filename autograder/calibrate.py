@@ -61,22 +61,34 @@ def train_reference_once(seed, iterations, device, train_u8, test_x):
     return train.evaluate(model, test_x)
 
 
-def calibrate(runs, iterations=20000, first_seed=1000, device="cpu", out=paths.CALIBRATION, log=print):
+def _train_seed(args):
+    """One calibration run in a worker process (one thread: the runs themselves are parallel)."""
+    seed, iterations, device = args
+    import os
+    os.environ["VAE_THREADS"] = os.environ.get("VAE_THREADS", "1")
     runtime.configure_threads()
     device = runtime.pick_device(device)
     images, _ = data.load_mnist("train")
     train_u8 = torch.from_numpy(images.copy()).to(device)
     test_x = torch.from_numpy(data.load_test_subset()[0]).to(device)
+    start = time.perf_counter()
+    nelbo, kl, rec = train_reference_once(seed, iterations, device, train_u8, test_x)
+    return {"seed": seed, "nelbo": nelbo, "kl": kl, "rec": rec, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def calibrate(runs, iterations=20000, first_seed=1000, device="cpu", out=paths.CALIBRATION, jobs=1, log=print):
+    """Train `runs` seeds (`jobs` at a time, in separate processes) and store the bands in `out`."""
+    import multiprocessing
+    seeds = [(seed, iterations, device) for seed in range(first_seed, first_seed + runs)]
     results = []
-    for seed in range(first_seed, first_seed + runs):
-        start = time.perf_counter()
-        nelbo, kl, rec = train_reference_once(seed, iterations, device, train_u8, test_x)
-        results.append({"seed": seed, "nelbo": nelbo, "kl": kl, "rec": rec,
-                        "seconds": round(time.perf_counter() - start, 1)})
-        log(f"seed {seed}: NELBO {nelbo:.3f} KL {kl:.3f} Rec {rec:.3f} ({results[-1]['seconds']} s)")
-        if len(results) >= 2:  # saved after every run, so an interrupted calibration keeps its runs
-            summary = _summary(results, iterations, device)
-            out.write_text(json.dumps(summary, indent=1) + "\n")
+    with multiprocessing.get_context("spawn").Pool(jobs, maxtasksperchild=1) as pool:
+        for result in pool.imap_unordered(_train_seed, seeds):
+            results.append(result)
+            log(f"seed {result['seed']}: NELBO {result['nelbo']:.3f} KL {result['kl']:.3f} "
+                f"Rec {result['rec']:.3f} ({result['seconds']} s)")
+            if len(results) >= 2:  # saved after every run, so an interrupted calibration keeps its runs
+                summary = _summary(sorted(results, key=lambda r: r["seed"]), iterations, device)
+                out.write_text(json.dumps(summary, indent=1) + "\n")
     log(json.dumps(summary["bands"], indent=1))
     return summary
 

@@ -220,11 +220,24 @@ def kill_uid(identity, keep=(), rounds=100):
     return killed
 
 
-def kill_student_processes(base=STUDENT_USER):
-    """Kill every process of every slot user (root only). Returns how many were signalled."""
+def kill_student_processes(base=STUDENT_USER, include_busy=False):
+    """Kill every process of every slot user (root only). Returns how many were signalled.
+
+    Slots held by a live sandbox (of any grader process on this machine: tests may run
+    side by side) are skipped unless include_busy; that sandbox's close() kills them.
+    """
     if not is_root():
         return 0
-    return sum(kill_uid(identity) for identity in student_identities(base))
+    killed = 0
+    for identity in student_identities(base):
+        slot = try_slot(identity)
+        if slot is None and not include_busy:
+            continue
+        try:
+            killed += kill_uid(identity)
+        finally:
+            slot and slot.release()
+    return killed
 
 
 def remove_files_owned_by(uid, directories=SCRATCH_DIRS):
@@ -284,27 +297,33 @@ class Slot:
             self._handle = None
 
 
+def try_slot(identity):
+    """Claim `identity`'s slot if no one holds it (-> Slot), else None."""
+    handle = open(os.path.join(_lock_dir(), f"{identity.name}.lock"), "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return Slot(identity, handle)
+
+
 def acquire_slot(base=STUDENT_USER, wait_seconds=60.0):
     """Claim a free slot user (creating more users, up to MAX_SLOTS, when all are busy).
 
     Kills any leftover process of the claimed uid first: it can only belong to a grader
     that died without cleaning up.
     """
-    directory = _lock_dir()
     deadline = time.monotonic() + wait_seconds
     while True:
         identities = student_identities(base)
         if not identities:
             identities = ensure_student_user(base=base)
         for identity in identities:
-            handle = open(os.path.join(directory, f"{identity.name}.lock"), "a+")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                continue
-            kill_uid(identity)
-            return Slot(identity, handle)
+            slot = try_slot(identity)
+            if slot is not None:
+                kill_uid(identity)
+                return slot
         if len(identities) < MAX_SLOTS:
             ensure_student_user(count=len(identities) + 1, base=base)
             continue
@@ -318,25 +337,38 @@ def acquire_slot(base=STUDENT_USER, wait_seconds=60.0):
 _PYTHON_PROBES = {}
 
 
-def python_problem(python, identity):
-    """None if `identity` can start `python -I` and import numpy and find torch; else why not."""
-    key = (os.path.realpath(python), identity.uid)
-    if key not in _PYTHON_PROBES:
-        probe = ("import numpy, importlib.util as u; s = u.find_spec('torch'); "
-                 "s is None or open(s.origin, 'rb').close()")
-        try:
-            done = subprocess.run([python, "-I", "-c", probe], user=identity.uid,
-                                  group=identity.gid, extra_groups=[], capture_output=True, text=True,
-                                  timeout=60, cwd="/", env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
-            problem = None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["?"])[-1]
-        except (OSError, subprocess.SubprocessError) as error:
-            problem = f"{type(error).__name__}: {error}"
-        if problem is not None:
-            blocked = _first_blocked_ancestor(os.path.realpath(python))
-            if blocked:
-                problem += f" ({blocked} is not searchable by other users)"
-        _PYTHON_PROBES[key] = problem
-    return _PYTHON_PROBES[key]
+def python_problem(python, slot=None):
+    """None if the slot users can start `python -I`, import numpy and find torch; else why not.
+
+    Probed once per interpreter (all slot users are "other users" to the files involved),
+    as the user of `slot`, or of a slot claimed for the probe: a process of a slot user
+    that no one holds may be killed by another grader at any moment.
+    """
+    key = os.path.realpath(python)
+    if key in _PYTHON_PROBES:
+        return _PYTHON_PROBES[key]
+    own = slot is None
+    slot = acquire_slot() if own else slot
+    identity = slot.identity
+    probe = ("import numpy, importlib.util as u; s = u.find_spec('torch'); "
+             "s is None or open(s.origin, 'rb').close()")
+    try:
+        done = subprocess.run([python, "-I", "-c", probe], user=identity.uid, group=identity.gid, extra_groups=[],
+                              capture_output=True, text=True, timeout=60, cwd="/",
+                              env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        problem = None if done.returncode == 0 else \
+            (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    except (OSError, subprocess.SubprocessError) as error:
+        problem = f"{type(error).__name__}: {error}"
+    finally:
+        if own:
+            slot.release()
+    if problem is not None:
+        blocked = _first_blocked_ancestor(os.path.realpath(python))
+        if blocked:
+            problem += f" ({blocked} is not searchable by other users)"
+    _PYTHON_PROBES[key] = problem
+    return problem
 
 
 def _first_blocked_ancestor(path):
@@ -464,7 +496,7 @@ def prepare(root=None, data_dir=None, python=None, extra_private=(), extra_reada
     inside = [p for p in interpreter_paths(python) if Path(p).resolve().is_relative_to(root.resolve())]
     readable = [p for p in [data_dir, *inside, *extra_readable] if p]
     report["actions"] = lock_down([*private_paths(root), *extra_private], readable)
-    problem = python_problem(python or sys.executable, identities[0])
+    problem = python_problem(python or sys.executable)
     if problem:
         report["problems"].append(f"student users cannot run {python or sys.executable}: {problem}")
     return report
@@ -477,7 +509,10 @@ def finish(base=STUDENT_USER):
     killed = kill_student_processes(base)
     removed = []
     for identity in student_identities(base):
-        removed += remove_files_owned_by(identity.uid)
+        slot = try_slot(identity)
+        if slot is not None:
+            removed += remove_files_owned_by(identity.uid)
+            slot.release()
     return {"killed": killed, "removed": removed}
 
 
@@ -490,7 +525,9 @@ def main(argv=None):
     if argv[:1] == ["status"]:
         print("root:", is_root())
         for identity in student_identities():
-            print(identity, "python:", python_problem(sys.executable, identity) or "ok")
+            print(identity)
+        if is_root():
+            print("python:", python_problem(sys.executable) or "ok")
         return 0
     print(__doc__)
     return 2

@@ -281,6 +281,7 @@ class Sandbox:
         self._request_lock = threading.Lock()   # held while a request is in flight
         self._killed_for = None            # why the monitor killed the child
         self._tracked = {}                 # tree mode: pid -> starttime of every process seen
+        self._answers = queue.Queue()      # where the request in flight expects its outcome
         self._tail = None
         self._closed = False
 
@@ -339,6 +340,7 @@ class Sandbox:
             os.close(fd)
             os.close(request_read)
             os.close(reply_write)
+        self._worker_start = _starttime(self.process.pid) or 0
         self._requests = os.fdopen(self._request_write, "wb")
         self._replies = os.fdopen(self._reply_read, "rb")
         self._monitor = threading.Thread(target=self._watch, daemon=True, name="sandbox-monitor")
@@ -352,7 +354,7 @@ class Sandbox:
             self.isolation["user"] = f"current user ({me}{', not root' if not privileges.is_root() else ''})"
             return None
         slot = privileges.acquire_slot()
-        problem = privileges.python_problem(self.python, slot.identity)
+        problem = privileges.python_problem(self.python, slot)
         if problem:
             slot.release()
             reason = f"{slot.identity.name} cannot run {self.python}: {problem}"
@@ -384,7 +386,8 @@ class Sandbox:
 
         def child():
             for which, value in rlimits:
-                resource.setrlimit(which, (value, value))
+                # CPU: SIGXCPU at the soft limit (reported as such), SIGKILL 2 s later
+                resource.setrlimit(which, (value, value + 2 if which == resource.RLIMIT_CPU else value))
             if unshare_net and _unshare(CLONE_NEWNET) != 0:
                 raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
             if ids is not None:
@@ -409,7 +412,7 @@ class Sandbox:
             return self._request(op, params, arrays, timeout)
 
     def _request(self, op, params, arrays, timeout):
-        answers = queue.Queue()
+        answers = self._answers = queue.Queue()
         self._busy = True
         exchange = threading.Thread(target=self._exchange, args=({"op": op, "params": params or {}}, arrays, answers),
                                     daemon=True, name="sandbox-exchange")
@@ -454,6 +457,11 @@ class Sandbox:
         return message
 
     def _die(self, status, detail="", seconds=None):
+        if status is Status.CRASHED:
+            try:                                  # EOF comes a moment before the exit status
+                self.process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
         alive = self.process.poll() is None
         self.kill()
         code = self.process.returncode
@@ -480,7 +488,11 @@ class Sandbox:
         if self.identity is not None:
             return {pid for pid, (_, uids, state, _) in table.items()
                     if self.identity.uid in uids and state not in "ZX"}
+        # The worker, its session, every process seen before (pid and start time), and the
+        # orphans re-parented to us (subreaper) since the worker started that are not
+        # another sandbox's worker, then all their descendants.
         me, worker = os.getpid(), self.process.pid
+        workers = {box.process.pid for box in list(_LIVE) if box.process is not None}
         roots = {worker} if worker in table else set()
         for pid, (ppid, _, state, session) in table.items():
             if pid == me or state in "ZX":
@@ -489,7 +501,8 @@ class Sandbox:
                 roots.add(pid)
             elif pid in self._tracked and _starttime(pid) == self._tracked[pid]:
                 roots.add(pid)
-            elif ppid == me and pid != worker and _has_token(pid, self._token):
+            elif ppid == me and pid not in workers and (_has_token(pid, self._token)
+                                                          or (_starttime(pid) or 0) >= self._worker_start):
                 roots.add(pid)
         children = {}
         for pid, (ppid, _, state, _) in table.items():
@@ -560,7 +573,12 @@ class Sandbox:
     def _watch(self):
         """Monitor thread: memory of all processes together; strays between requests."""
         while not self._stop.wait(self.poll_seconds):
-            if self.process is None or self.process.poll() is not None:
+            if self.process is None:
+                return
+            if self.process.poll() is not None:
+                # The worker is gone, but a process it left may still hold the reply pipe open:
+                # answer the request in flight now rather than at its deadline.
+                self._answers.put(EOFError("the worker exited"))
                 return
             try:
                 table = privileges.process_table()

@@ -32,6 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 STUDENT_USER = "vaestudent"
 SLOTS = 4                      # users created by ensure_student_user (more are added on demand)
@@ -105,8 +106,16 @@ def ensure_student_user(count=SLOTS, base=STUDENT_USER):
 
 # ---------------------------------------------------------------- processes
 
+class Proc(NamedTuple):
+    ppid: int
+    uids: tuple          # real, effective, saved, filesystem
+    state: str           # R S D Z T X ...
+    session: int
+    memory: int          # bytes of RssAnon + RssShmem (kernel counters: cheap, no page walk)
+
+
 def process_table():
-    """{pid: (ppid, uids (real, effective, saved, fs), state, session)} of every process now."""
+    """{pid: Proc} of every process now (one read of /proc/PID/status each)."""
     table = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -119,11 +128,12 @@ def process_table():
         fields = {}
         for line in text.splitlines():
             key, _, value = line.partition(":")
-            if key in ("PPid", "Uid", "State", "NSsid"):
+            if key in ("PPid", "Uid", "State", "NSsid", "RssAnon", "RssShmem"):
                 fields[key] = value.split()
         try:
-            table[int(entry)] = (int(fields["PPid"][0]), tuple(int(u) for u in fields["Uid"]),
-                                 fields["State"][0], int(fields.get("NSsid", ["-1"])[-1]))
+            memory = sum(int(fields[k][0]) * 1024 for k in ("RssAnon", "RssShmem") if k in fields)
+            table[int(entry)] = Proc(int(fields["PPid"][0]), tuple(int(u) for u in fields["Uid"]),
+                                     fields["State"][0], int(fields.get("NSsid", ["-1"])[-1]), memory)
         except (KeyError, IndexError, ValueError):
             continue
     return table
@@ -209,9 +219,9 @@ def kill_uid(identity, keep=(), rounds=100):
         _kill_everything_as(identity)
     for _ in range(rounds):
         table = process_table()
-        mine = [pid for pid, (_, uids, state, _) in table.items() if uid in uids and pid not in keep]
-        reap([pid for pid in mine if table[pid][0] == os.getpid()])
-        alive = [pid for pid in mine if table[pid][2] not in "ZX"]
+        mine = [pid for pid, proc in table.items() if uid in proc.uids and pid not in keep]
+        reap([pid for pid in mine if table[pid].ppid == os.getpid()])
+        alive = [pid for pid in mine if table[pid].state not in "ZX"]
         if not alive:
             return killed
         for pid in alive:

@@ -9,8 +9,8 @@ What a child gets (see `Sandbox.isolation` for what was actually applied here):
   processes are exactly that uid's processes; otherwise the current user.
 - limits (Limits): wall clock per request; RLIMIT_CPU per process; RLIMIT_DATA per
   process (heap and private mappings; RLIMIT_AS would break `import torch`) plus a
-  monitor thread that kills the whole sandbox when the PSS of all its processes together
-  passes the same figure; RLIMIT_FSIZE on its log and any file it writes; RLIMIT_NPROC
+  monitor thread that kills the whole sandbox when the resident anonymous + shared memory
+  (RssAnon + RssShmem) of all its processes together passes the same figure; RLIMIT_FSIZE on its log and any file it writes; RLIMIT_NPROC
   (only meaningful as a slot user); no core files.
 - network: a fresh, empty network namespace where we may create one (root), and a
   seccomp filter where the kernel allows it (refuses socket() for every family but
@@ -65,7 +65,7 @@ class SandboxError(RuntimeError):
 class Limits:
     wall_seconds: float = 60.0
     cpu_seconds: int = 600
-    memory_bytes: int = 1536 * 2**20      # RLIMIT_DATA per process, and PSS of all processes together
+    memory_bytes: int = 1536 * 2**20      # RLIMIT_DATA per process, and RSS of all processes together
     output_bytes: int = 1 * 2**20         # stdout + stderr of the child, and any file it writes
     processes: int = 128                  # RLIMIT_NPROC (threads count too), as a slot user only
     background_processes: bool = False    # False: processes left running after a reply are killed
@@ -218,24 +218,35 @@ def _has_token(pid, token):
         return False
 
 
-def memory_of(pid):
-    """Proportional set size in bytes (shared pages divided among sharers); RSS-based fallback."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
-            for line in handle:
-                if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    total = 0
-    try:
-        with open(f"/proc/{pid}/status", "rb") as handle:
-            for line in handle:
-                if line.startswith((b"RssAnon:", b"RssShmem:")):
-                    total += int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return total
+POLL_SECONDS = 0.2
+_MONITOR = None
+_MONITOR_LOCK = threading.Lock()
+
+
+def _start_monitor():
+    """One daemon thread for all sandboxes: one /proc scan per tick, however many are open."""
+    global _MONITOR
+    with _MONITOR_LOCK:
+        if _MONITOR is None or not _MONITOR.is_alive():
+            _MONITOR = threading.Thread(target=_monitor_loop, daemon=True, name="sandbox-monitor")
+            _MONITOR.start()
+
+
+def _monitor_loop():
+    while True:
+        time.sleep(POLL_SECONDS)
+        boxes = [box for box in list(_LIVE) if box.process is not None and not box._closed]
+        if not boxes:
+            continue
+        try:
+            table = privileges.process_table()
+        except OSError:
+            continue
+        for box in boxes:
+            try:
+                box._check(table)
+            except Exception:  # noqa: BLE001 - the monitor must never die of a race with /proc
+                pass
 
 
 _LIVE = weakref.WeakSet()
@@ -259,8 +270,6 @@ class Sandbox:
     One request at a time per sandbox. Read `output_tail()` before or after `close()`.
     """
 
-    poll_seconds = 0.2
-
     def __init__(self, files, limits=None, python=None, user=None):
         self.files = dict(files)
         self.limits = limits or Limits()
@@ -276,7 +285,6 @@ class Sandbox:
         self._slot = None
         self._token = secrets.token_hex(16)
         self._kill_lock = threading.RLock()
-        self._stop = threading.Event()
         self._busy = False
         self._request_lock = threading.Lock()   # held while a request is in flight
         self._killed_for = None            # why the monitor killed the child
@@ -323,7 +331,7 @@ class Sandbox:
                    if used]
         self.isolation["network"] = " + ".join(network) or "none (no network namespace or seccomp here)"
         self.isolation["kill"] = "uid" if identity else "process tree"
-        self.isolation["memory"] = "RLIMIT_DATA + PSS monitor"
+        self.isolation["memory"] = "RLIMIT_DATA + RSS monitor"
         self.log_path = self.root / "output.log"
         request_read, self._request_write = os.pipe()
         self._reply_read, reply_write = os.pipe()
@@ -343,8 +351,7 @@ class Sandbox:
         self._worker_start = _starttime(self.process.pid) or 0
         self._requests = os.fdopen(self._request_write, "wb")
         self._replies = os.fdopen(self._reply_read, "rb")
-        self._monitor = threading.Thread(target=self._watch, daemon=True, name="sandbox-monitor")
-        self._monitor.start()
+        _start_monitor()
 
     def _choose_user(self):
         me = f"uid {os.getuid()}"
@@ -428,8 +435,6 @@ class Sandbox:
         if isinstance(outcome, Exception):
             return self._die(Status.PROTOCOL, str(outcome))
         header, arrays = outcome
-        if not self.limits.background_processes:
-            self._kill_strays()
         if header.get("status") == "ok":
             return Reply(Status.OK, info=header.get("info") if isinstance(header.get("info"), dict) else {},
                          arrays=arrays)
@@ -486,31 +491,30 @@ class Sandbox:
             return set()
         table = privileges.process_table() if table is None else table
         if self.identity is not None:
-            return {pid for pid, (_, uids, state, _) in table.items()
-                    if self.identity.uid in uids and state not in "ZX"}
+            return {pid for pid, proc in table.items() if self.identity.uid in proc.uids and proc.state not in "ZX"}
         # The worker, its session, every process seen before (pid and start time), and the
         # orphans re-parented to us (subreaper) since the worker started that are not
         # another sandbox's worker, then all their descendants.
         me, worker = os.getpid(), self.process.pid
         workers = {box.process.pid for box in list(_LIVE) if box.process is not None}
         roots = {worker} if worker in table else set()
-        for pid, (ppid, _, state, session) in table.items():
-            if pid == me or state in "ZX":
+        for pid, proc in table.items():
+            if pid == me or proc.state in "ZX":
                 continue
-            if session == worker:
+            if proc.session == worker:
                 roots.add(pid)
             elif pid in self._tracked and _starttime(pid) == self._tracked[pid]:
                 roots.add(pid)
-            elif ppid == me and pid not in workers and (_has_token(pid, self._token)
+            elif proc.ppid == me and pid not in workers and (_has_token(pid, self._token)
                                                           or (_starttime(pid) or 0) >= self._worker_start):
                 roots.add(pid)
         children = {}
-        for pid, (ppid, _, state, _) in table.items():
-            children.setdefault(ppid, []).append(pid)
+        for pid, proc in table.items():
+            children.setdefault(proc.ppid, []).append(pid)
         found, todo = set(), list(roots)
         while todo:
             pid = todo.pop()
-            if pid in found or pid == me or table.get(pid, (0, (), "Z"))[2] in "ZX":
+            if pid in found or pid == me or pid not in table or table[pid].state in "ZX":
                 continue
             found.add(pid)
             todo += children.get(pid, [])
@@ -542,9 +546,9 @@ class Sandbox:
     def _reap(self, table):
         me, worker = os.getpid(), self.process.pid if self.process else None
         ours = self.identity.uid if self.identity is not None else None
-        privileges.reap([pid for pid, (ppid, uids, state, _) in table.items()
-                         if ppid == me and state == "Z" and pid != worker
-                         and (ours in uids if ours is not None else pid in self._tracked)])
+        privileges.reap([pid for pid, proc in table.items()
+                         if proc.ppid == me and proc.state == "Z" and pid != worker
+                         and (ours in proc.uids if ours is not None else pid in self._tracked)])
 
     def kill(self):
         """Kill every process this sandbox started, however it detached; reap what we inherited."""
@@ -570,34 +574,30 @@ class Sandbox:
                 self._signal(alive)
                 time.sleep(0.005)
 
-    def _watch(self):
-        """Monitor thread: memory of all processes together; strays between requests."""
-        while not self._stop.wait(self.poll_seconds):
-            if self.process is None:
-                return
-            if self.process.poll() is not None:
-                # The worker is gone, but a process it left may still hold the reply pipe open:
-                # answer the request in flight now rather than at its deadline.
-                self._answers.put(EOFError("the worker exited"))
-                return
+    def _check(self, table):
+        """One look by the monitor: the worker's death, memory of all processes, strays between requests."""
+        if self.process is None or self._closed or self.dead is not None:
+            return
+        if self.process.poll() is not None:
+            # The worker is gone, but a process it left may still hold the reply pipe open:
+            # answer the request in flight now rather than at its deadline.
+            self._answers.put(EOFError("the worker exited"))
+            return
+        members = self.members(table)
+        used = sum(table[pid].memory for pid in members if pid in table)
+        if used > self.limits.memory_bytes:
+            self._killed_for = (f"used more than {self.limits.memory_bytes / 2**20:.0f} MB of memory "
+                                f"(all its processes together) and was stopped")
+            self.kill()
+            self._answers.put(EOFError("killed for memory"))
+            return
+        if not self.limits.background_processes and members - {self.process.pid} \
+                and self._request_lock.acquire(blocking=False):
             try:
-                table = privileges.process_table()
-                members = self.members(table)
-                used = sum(memory_of(pid) for pid in members)
-                if used > self.limits.memory_bytes:
-                    self._killed_for = (f"used more than {self.limits.memory_bytes / 2**20:.0f} MB of memory "
-                                        f"(all its processes together) and was stopped")
-                    self.kill()
-                    return
-                if not self.limits.background_processes and members - {self.process.pid} \
-                        and self._request_lock.acquire(blocking=False):
-                    try:
-                        if self.dead is None:
-                            self._kill_strays()
-                    finally:
-                        self._request_lock.release()
-            except Exception:  # noqa: BLE001 - the monitor must never die of a race with /proc
-                continue
+                if self.dead is None:
+                    self._kill_strays()
+            finally:
+                self._request_lock.release()
 
     # ------------------------------------------------------------ output and close
 
@@ -618,11 +618,7 @@ class Sandbox:
         if self._closed:
             return
         self._closed = True
-        self._stop.set()
         self.kill()                              # no graceful exit: nothing of the child's is needed
-        monitor = getattr(self, "_monitor", None)
-        if monitor is not None and monitor is not threading.current_thread():
-            monitor.join(timeout=2)
         for stream in (getattr(self, "_requests", None), getattr(self, "_replies", None)):
             try:
                 stream and stream.close()

@@ -205,7 +205,7 @@ def test_fork_bomb_is_bounded_and_killed(sandbox, mode):
     assert reply.status is Status.TIMEOUT
     uid = box.identity.uid
     box.close()
-    left = [pid for pid, (_, uids, state, _) in privileges.process_table().items() if uid in uids and state != "Z"]
+    left = [pid for pid, proc in privileges.process_table().items() if uid in proc.uids and proc.state != "Z"]
     assert left == []
 
 

@@ -354,7 +354,7 @@ def python_problem(python, slot=None):
     as the user of `slot`, or of a slot claimed for the probe: a process of a slot user
     that no one holds may be killed by another grader at any moment.
     """
-    key = os.path.realpath(python)
+    key = os.path.abspath(python)               # the path matters: its directories' permissions
     if key in _PYTHON_PROBES:
         return _PYTHON_PROBES[key]
     own = slot is None
@@ -423,11 +423,14 @@ def private_paths(root=None):
     return [root / "source", root / "results", root / "submission_metadata.json"]
 
 
-def _walk(path):
-    """path and everything under it, without following symlinks."""
+def _walk(path, skip=()):
+    """path and everything under it, without following symlinks, pruning the paths in `skip`."""
+    if path in skip:
+        return
     yield path
     if path.is_dir() and not path.is_symlink():
         for directory, subdirs, files in os.walk(path):
+            subdirs[:] = [name for name in subdirs if Path(directory) / name not in skip]
             for name in subdirs + files:
                 yield Path(directory) / name
 
@@ -449,10 +452,12 @@ def lock_down(private, readable=()):
     recursively; then make `readable` paths readable by others (o+rX) and their ancestors
     searchable (o+x, which lets no one list them). Returns a list of what it did."""
     done = []
+    readable = [Path(p).absolute() for p in readable]
+    readable = [p for p in readable if not any(p != q and p.is_relative_to(q) for q in readable)]
     for top in map(Path, private):
         if not top.exists():
             continue
-        for path in _walk(top):
+        for path in _walk(top.absolute(), skip=set(readable)):
             try:
                 if os.lstat(path).st_uid != 0 and not path.is_symlink():
                     os.chown(path, 0, 0)

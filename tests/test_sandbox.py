@@ -356,10 +356,12 @@ def test_network_is_blocked(sandbox):
 
 # ---------------------------------------------------------------- privileges and file access
 
-def test_student_cannot_reach_the_graders_files(sandbox, mode):
+def test_student_cannot_reach_the_graders_files(tmp_path, mode):
+    """A simulated /autograder, set up as setup.sh does (venv inside source/), after prepare()."""
     if mode != "student":
         pytest.skip("file isolation needs the slot user")
     fake = Path(tempfile.mkdtemp(prefix="vae-fake-autograder-", dir="/tmp"))
+    box = None
     try:
         (fake / "source" / "tests").mkdir(parents=True)
         (fake / "source" / "tests" / "hidden.py").write_text("SECRET = 42\n")
@@ -367,11 +369,15 @@ def test_student_cannot_reach_the_graders_files(sandbox, mode):
         (fake / "source" / "data" / "mnist.bin").write_bytes(b"pixels")
         (fake / "results").mkdir()
         (fake / "submission_metadata.json").write_text("{}")
-        for path in fake.rglob("*"):
+        for path in [fake, *fake.rglob("*")]:
             os.chmod(path, 0o777 if path.is_dir() else 0o666)     # worst case: world-writable
-        actions = privileges.lock_down(privileges.private_paths(fake), readable=[fake / "source" / "data"])
-        assert actions
-        box = sandbox(f"""
+        python = privileges.build_student_python(fake / "source" / ".venv")
+        if python is None:
+            pytest.skip("no system interpreter to build a venv inside the simulated source/")
+        report_ = privileges.prepare(fake, data_dir=fake / "source" / "data", python=python)
+        assert report_["root"] and report_["users"] and report_["problems"] == [], report_
+        utils = tmp_path / "utils.py"
+        utils.write_text(textwrap.dedent(f"""
             import os
             seen = []
             def attempt(name, action):
@@ -384,18 +390,23 @@ def test_student_cannot_reach_the_graders_files(sandbox, mode):
             attempt("list-source", lambda: os.listdir("{fake}/source"))
             attempt("read-metadata", lambda: open("{fake}/submission_metadata.json").read())
             attempt("write-results", lambda: open("{fake}/results/results.json", "w").write("{{}}"))
+            attempt("write-source", lambda: open("{fake}/source/tests/planted.py", "w").write(""))
             attempt("read-data", lambda: open("{fake}/source/data/mnist.bin").read())
             attempt("signal-grader", lambda: os.kill({os.getpid()}, 0))
             attempt("grader-environ", lambda: open("/proc/{os.getpid()}/environ").read())
             attempt("read-root-home", lambda: os.listdir("/root"))
             raise RuntimeError("REPORT " + " ".join(seen))
-        """)
+        """))
+        box = Sandbox({"utils.py": utils}, Limits(wall_seconds=30), python=python, user="student")
+        box.start()
         seen = set(report(import_utils(box)).split())
-        assert seen == {"read-hidden:no", "list-source:no", "read-metadata:no", "write-results:no", "read-data:yes",
-                        "signal-grader:no", "grader-environ:no", "read-root-home:no"}, seen
+        assert seen == {"read-hidden:no", "list-source:no", "read-metadata:no", "write-results:no", "write-source:no",
+                        "read-data:yes", "signal-grader:no", "grader-environ:no", "read-root-home:no"}, seen
         assert not (fake / "results" / "results.json").exists()
         assert stat.S_IMODE(os.stat(fake / "source" / "tests" / "hidden.py").st_mode) & 0o077 == 0
     finally:
+        if box is not None:
+            box.close()
         shutil.rmtree(fake, ignore_errors=True)
 
 

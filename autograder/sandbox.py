@@ -218,7 +218,8 @@ def _has_token(pid, token):
         return False
 
 
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.2                       # while a request is in flight
+IDLE_POLL_SECONDS = 0.5                  # while every sandbox waits for the grader
 _MONITOR = None
 _MONITOR_LOCK = threading.Lock()
 
@@ -233,13 +234,15 @@ def _start_monitor():
 
 
 def _monitor_loop():
+    busy = False
     while True:
-        time.sleep(POLL_SECONDS)
+        time.sleep(POLL_SECONDS if busy else IDLE_POLL_SECONDS)
         boxes = [box for box in list(_LIVE) if box.process is not None and not box._closed]
+        busy = any(box._busy for box in boxes)
         if not boxes:
             continue
         try:
-            table = privileges.process_table()
+            table, _ = _snapshot()
         except OSError:
             continue
         for box in boxes:
@@ -250,6 +253,16 @@ def _monitor_loop():
 
 
 _LIVE = weakref.WeakSet()
+# Held while a worker is spawned and recorded, and while a /proc snapshot is taken: a
+# worker half-way through Popen must never look like an orphan to another sandbox.
+_SPAWN_LOCK = threading.RLock()
+_WORKERS = set()
+
+
+def _snapshot():
+    """(process table, pids of our live workers), consistent with each other."""
+    with _SPAWN_LOCK:
+        return privileges.process_table(), set(_WORKERS)
 
 
 def close_all():
@@ -337,13 +350,15 @@ class Sandbox:
         self._reply_read, reply_write = os.pipe()
         fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            self.process = subprocess.Popen(
-                [self.python, "-I", "-B", "-u", "_worker.py", str(request_read), str(reply_write)],
-                cwd=workdir, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
-                pass_fds=(request_read, reply_write), start_new_session=True,
-                preexec_fn=self._preexec(identity, unshare_net, mechanisms["seccomp"]),
-                env=self._environment(identity),
-            )
+            with _SPAWN_LOCK:
+                self.process = subprocess.Popen(
+                    [self.python, "-I", "-B", "-u", "_worker.py", str(request_read), str(reply_write)],
+                    cwd=workdir, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
+                    pass_fds=(request_read, reply_write), start_new_session=True,
+                    preexec_fn=self._preexec(identity, unshare_net, mechanisms["seccomp"]),
+                    env=self._environment(identity),
+                )
+                _WORKERS.add(self.process.pid)
         finally:
             os.close(fd)
             os.close(request_read)
@@ -360,7 +375,13 @@ class Sandbox:
                 raise SandboxError("user='student' needs the grader to run as root")
             self.isolation["user"] = f"current user ({me}{', not root' if not privileges.is_root() else ''})"
             return None
-        slot = privileges.acquire_slot()
+        try:
+            slot = privileges.acquire_slot()
+        except (OSError, RuntimeError) as error:      # no useradd, all slots busy for a minute...
+            if self.user == "student":
+                raise SandboxError(f"no student user: {error}") from error
+            self.isolation["user"] = f"current user ({me}) FALLBACK: no student user ({error})"
+            return None
         problem = privileges.python_problem(self.python, slot)
         if problem:
             slot.release()
@@ -489,14 +510,16 @@ class Sandbox:
         """pids of every live process that belongs to this sandbox."""
         if self.process is None:
             return set()
-        table = privileges.process_table() if table is None else table
+        table = _snapshot()[0] if table is None else table
         if self.identity is not None:
             return {pid for pid, proc in table.items() if self.identity.uid in proc.uids and proc.state not in "ZX"}
         # The worker, its session, every process seen before (pid and start time), and the
-        # orphans re-parented to us (subreaper) since the worker started that are not
-        # another sandbox's worker, then all their descendants.
-        me, worker = os.getpid(), self.process.pid
-        workers = {box.process.pid for box in list(_LIVE) if box.process is not None}
+        # orphans re-parented to us (subreaper: ppid is us, but not in our session as our
+        # own children are) since the worker started that are not a sandbox's worker, then
+        # all their descendants.
+        me, worker, my_session = os.getpid(), self.process.pid, os.getsid(0)
+        with _SPAWN_LOCK:
+            workers = set(_WORKERS)
         roots = {worker} if worker in table else set()
         for pid, proc in table.items():
             if pid == me or proc.state in "ZX":
@@ -505,7 +528,8 @@ class Sandbox:
                 roots.add(pid)
             elif pid in self._tracked and _starttime(pid) == self._tracked[pid]:
                 roots.add(pid)
-            elif proc.ppid == me and pid not in workers and (_has_token(pid, self._token)
+            elif proc.ppid == me and pid not in workers and proc.session != my_session \
+                    and (_has_token(pid, self._token)
                                                           or (_starttime(pid) or 0) >= self._worker_start):
                 roots.add(pid)
         children = {}
@@ -535,7 +559,7 @@ class Sandbox:
         """Kill every process of the sandbox but the worker (nothing may outlive a request)."""
         worker = self.process.pid
         for _ in range(50):
-            table = privileges.process_table()
+            table = _snapshot()[0]
             strays = self.members(table) - {worker}
             self._reap(table)
             if not strays:
@@ -566,7 +590,7 @@ class Sandbox:
                 privileges.kill_uid(self.identity)
                 return
             for _ in range(100):
-                table = privileges.process_table()
+                table = _snapshot()[0]
                 alive = self.members(table)
                 self._reap(table)
                 if not alive:
@@ -634,6 +658,9 @@ class Sandbox:
             self._slot.release()
             self._slot = None
         _LIVE.discard(self)
+        if self.process is not None:
+            with _SPAWN_LOCK:
+                _WORKERS.discard(self.process.pid)
 
 
 def _describe_exit(code):

@@ -232,6 +232,16 @@ def test_hang_times_out_and_other_sandboxes_still_run(sandbox):
     assert import_utils(healthy).ok
 
 
+def test_sandboxes_started_beside_a_live_one_are_not_taken_for_its_orphans(sandbox):
+    live = sandbox("VALUE = 1\n")
+    assert import_utils(live).ok
+    for _ in range(8):                       # each start races the live sandbox's monitor
+        other = sandbox("VALUE = 2\n")
+        assert import_utils(other).ok
+        other.close()
+    assert import_utils(live).ok
+
+
 @pytest.mark.parametrize("source, status, words", [
     ("import sys\nsys.exit(3)\n", Status.EXCEPTION, "sys.exit(3)"),
     ("import os\nos._exit(3)\n", Status.CRASHED, "exited with code 3"),

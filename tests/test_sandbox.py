@@ -10,7 +10,6 @@ generously: the tests assert behaviour, not speed.
 import os
 import re
 import shutil
-import signal
 import socket
 import stat
 import sys

@@ -37,6 +37,8 @@ def main(argv=None):
 
     build = commands.add_parser("build", help="the Gradescope zip (setup.sh and run_autograder at its root)")
     build.add_argument("--out", type=Path, default=Path("autograder.zip"))
+    build.add_argument("--public", action="store_true",
+                       help="the students' bundle instead: public checks without the solution")
     build.add_argument("--no-verify", action="store_true",
                        help="skip grading the solution (must be full) and the skeleton (must be 0) first")
 
@@ -59,6 +61,9 @@ def main(argv=None):
         run(args.root, args.iterations or DEFAULT_ITERATIONS, args.device)
     elif args.command == "build":
         from .build import build as run_build
+        from .build import build_public
+        if args.public:
+            return build_public(args.out)
         return run_build(args.out, verify_first=not args.no_verify)
     elif args.command == "grade":
         if not args.submission.is_dir():

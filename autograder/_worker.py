@@ -31,9 +31,13 @@ def _describe(value):
 
 
 def op_import(params, arrays):
+    """Import `modules` in order; delete the files listed in `hide` once their module is
+    loaded (the reference utils.py must not be readable by the submission imported next)."""
     import importlib
     for name in params["modules"]:
         importlib.import_module(name)
+        if f"{name}.py" in params.get("hide", []):
+            os.remove(f"{name}.py")
     return {}, {}
 
 

@@ -37,6 +37,37 @@ def verify(log=print):
     return True
 
 
+PUBLIC_README = """# Public checks for the VAE homework
+
+The same checks the autograder runs, for your own utils.py and vae.py, on your machine.
+You need the homework's packages plus hypothesis and gradescope-utils:
+
+    pip install -r requirements.txt          # torch: keep the one you already use
+    python -m autograder grade PATH/TO/YOUR/FOLDER --results results.json --iterations 2000
+
+Each check prints its points and, when it fails, what was expected, what was observed and
+the likely mistake. --iterations 2000 keeps the training check short (the pass band of the
+real grader applies to the full 20,000 iterations: run `python run_vae.py` for those).
+"""
+
+
+def build_public(out, log=print):
+    """The students' bundle: the checks and the provided modules, no solution, no calibration."""
+    from .skeleton import render_handout
+    out = Path(out)
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted((paths.PROJECT / "autograder").rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                archive.write(path, str(path.relative_to(paths.PROJECT)))
+        archive.writestr("autograder/PUBLIC", "students' bundle: no reference solution\n")
+        for name, text in render_handout(paths.SOLUTION).items():
+            archive.writestr(f"solution/{name}", text)
+        archive.write(paths.PROJECT / "requirements.txt", "requirements.txt")
+        archive.writestr("README.md", PUBLIC_README)
+    log(f"wrote {out} ({out.stat().st_size / 2**10:.0f} KiB)")
+    return 0
+
+
 def build(out, verify_first=True, log=print):
     if verify_first and not verify(log):
         log("build refused: the solution must get full marks and the skeleton zero")

@@ -22,7 +22,13 @@ def prepare(log=print):
         ensure_student_user()
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(f"stopped by signal {signum}")   # unwinds through grade(): sandboxes closed, results written
+
+
 def run(root, iterations=config.DEFAULT_ITERATIONS, device="auto"):
+    import signal
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     root = Path(root)
     results_path = root / "results" / "results.json"
     results_path.parent.mkdir(parents=True, exist_ok=True)

@@ -87,5 +87,9 @@ def grade(folder, results_path, iterations=config.DEFAULT_ITERATIONS, device="cp
         data = results.failure("The autograder produced invalid results (not your fault).",
                                time.perf_counter() - started)
     results.write(data, results_path)
+    for test in data.get("tests", []):
+        log(f"{test.get('number', ''):>4} {test['score']:g}/{test['max_score']:g}  {test['name']}")
+        if test["score"] < test["max_score"] and test.get("output"):
+            log("       " + test["output"].replace("\n", "\n       "))
     log(f"[autograder] score {data.get('score')} in {data.get('execution_time')} s -> {results_path}")
     return data

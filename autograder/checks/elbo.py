@@ -1,7 +1,7 @@
 """Checks of VAE.negative_elbo_bound, run with the reference utils (no double penalty).
 
 The trusted side builds a seeded model, sends its weights and a batch, and recomputes
-every term with the reference code. When the submission draws z through
+every term with the oracle (torch.distributions). When the submission draws z through
 ut.sample_gaussian (the reference one here), the worker records that z and the
 reconstruction term is compared exactly; otherwise statistically (stats.py).
 """
@@ -10,8 +10,7 @@ import unittest
 import numpy as np
 import torch
 
-from .. import config
-from ..reference import utils as ref_utils
+from .. import config, oracle
 from ..reference import vae as ref_vae
 from . import stats
 from .base import ask, check, describe, output
@@ -50,11 +49,11 @@ def _reference_terms(x):
     x = torch.from_numpy(x)
     with torch.no_grad():
         m, v = _FLOAT_MODEL.enc(x)
-        kl = ref_utils.kl_normal(m, v, _FLOAT_MODEL.z_prior_m, _FLOAT_MODEL.z_prior_v)
+        kl = oracle.kl_normal(m, v, _FLOAT_MODEL.z_prior_m, _FLOAT_MODEL.z_prior_v)
         generator = torch.Generator().manual_seed(0)
-        draws = torch.stack([-ref_utils.log_bernoulli_with_logits(x, _FLOAT_MODEL.dec(m + v.sqrt() * torch.randn(m.shape, generator=generator)))
+        draws = torch.stack([oracle.reconstruction(x, _FLOAT_MODEL.dec(m + v.sqrt() * torch.randn(m.shape, generator=generator)))
                              for _ in range(20)])                           # (20, batch)
-        rec_at_mean = -ref_utils.log_bernoulli_with_logits(x, _FLOAT_MODEL.dec(m))
+        rec_at_mean = oracle.reconstruction(x, _FLOAT_MODEL.dec(m))
         mse_at_sample = ((x - torch.sigmoid(_FLOAT_MODEL.dec(m))) ** 2).sum(-1)
     return {"kl": kl.mean().item(), "kl_sum": kl.sum().item(), "rec_mean": draws.mean().item(),
             "rec_sd": draws.std().item(), "rec_at_mean": rec_at_mean.mean().item(), "mse": mse_at_sample.mean().item()}
@@ -102,7 +101,7 @@ class NegativeElboBoundChecks(unittest.TestCase):
         if "z" in reply.arrays and reply.arrays["z"].shape == (len(_X), config.Z_DIM):
             z = torch.from_numpy(reply.arrays["z"].astype(np.float32))
             with torch.no_grad():
-                exact = -ref_utils.log_bernoulli_with_logits(torch.from_numpy(_X), _FLOAT_MODEL.dec(z)).mean().item()
+                exact = oracle.reconstruction(torch.from_numpy(_X), _FLOAT_MODEL.dec(z)).mean().item()
             if np.isclose(rec, exact, rtol=1e-4, atol=1e-3):
                 return
         # Statistical comparison: rec is a mean of BATCH one-sample draws.
@@ -162,8 +161,8 @@ class NegativeElboBoundChecks(unittest.TestCase):
         m, v = model.enc(xt)
         eps = ((eps_source - m) / v.sqrt()).detach()
         z = m + v.sqrt() * eps
-        kl = ref_utils.kl_normal(m, v, model.z_prior_m, model.z_prior_v)
-        rec = -ref_utils.log_bernoulli_with_logits(xt, model.dec(z))
+        kl = oracle.kl_normal(m, v, model.z_prior_m, model.z_prior_v)
+        rec = oracle.reconstruction(xt, model.dec(z))
         (kl + rec).mean().backward()
         expected = model.enc.net[4].weight.grad.numpy().astype(np.float64)
         for rows, part in ((slice(0, config.Z_DIM), "mean"), (slice(config.Z_DIM, None), "variance")):

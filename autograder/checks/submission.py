@@ -30,16 +30,21 @@ def find_submission_files(folder):
     return found
 
 
-# Which files each student function's sandbox gets: the student's own files where the
-# function lives, the reference for everything else (no double penalty).
+# What each student function's sandbox gets: the student's own files where the function
+# lives, the reference for what it calls (no double penalty), and nothing else.
+# REFERENCE_HIDDEN files are deleted from the sandbox once imported, before any student code.
+_UNIT = {"utils.py": "student"}
+_ELBO_OWN_UTILS = "student" if config.PUBLIC else "reference"
 FAMILY_FILES = {
-    "sample_gaussian": ("utils.py",),
-    "kl_normal": ("utils.py",),
-    "negative_elbo_bound": ("vae.py",),
-    "training": ("utils.py", "vae.py"),
+    "sample_gaussian": _UNIT,
+    "kl_normal": _UNIT,
+    "negative_elbo_bound": {"utils.py": _ELBO_OWN_UTILS, "vae.py": "student", "nns.py": "reference"},
+    "training": {"utils.py": "student", "vae.py": "student",
+                 **{name: "reference" for name in config.PROVIDED_FILES}},
 }
 FAMILY_MODULES = {"sample_gaussian": ["utils"], "kl_normal": ["utils"],
                   "negative_elbo_bound": ["utils", "vae"], "training": ["utils", "vae"]}
+REFERENCE_HIDDEN = ("utils.py",)
 
 
 class Submission:
@@ -58,23 +63,27 @@ class Submission:
         if family in self._faults:
             raise SubmissionFault(self._faults[family])
         if family not in self._sandboxes:
+            # The checks run family by family: one sandbox at a time keeps the memory bounded.
+            self.close()
             self._sandboxes[family] = self._start(family)
         return self._sandboxes[family]
 
     def _start(self, family):
-        own = FAMILY_FILES[family]
-        missing = [name for name in own if name not in self.files]
+        sources = FAMILY_FILES[family]
+        missing = [name for name, source in sources.items() if source == "student" and name not in self.files]
         if missing:
             self._fail(family, f"{' and '.join(missing)} not found in your submission. Submit utils.py and vae.py "
                                "(at the top level or in one folder).")
-        files = {name: paths.SOLUTION / name for name in ("utils.py", "vae.py") + config.PROVIDED_FILES}
-        files.update({name: self.files[name] for name in own})
-        seconds = config.LIMITS.training_seconds if family == "training" else config.LIMITS.unit_request_seconds
-        limits = Limits(wall_seconds=seconds, memory_bytes=config.LIMITS.memory_bytes,
-                        output_bytes=config.LIMITS.output_bytes)
+        files = {name: self.files[name] if source == "student" else paths.SOLUTION / name
+                 for name, source in sources.items()}
+        hide = [name for name, source in sources.items() if source == "reference" and name in REFERENCE_HIDDEN]
+        training = family == "training"
+        limits = Limits(wall_seconds=config.LIMITS.training_seconds if training else config.LIMITS.unit_request_seconds,
+                        cpu_seconds=config.LIMITS.training_cpu_seconds if training else config.LIMITS.unit_cpu_seconds,
+                        memory_bytes=config.LIMITS.memory_bytes, output_bytes=config.LIMITS.output_bytes)
         box = Sandbox(files, limits, python=self.python)
         box.start()
-        reply = box.request("import", {"modules": FAMILY_MODULES[family]})
+        reply = box.request("import", {"modules": FAMILY_MODULES[family], "hide": hide})
         if not reply.ok:
             box.close()
             self._fail(family, "Your code could not be imported: " + explain(reply, box))
@@ -98,7 +107,7 @@ class Submission:
 
     @property
     def data_dir(self):
-        return str(reference_data.ensure_mnist(fetch=False))
+        return str(reference_data.ensure_mnist(fetch=config.PUBLIC))
 
     def close(self):
         for box in self._sandboxes.values():

@@ -17,6 +17,7 @@ from gradescope_utils.autograder_utils.json_test_runner import JSONTestRunner
 from . import checks, config, privileges, results
 from .checks import submission as submission_module
 from .checks import training
+from .reference import runtime
 
 FAMILY_ORDER = tuple(config.CHECKS)
 
@@ -64,6 +65,7 @@ def _finish(data, started, submission):
 def grade(folder, results_path, iterations=config.DEFAULT_ITERATIONS, device="cpu", python=None, log=print):
     """Grade `folder`; write results_path; return the results dict. Never raises for a bad submission."""
     started = time.perf_counter()
+    runtime.configure_threads()     # the trusted side's own torch pool, sized from the CPU quota
     submission = submission_module.Submission(folder, iterations, device, python)
     training.RESULTS.clear()
     submission_module.use(submission)

@@ -6,12 +6,14 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 
 def kl_normal(qm, qv, pm, pv):
     """KL(N(qm, qv) || N(pm, pv)) summed over the last dimension -> (batch,)."""
-    return kl_divergence(Normal(qm, qv.sqrt()), Normal(pm.expand_as(qm), pv.expand_as(qm).sqrt())).sum(-1)
+    q = Normal(qm, qv.sqrt(), validate_args=False)
+    p = Normal(pm.expand_as(qm), pv.expand_as(qm).sqrt(), validate_args=False)
+    return kl_divergence(q, p).sum(-1)
 
 
 def reconstruction(x, logits):
     """-log p(x | logits) of independent Bernoullis, summed over pixels -> (batch,)."""
-    return -Bernoulli(logits=logits).log_prob(x).sum(-1)
+    return -Bernoulli(logits=logits, validate_args=False).log_prob(x).sum(-1)
 
 
 def negative_elbo(model, x, generator=None):

@@ -52,7 +52,7 @@ def _reference_terms(x):
         kl = oracle.kl_normal(m, v, _FLOAT_MODEL.z_prior_m, _FLOAT_MODEL.z_prior_v)
         generator = torch.Generator().manual_seed(0)
         draws = torch.stack([oracle.reconstruction(x, _FLOAT_MODEL.dec(m + v.sqrt() * torch.randn(m.shape, generator=generator)))
-                             for _ in range(20)])                           # (20, batch)
+                             for _ in range(10)])                           # (10, batch)
         rec_at_mean = oracle.reconstruction(x, _FLOAT_MODEL.dec(m))
         mse_at_sample = ((x - torch.sigmoid(_FLOAT_MODEL.dec(m))) ** 2).sum(-1)
     return {"kl": kl.mean().item(), "kl_sum": kl.sum().item(), "rec_mean": draws.mean().item(),

@@ -1,0 +1,107 @@
+"""Wall time and peak memory of a whole process tree.
+
+    from bench.measure import measure_command
+    wall_s, peak_rss_bytes = measure_command([sys.executable, "run_vae.py", "--iters", "3000"], cwd="solution")
+
+The peak is of the SUM of the resident set sizes of the command and every process below it
+(children, grandchildren, and anything still in its session after being re-parented),
+sampled every 50 ms from /proc. Sampling can miss a spike shorter than the interval; the
+figure is a lower bound of the true peak, close to it for anything that lasts.
+"""
+import os
+import subprocess
+import threading
+import time
+
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _stat(pid):
+    """-> (ppid, session id, resident bytes) of a live process, or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode("ascii", "replace")
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            resident_pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()           # after "pid (comm) "
+    return int(fields[1]), int(fields[3]), resident_pages * PAGE
+
+
+def tree_rss(root):
+    """(summed resident bytes, number of processes) of `root`, its descendants and its session."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            info = _stat(int(entry))
+            if info is not None:
+                table[int(entry)] = info
+    members = {root} if root in table else set()
+    members |= {pid for pid, (_, session, _) in table.items() if session == root}
+    children = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    stack = list(members)
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in members:
+                members.add(child)
+                stack.append(child)
+    return sum(table[pid][2] for pid in members), len(members)
+
+
+class TreeSampler:
+    """Samples tree_rss(pid) every `interval` seconds in a thread; .peak and .peak_processes."""
+
+    def __init__(self, pid, interval=0.05):
+        self.pid, self.interval = pid, interval
+        self.peak = self.peak_processes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            rss, count = tree_rss(self.pid)
+            if rss > self.peak:
+                self.peak = rss
+            self.peak_processes = max(self.peak_processes, count)
+            self._stop.wait(self.interval)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
+def measure_command(cmd, cwd=None, env=None, timeout=None, interval=0.05, capture=True):
+    """Run `cmd` (a list) to completion -> (wall_seconds, peak_tree_rss_bytes).
+
+    The child runs in a session of its own, so that everything it starts is counted even
+    after re-parenting. Its output is kept in `measure_command.last` (a CompletedProcess)
+    when `capture` is true. Raises subprocess.CalledProcessError on a non-zero exit and
+    subprocess.TimeoutExpired after `timeout` seconds (the whole session is killed).
+    """
+    out = subprocess.PIPE if capture else None
+    start = time.perf_counter()
+    process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=out, text=True,
+                               start_new_session=True)
+    sampler = TreeSampler(process.pid, interval)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        process.communicate()
+        raise
+    finally:
+        wall = time.perf_counter() - start
+        sampler.stop()
+    measure_command.last = subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
+    measure_command.last_processes = sampler.peak_processes
+    if process.returncode != 0:
+        raise subprocess.CalledProcessError(process.returncode, cmd, stdout, stderr)
+    return wall, sampler.peak
+
+
+measure_command.last = None
+measure_command.last_processes = 0

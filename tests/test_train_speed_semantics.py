@@ -1,0 +1,248 @@
+"""The fast training loop computes what the plain one does.
+
+Each speed device in train.py is checked against the straightforward computation it replaces:
+the binarizer against a table lookup of the same random bits, the direct fused Adam call
+against `optimizer.step()` (bit for bit), the oneDNN matrix products against the stock
+kernels (to float32 rounding, every layout, and falling back for everything else), and the
+whole loop against a plain loop on the same batches. CUDA tests skip without a GPU.
+"""
+import math
+
+import pytest
+import torch
+
+from autograder.reference import data, train, vae
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    images, _ = data.load_mnist("train")
+    return torch.from_numpy(images[:3000].copy())
+
+
+# --- binarizer --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_binarizer_is_a_table_lookup_of_the_same_bits(mnist, device):
+    """Same generator state -> exactly `noise < THRESHOLD[grey]` for the noise read from the
+    same full-range draws, with a fresh permutation at each epoch boundary."""
+    images = mnist[:500].to(device)
+    fast = train.Binarizer(images, 100, torch.Generator(device=device).manual_seed(7))
+    twin = torch.Generator(device=device).manual_seed(7)
+    table = train._THRESHOLD.to(device)
+    for epoch in range(3):
+        order = torch.randperm(500, generator=twin, device=device)
+        for k in range(5):
+            rows = order[100 * k:100 * k + 100]
+            bits = torch.empty(19600, dtype=torch.int64, device=device).random_(-2**63, None, generator=twin)
+            noise = bits.view(torch.int16).view(100, 784)
+            expected = (noise < table[images[rows].long()]).float()
+            x = fast.next()
+            assert x.dtype == torch.float32 and x.shape == (100, 784)
+            assert torch.equal(x, expected), (epoch, k)
+
+
+def test_threshold_table_gives_grey_over_255():
+    t = train._THRESHOLD.long() + 32768                   # P(on) = t / 65536
+    g = torch.arange(256)
+    assert t[0] == 0
+    assert torch.all((t / 65536 - g / 255).abs() < 2e-5)
+
+
+def test_binarizer_full_range_bits_are_uniform_in_every_int16_lane():
+    b = train.Binarizer(torch.zeros(10, 784, dtype=torch.uint8), 10, torch.Generator().manual_seed(0))
+    lanes = b._uniform_int16(400000).view(-1, 4).float()
+    assert torch.all(lanes.min(0).values < -32000) and torch.all(lanes.max(0).values > 32000)
+    assert torch.all(lanes.mean(0).abs() < 200)         # sd of the mean ~ 18918 / sqrt(1e5) = 60
+
+
+def test_binarizer_on_odd_sizes():
+    grey = torch.full((7, 5), 255, dtype=torch.uint8)    # 15 pixels a batch: not a multiple of 4
+    x = train.Binarizer(grey, 3, torch.Generator().manual_seed(0)).next()
+    assert x.shape == (3, 5) and x.sum() >= 14
+
+
+# --- Adam ---------------------------------------------------------------------------------
+
+def _twin_models(device="cpu"):
+    torch.manual_seed(0)
+    a = vae.VAE().to(device)
+    b = vae.VAE().to(device)
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_direct_fused_adam_equals_optimizer_step_bit_for_bit(device):
+    a, b = _twin_models(device)
+    opt_a, opt_b = train.make_optimizer(a, 1e-3), train.make_optimizer(b, 1e-3)
+    step_b = train._adam_stepper(opt_b)
+    assert step_b != opt_b.step                            # the fast path is in use
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(6):
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            if pa.requires_grad:
+                g = torch.randn(pa.shape, generator=gen).to(device)
+                pa.grad, pb.grad = g.clone(), g.clone()
+        opt_a.step()
+        step_b()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(pa, pb), name
+    for pa, pb in zip(opt_a.param_groups[0]["params"], opt_b.param_groups[0]["params"]):
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(opt_a.state[pa][key], opt_b.state[pb][key]), key
+
+
+def test_adam_stepper_falls_back_for_missing_grads_and_non_plain_optimizers():
+    a, b = _twin_models()
+    opt_a, opt_b = train.make_optimizer(a, 1e-3), train.make_optimizer(b, 1e-3)
+    step_b = train._adam_stepper(opt_b)
+    for k in range(4):
+        for i, (pa, pb) in enumerate(zip(opt_a.param_groups[0]["params"], opt_b.param_groups[0]["params"])):
+            g = None if (k == 2 and i == 0) else torch.full_like(pa, 0.01 * (k + 1))
+            pa.grad, pb.grad = g, None if g is None else g.clone()
+        opt_a.step()
+        step_b()
+    assert all(torch.equal(pa, pb) for pa, pb in zip(a.parameters(), b.parameters()))
+    amsgrad = torch.optim.Adam(a.parameters(), amsgrad=True)
+    assert train._adam_stepper(amsgrad) == amsgrad.step
+    sgd = torch.optim.SGD(a.parameters(), lr=0.1)
+    assert train._adam_stepper(sgd) == sgd.step
+
+
+# --- oneDNN matrix products ----------------------------------------------------------------
+
+def _layouts(m, k, n, gen):
+    a = torch.randn(m, k, generator=gen)
+    b = torch.randn(k, n, generator=gen)
+    yield "contiguous", a, b
+    yield "transposed", torch.randn(k, m, generator=gen).t(), torch.randn(n, k, generator=gen).t()
+    yield "row slice", torch.randn(m + 5, k, generator=gen)[3:3 + m], b
+    yield "column slice", torch.randn(m, k + 7, generator=gen)[:, 2:2 + k], b   # not plain: stock kernel
+    yield "expanded", torch.randn(1, k, generator=gen).expand(m, k), b          # stride 0: stock kernel
+
+
+@pytest.mark.parametrize("shape", [(100, 784, 300), (300, 100, 784), (1000, 300, 300), (3, 5, 7), (100, 10, 300)])
+def test_onednn_products_match_the_stock_kernels(shape):
+    gen = torch.Generator().manual_seed(0)
+    m, k, n = shape
+    bias = torch.randn(n, generator=gen)
+    for name, a, b in _layouts(m, k, n, gen):
+        want_mm = torch.mm(a.double(), b.double())
+        want_addmm = torch.addmm(bias.double(), a.double(), b.double())
+        got_mm = train._onednn_mm(a, b)
+        got_addmm = train._onednn_addmm(bias, a, b)
+        scale = math.sqrt(k) * 4
+        assert got_mm.dtype == torch.float32 and got_mm.shape == (m, n) and got_mm.is_contiguous()
+        assert (got_mm.double() - want_mm).abs().max() < 1e-5 * scale, name
+        assert (got_addmm.double() - want_addmm).abs().max() < 1e-5 * scale, name
+        got_scaled = train._onednn_addmm(bias, a, b, beta=0.5, alpha=2.0)
+        assert (got_scaled.double() - (0.5 * bias.double() + 2 * want_mm)).abs().max() < 1e-5 * scale * 2, name
+
+
+def test_onednn_products_leave_other_cases_to_torch():
+    a64 = torch.randn(50, 60, dtype=torch.float64)
+    b64 = torch.randn(60, 70, dtype=torch.float64)
+    assert torch.equal(train._onednn_mm(a64, b64), a64 @ b64)
+    empty = train._onednn_mm(torch.randn(0, 5), torch.randn(5, 4))
+    assert empty.shape == (0, 4)
+    with pytest.raises(RuntimeError):
+        train._onednn_mm(torch.randn(3, 4), torch.randn(5, 6))      # torch's own shape error
+    with pytest.raises(RuntimeError):
+        train._onednn_addmm(torch.randn(3), torch.randn(4, 5), torch.randn(5, 6))
+
+
+def test_fast_matmul_is_scoped_and_autograd_sees_the_same_gradients(monkeypatch):
+    monkeypatch.setitem(train._ONEDNN, "pays", True)                 # force it, whatever this CPU
+    torch.manual_seed(0)
+    model = vae.VAE()
+    x = torch.bernoulli(torch.full((100, 784), 0.3))
+
+    def grads():
+        model.zero_grad()
+        torch.manual_seed(1)
+        nelbo = model.negative_elbo_bound(x)[0]
+        nelbo.backward()
+        return nelbo.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    stock_loss, stock = grads()
+    with train.fast_matmul("cpu"):
+        assert train._ONEDNN["library"] is not None
+        with train.fast_matmul("cpu"):                               # nested: one registration
+            pass
+        assert train._ONEDNN["library"] is not None
+        fast_loss, fast = grads()
+    assert train._ONEDNN["library"] is None and train._ONEDNN["depth"] == 0
+    assert abs(float(fast_loss) - float(stock_loss)) < 1e-3
+    for g_fast, g_stock in zip(fast, stock):
+        assert torch.allclose(g_fast, g_stock, rtol=1e-3, atol=1e-5)
+    again_loss, _ = grads()                                          # stock kernels are back
+    assert float(again_loss) == float(stock_loss)
+
+
+def test_probe_respects_vae_matmul(monkeypatch):
+    assert train._probe_onednn("blas") is False
+    monkeypatch.delenv("VAE_MATMUL", raising=False)
+    assert train._probe_onednn("auto") in (True, False)
+
+
+# --- the whole loop ----------------------------------------------------------------------
+
+def _plain_loop(model, images, iters, seed, lr=1e-3):
+    """The loop written plainly, on the same batches (same generator use as train.Binarizer)."""
+    binarizer = train.Binarizer(images, 100, torch.Generator(device=images.device).manual_seed(seed))
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    for _ in range(iters):
+        x = binarizer.next()
+        optimizer.zero_grad()
+        nelbo, kl, rec = model.negative_elbo_bound(x)
+        nelbo.backward()
+        optimizer.step()
+    return float(nelbo.detach())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_train_follows_the_plain_loop(mnist, device, monkeypatch):
+    """Same batches, same z draws, same Adam: the weights agree to float32 rounding."""
+    monkeypatch.setenv("VAE_MATMUL", "blas")
+    monkeypatch.setitem(train._ONEDNN, "pays", None)
+    images = mnist.to(device)
+    a, b = _twin_models(device)
+    torch.manual_seed(5)
+    _plain_loop(a, images, 20, seed=5)
+    torch.manual_seed(5)
+    train.train(b, images, 20, seed=5)
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(pa, pb, rtol=1e-4, atol=1e-5), name
+
+
+def test_train_reports_running_means_and_calls_progress(mnist):
+    torch.manual_seed(0)
+    model = vae.VAE()
+    seen = []
+    summary = train.train(model, mnist, 25, seed=0, progress=lambda step, s: seen.append((step, s)), log_every=10)
+    assert [step for step, _ in seen] == [10, 20, 25]
+    assert seen[-1][1] == summary and all(math.isfinite(v) for v in summary)
+    nelbo, kl, rec = summary
+    assert abs(nelbo - (kl + rec)) < 1e-3 * abs(nelbo)
+
+
+def test_window_mean_accepts_odd_shapes():
+    window = [(torch.tensor(3.0), torch.tensor([1.0]), torch.tensor([2.0, 2.0])) for _ in range(4)]
+    assert train._window_mean(window) == (3.0, 1.0, 2.0)
+
+
+@CUDA
+def test_cuda_training_and_evaluation(mnist):
+    torch.manual_seed(0)
+    model = vae.VAE().cuda()
+    test_x = torch.from_numpy(data.load_test_subset()[0]).cuda()
+    before = train.evaluate(model, test_x, repeats=5)[0]
+    summary = train.train(model, mnist.cuda(), 300, seed=0)
+    after = train.evaluate(model, test_x, repeats=5)[0]
+    assert all(math.isfinite(v) for v in summary)
+    assert after < before - 100, (before, after)
+    assert all(p.device.type == "cuda" for p in model.parameters())

@@ -1,0 +1,390 @@
+"""Generate the submission zoo: `python tests/submissions/make_zoo.py` (from the repo root).
+
+Every case is the reference solution (solution/utils.py, solution/vae.py) with one or more
+student regions (`# BEGIN SOLUTION` ... `# END SOLUTION`) replaced by a student's code;
+the regions it does not touch keep the reference code (markers dropped, as in a student's
+file). Only the files a case changes are written to `tests/submissions/<case>/`, as complete
+files, next to a `case.json`:
+
+    {"base": "solution" | "skeleton",
+     "expected": "full" | {"buggy": "<tag>"} | "zero",
+     "why": "...",
+     "subdir": "my_hw2"            (optional: where the files sit inside the submission)
+     "hint": ["...", ...]          (optional: words the failing outputs must contain)}
+
+tests/test_zoo.py assembles each submission in a temporary folder (the base's utils.py and
+vae.py, overlaid with the case's files), grades it, and checks that the committed files are
+what this script generates (`render()`), so edit CASES here, then rerun the script.
+"""
+import json
+import re
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+ZOO = Path(__file__).resolve().parent
+ROOT = ZOO.parent.parent
+SOLUTION = ROOT / "solution"
+
+FILE_OF = {"sample_gaussian": "utils.py", "kl_normal": "utils.py", "negative_elbo_bound": "vae.py"}
+BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION\s*$")
+END = re.compile(r"^\s*# END SOLUTION\s*$")
+DEF = re.compile(r"^\s*def (\w+)\(")
+
+# ---------------------------------------------------------------------------------------
+# Correct submissions, in different styles: full marks in every unit tag.
+# ---------------------------------------------------------------------------------------
+CORRECT = {
+    "distributions": dict(
+        why="torch.distributions.Normal(m, v.sqrt()).rsample(); KL via kl_divergence(Normal, Normal).sum(-1)",
+        code={
+            "sample_gaussian": """
+                z = torch.distributions.Normal(m, v.sqrt()).rsample()
+            """,
+            "kl_normal": """
+                q = torch.distributions.Normal(qm, qv.sqrt())
+                p = torch.distributions.Normal(pm, pv.sqrt())
+                kl = torch.distributions.kl_divergence(q, p).sum(-1)
+            """,
+        }),
+    "randn_broadcast_logvar": dict(
+        why="torch.randn(broadcast_shapes(...), dtype=, device=) with v ** 0.5; KL in log-variance form",
+        code={
+            "sample_gaussian": """
+                shape = torch.broadcast_shapes(m.shape, v.shape)
+                eps = torch.randn(shape, dtype=m.dtype, device=m.device)
+                z = m + v ** 0.5 * eps
+            """,
+            "kl_normal": """
+                q_logv, p_logv = torch.log(qv), torch.log(pv)
+                kl = 0.5 * torch.sum(p_logv - q_logv + torch.exp(q_logv - p_logv)
+                                     + (qm - pm) ** 2 * torch.exp(-p_logv) - 1, dim=-1)
+            """,
+        }),
+    "exp_half_log": dict(
+        why="std as exp(0.5 * log v), noise from randn_like(m); KL with log(pv / qv) and torch.sum(dim=-1)",
+        code={
+            "sample_gaussian": """
+                std = torch.exp(0.5 * torch.log(v))
+                z = m + std * torch.randn_like(m)
+            """,
+            "kl_normal": """
+                kl = 0.5 * torch.sum(torch.log(pv / qv) + qv / pv + (qm - pm) ** 2 / pv - 1, dim=-1)
+            """,
+        }),
+    "normal_inplace_loop": dict(
+        why="noise from zeros_like(m + std).normal_() (in place on a fresh tensor), mul/add methods; "
+            "KL accumulated over the dimensions in a Python loop",
+        code={
+            "sample_gaussian": """
+                std = torch.sqrt(v)
+                eps = torch.zeros_like(m + std).normal_()
+                z = eps.mul(std).add(m)
+            """,
+            "kl_normal": """
+                pm, pv = pm.expand_as(qm), pv.expand_as(qv)
+                kl = torch.zeros_like(qm[..., 0])
+                for j in range(qm.shape[-1]):
+                    kl = kl + 0.5 * (torch.log(pv[..., j] / qv[..., j])
+                                     + (qv[..., j] + (qm[..., j] - pm[..., j]) ** 2) / pv[..., j] - 1)
+            """,
+        }),
+    "bce_with_logits": dict(
+        why="rec via F.binary_cross_entropy_with_logits(logits, x, reduction='none').sum(-1), batch means first",
+        imports={"vae.py": ["import torch.nn.functional as F"]},
+        code={
+            "negative_elbo_bound": """
+                m, v = self.enc(x)
+                z = ut.sample_gaussian(m, v)
+                logits = self.dec(z)
+                rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1).mean()
+                kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
+                nelbo = kl + rec
+            """,
+        }),
+    "bernoulli_distribution": dict(
+        why="rec via torch.distributions.Bernoulli(logits=...).log_prob(x).sum(-1); prior expanded to q's shape",
+        code={
+            "negative_elbo_bound": """
+                qm, qv = self.enc(x)
+                kl = ut.kl_normal(qm, qv, self.z_prior_m.expand_as(qm), self.z_prior_v.expand_as(qv))
+                z = ut.sample_gaussian(qm, qv)
+                p_x_given_z = torch.distributions.Bernoulli(logits=self.dec(z))
+                rec = -p_x_given_z.log_prob(x).sum(-1)
+                nelbo = torch.mean(kl + rec)
+                kl, rec = torch.mean(kl), torch.mean(rec)
+            """,
+        }),
+    "all_distributions": dict(
+        why="negative_elbo_bound with torch.distributions everywhere: q.rsample(), kl_divergence, Bernoulli "
+            "(never calls ut.sample_gaussian, so the rec term is judged statistically)",
+        code={
+            "negative_elbo_bound": """
+                D = torch.distributions
+                m, v = self.enc(x)
+                q = D.Normal(m, v.sqrt())
+                prior = D.Normal(self.z_prior_m, self.z_prior_v.sqrt())
+                kl = D.kl_divergence(q, prior).sum(-1).mean()
+                z = q.rsample()
+                rec = -D.Bernoulli(logits=self.dec(z)).log_prob(x).sum(-1).mean()
+                nelbo = kl + rec
+            """,
+        }),
+    "sum_over_batch_size": dict(
+        why="batch means written as .sum() / batch_size",
+        code={
+            "negative_elbo_bound": """
+                batch_size = x.shape[0]
+                m, v = self.enc(x)
+                z = ut.sample_gaussian(m, v)
+                kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).sum() / batch_size
+                rec = -ut.log_bernoulli_with_logits(x, self.dec(z)).sum() / batch_size
+                nelbo = kl + rec
+            """,
+        }),
+    "multivariate_normal": dict(
+        why="a full-covariance MultivariateNormal with diag_embed(v): rsample() and kl_divergence (Cholesky-based)",
+        code={
+            "sample_gaussian": """
+                z = torch.distributions.MultivariateNormal(m, torch.diag_embed(v)).rsample()
+            """,
+            "kl_normal": """
+                q = torch.distributions.MultivariateNormal(qm, torch.diag_embed(qv))
+                p = torch.distributions.MultivariateNormal(pm.expand_as(qm), torch.diag_embed(pv.expand_as(qv)))
+                kl = torch.distributions.kl_divergence(q, p)
+            """,
+        }),
+    "logsigmoid": dict(
+        why="rec written out with F.logsigmoid: x * logsigmoid(l) + (1 - x) * logsigmoid(-l)",
+        imports={"vae.py": ["from torch.nn import functional as F"]},
+        code={
+            "negative_elbo_bound": """
+                mu, var = self.enc(x)
+                z = ut.sample_gaussian(mu, var)
+                logits = self.dec(z)
+                log_px = (x * F.logsigmoid(logits) + (1 - x) * F.logsigmoid(-logits)).sum(dim=1)
+                kl = ut.kl_normal(mu, var, self.z_prior_m, self.z_prior_v).mean()
+                rec = -log_px.mean()
+                nelbo = rec + kl
+            """,
+        }),
+    "subfolder": dict(
+        why="both files in a subfolder my_hw2/ (as zipped by a student), with a stale untouched stub in "
+            "my_hw2/backup/utils.py; addcmul sampler, KL with .square(), nelbo as -(elbo).mean()",
+        subdir="my_hw2",
+        extra={"backup/utils.py": "skeleton:utils.py"},
+        code={
+            "sample_gaussian": """
+                z = torch.addcmul(m, v.sqrt(), torch.randn_like(m))
+            """,
+            "kl_normal": """
+                kl = (0.5 * (pv.log() - qv.log()) + (qv + (qm - pm).square()) / (2 * pv) - 0.5).sum(-1)
+            """,
+            "negative_elbo_bound": """
+                m, v = self.enc(x)
+                kl_per_image = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v)
+                log_px = ut.log_bernoulli_with_logits(x, self.dec(ut.sample_gaussian(m, v)))
+                elbo = log_px - kl_per_image
+                nelbo = -elbo.mean()
+                kl = kl_per_image.mean()
+                rec = -log_px.mean()
+            """,
+        }),
+}
+
+# ---------------------------------------------------------------------------------------
+# Buggy submissions: one typical mistake each; they must lose points in their tag only.
+# ---------------------------------------------------------------------------------------
+REF_SG = "eps = torch.randn_like(m + v)\nz = m + torch.sqrt(v) * eps"
+REF_KL = "element_wise = 0.5 * (torch.log(pv) - torch.log(qv) + qv / pv + (qm - pm).pow(2) / pv - 1)"
+
+
+def _kl(element_wise, reduce="kl = element_wise.sum(-1)"):
+    return f"element_wise = {element_wise}\n{reduce}"
+
+
+def _elbo(kl="kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v)",
+          z="z = ut.sample_gaussian(m, v)",
+          rec="rec = -ut.log_bernoulli_with_logits(x, self.dec(z))",
+          nelbo="nelbo = kl + rec",
+          means="nelbo, kl, rec = nelbo.mean(), kl.mean(), rec.mean()"):
+    return "\n".join(["m, v = self.enc(x)", kl, z, rec, nelbo, means])
+
+
+BUGGY = {
+    # sample_gaussian -------------------------------------------------------------------
+    "sg_variance_as_std": ("sample_gaussian", "the variance used as the standard deviation: m + v * eps",
+                           "eps = torch.randn_like(m + v)\nz = m + v * eps", ["sqrt(v)"]),
+    "sg_fourth_root": ("sample_gaussian", "sqrt applied twice: m + v ** 0.25 * eps",
+                       "eps = torch.randn_like(m + v)\nz = m + torch.sqrt(torch.sqrt(v)) * eps", ["sqrt(v)"]),
+    "sg_exp_v": ("sample_gaussian", "v treated as a log-variance: m + exp(v) * eps",
+                 "eps = torch.randn_like(m + v)\nz = m + torch.exp(v) * eps", []),
+    "sg_shared_noise_across_batch": ("sample_gaussian", "one noise vector of shape (dim,) shared by every row",
+                                     "eps = torch.randn(m.shape[-1], dtype=m.dtype)\nz = m + torch.sqrt(v) * eps", []),
+    "sg_noise_per_row": ("sample_gaussian", "one noise value per row, shared by every column: randn(batch, 1)",
+                         "eps = torch.randn(*m.shape[:-1], 1, dtype=m.dtype)\nz = m + torch.sqrt(v) * eps",
+                         ["correlated"]),
+    "sg_randn_like_v": ("sample_gaussian", "noise drawn with v's shape (randn_like(v)): when v broadcasts, as (1, dim), "
+                                           "every row gets the same noise",
+                        "z = m + torch.sqrt(v) * torch.randn_like(v)", []),
+    "sg_manual_seed": ("sample_gaussian", "torch.manual_seed(0) inside the function: the same noise every call",
+                       "torch.manual_seed(0)\n" + REF_SG, ["seed"]),
+    "sg_torch_normal": ("sample_gaussian", "torch.normal(m, sqrt(v)): no pathwise gradient",
+                        "z = torch.normal(m.expand(torch.broadcast_shapes(m.shape, v.shape)), "
+                        "torch.sqrt(v).expand(torch.broadcast_shapes(m.shape, v.shape)))", ["torch.normal"]),
+    "sg_detached": ("sample_gaussian", "the sample is detached from the graph",
+                    REF_SG + "\nz = z.detach()", ["gradient"]),
+    "sg_no_grad": ("sample_gaussian", "the sample is built under torch.no_grad()",
+                   "with torch.no_grad():\n    eps = torch.randn_like(m + v)\n    z = m + torch.sqrt(v) * eps",
+                   ["gradient"]),
+    "sg_inplace_sqrt": ("sample_gaussian", "v.sqrt_() modifies the caller's variance in place",
+                        "std = v.sqrt_()\nz = m + std * torch.randn_like(m + std)", []),
+    "sg_returns_mean": ("sample_gaussian", "no noise at all: returns m", "z = m", ["noise"]),
+    "sg_numpy_noise_float64": ("sample_gaussian", "noise from numpy (float64): float32 inputs give a float64 sample",
+                               "shape = torch.broadcast_shapes(m.shape, v.shape)\n"
+                               "eps = torch.from_numpy(np.random.randn(*shape))\nz = m + torch.sqrt(v) * eps",
+                               ["dtype"], {"utils.py": ["import numpy as np"]}),
+    "sg_float32_noise": ("sample_gaussian", "noise always float32 on the CPU: torch.randn(shape) without dtype= "
+                                            "or device= (float64 inputs get float32-resolution noise; CUDA inputs "
+                                            "fail)",
+                         "eps = torch.randn(torch.broadcast_shapes(m.shape, v.shape))\nz = m + torch.sqrt(v) * eps",
+                         []),
+    # kl_normal -------------------------------------------------------------------------
+    "kl_missing_half": ("kl_normal", "the factor 1/2 is missing",
+                        _kl("torch.log(pv) - torch.log(qv) + qv / pv + (qm - pm).pow(2) / pv - 1"), ["1/2"]),
+    "kl_reversed": ("kl_normal", "KL(p || q) instead of KL(q || p)",
+                    _kl("0.5 * (torch.log(qv) - torch.log(pv) + pv / qv + (pm - qm).pow(2) / qv - 1)"),
+                    ["reversed"]),
+    "kl_sum_all_dims": ("kl_normal", "sum over every dimension: one scalar instead of (batch,)",
+                        _kl(REF_KL.split(" = ", 1)[1], "kl = element_wise.sum()"), ["one number"]),
+    "kl_sum_batch_dim": ("kl_normal", "sum over the batch dimension (dim=0) instead of the last",
+                         _kl(REF_KL.split(" = ", 1)[1], "kl = element_wise.sum(0)"), ["shape"]),
+    "kl_mean_last_dim": ("kl_normal", "mean over the last dimension instead of a sum",
+                         _kl(REF_KL.split(" = ", 1)[1], "kl = element_wise.mean(-1)"), ["mean over the last"]),
+    "kl_missing_minus_one": ("kl_normal", "the '- 1' term is missing",
+                             _kl("0.5 * (torch.log(pv) - torch.log(qv) + qv / pv + (qm - pm).pow(2) / pv)"),
+                             ["- 1"]),
+    "kl_variance_as_std": ("kl_normal", "the standard-deviation formula applied to variances",
+                           _kl("torch.log(pv / qv) + (qv ** 2 + (qm - pm) ** 2) / (2 * pv ** 2) - 0.5"),
+                           ["standard deviation"]),
+    "kl_log_sign": ("kl_normal", "wrong sign of the log-variance term: log(qv / pv)",
+                    _kl("0.5 * (torch.log(qv) - torch.log(pv) + qv / pv + (qm - pm).pow(2) / pv - 1)"),
+                    ["wrong sign"]),
+    "kl_detached": ("kl_normal", "the result is detached (no gradient)",
+                    _kl(REF_KL.split(" = ", 1)[1], "kl = element_wise.sum(-1).detach()"), ["gradient"]),
+    # negative_elbo_bound ---------------------------------------------------------------
+    "elbo_decodes_mean": ("negative_elbo_bound", "decodes the mean of q(z|x) instead of a sample",
+                          _elbo(z="z = m"), ["mean of q"]),
+    "elbo_sum_over_batch": ("negative_elbo_bound", "sums over the batch instead of averaging",
+                            _elbo(means="nelbo, kl, rec = nelbo.sum(), kl.sum(), rec.sum()"), ["sum over the batch"]),
+    "elbo_mse": ("negative_elbo_bound", "squared error instead of the Bernoulli log-likelihood",
+                 _elbo(rec="rec = ((x - torch.sigmoid(self.dec(z))) ** 2).sum(-1)"), ["MSE"]),
+    "elbo_mean_over_pixels": ("negative_elbo_bound", "mean over pixels instead of a sum (BCE's default reduction)",
+                              _elbo(rec="rec = torch.nn.functional.binary_cross_entropy_with_logits(self.dec(z), x)"),
+                              ["mean over pixels"]),
+    "elbo_kl_sign": ("negative_elbo_bound", "the kl term with its sign flipped",
+                     _elbo(kl="kl = -ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v)"), ["sign"]),
+    "elbo_rec_no_minus": ("negative_elbo_bound", "rec = +log p(x|z): the minus sign is missing",
+                          _elbo(rec="rec = ut.log_bernoulli_with_logits(x, self.dec(z))"), ["sign"]),
+    "elbo_missing_kl": ("negative_elbo_bound", "nelbo = rec: the kl term is left out of nelbo",
+                        _elbo(nelbo="nelbo = rec"), ["kl + rec"]),
+    "elbo_returns_elbo": ("negative_elbo_bound", "returns the ELBO (-(kl + rec)) instead of the negative ELBO",
+                          _elbo(nelbo="nelbo = -(kl + rec)"), ["kl + rec"]),
+    "elbo_detached_z": ("negative_elbo_bound", "z is detached: no gradient through the sample to the encoder",
+                        _elbo(z="z = ut.sample_gaussian(m, v).detach()"), ["detached"]),
+    "elbo_reversed_kl_args": ("negative_elbo_bound", "kl_normal(prior, q): the arguments swapped",
+                              _elbo(kl="kl = ut.kl_normal(self.z_prior_m, self.z_prior_v, m, v)"), []),
+    "elbo_std_to_sampler": ("negative_elbo_bound", "passes the standard deviation sqrt(v) to sample_gaussian",
+                            _elbo(z="z = ut.sample_gaussian(m, torch.sqrt(v))"), ["sqrt(v)"]),
+}
+
+
+def cases():
+    """{case folder name: spec} with spec = dict(expected, why, code, imports, subdir, extra, hint)."""
+    out = {}
+    for name, spec in CORRECT.items():
+        out[f"{name}_full"] = dict(spec, expected="full")
+    for name, (function, why, code, hint, *imports) in BUGGY.items():
+        out[f"{name}_buggy"] = dict(expected={"buggy": function}, why=why, code={function: code}, hint=hint,
+                                    imports=imports[0] if imports else {})
+    out["skeleton_zero"] = dict(expected="zero", base="skeleton", code={},
+                                why="the untouched handout (assignment/): every function raises NotImplementedError")
+    return out
+
+
+def student_file(text, code, extra_imports=(), filename="<file>"):
+    """The solution `text` with the regions of the functions in `code` replaced by that code."""
+    out, region, function, indent = [], None, None, ""
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+        if region is None:
+            if match := DEF.match(line):
+                function = match.group(1)
+            if match := BEGIN.match(line):
+                region, indent = function, match.group(1)
+                if function in code:
+                    body = textwrap.dedent(code[function]).strip("\n")
+                    out.append(textwrap.indent(body, indent) + "\n")
+                continue
+            out.append(line)
+        elif END.match(line):
+            region = None
+        elif region not in code:
+            out.append(line)
+    if region is not None:
+        raise ValueError(f"{filename}: unclosed solution region in {region}")
+    missing = set(code) - {m for m in re.findall(r"^\s*def (\w+)\(", text, re.M)}
+    if missing:
+        raise ValueError(f"{filename}: no function {sorted(missing)}")
+    rendered = "".join(out)
+    if extra_imports:
+        lines = rendered.splitlines(keepends=True)
+        last = max(i for i, line in enumerate(lines) if re.match(r"^(import|from) \S", line))
+        lines[last + 1:last + 1] = [f"{line}\n" for line in extra_imports]
+        rendered = "".join(lines)
+    return rendered
+
+
+def render(solution_dir=SOLUTION, assignment_dir=None):
+    """{path relative to the zoo folder: text} of every generated file."""
+    from autograder.skeleton import strip_solutions     # the handout, exactly as `assign` writes it
+
+    texts = {name: (Path(solution_dir) / name).read_text() for name in ("utils.py", "vae.py")}
+    files = {}
+    for case, spec in cases().items():
+        meta = {"base": spec.get("base", "solution"), "expected": spec["expected"], "why": spec["why"]}
+        if spec.get("subdir"):
+            meta["subdir"] = spec["subdir"]
+        if spec.get("hint"):
+            meta["hint"] = spec["hint"]
+        files[f"{case}/case.json"] = json.dumps(meta, indent=2) + "\n"
+        prefix = f"{case}/{spec['subdir']}/" if spec.get("subdir") else f"{case}/"
+        touched = {FILE_OF[function] for function in spec["code"]}
+        if spec.get("subdir"):
+            touched = {"utils.py", "vae.py"}     # a zipped folder holds both files
+        for name in sorted(touched):
+            code = {f: c for f, c in spec["code"].items() if FILE_OF[f] == name}
+            files[prefix + name] = student_file(texts[name], code, spec.get("imports", {}).get(name, ()),
+                                                f"{case}/{name}")
+        for path, source in spec.get("extra", {}).items():
+            kind, name = source.split(":")
+            assert kind == "skeleton"
+            files[prefix + path] = strip_solutions(texts[name], name)
+    return files
+
+
+def main():
+    sys.path.insert(0, str(ROOT))
+    files = render()
+    for folder in ZOO.iterdir():
+        if folder.is_dir() and (folder / "case.json").exists():
+            shutil.rmtree(folder)
+    for path, text in files.items():
+        target = ZOO / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    print(f"wrote {len(files)} files for {len(cases())} cases under {ZOO}")
+
+
+if __name__ == "__main__":
+    main()

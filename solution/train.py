@@ -182,9 +182,9 @@ def _probe_onednn(choice):
 
         def best(fn):
             times = []
-            for _ in range(7):
+            for _ in range(5):
                 start = time.perf_counter()
-                for _ in range(3):
+                for _ in range(2):
                     fn()
                 times.append(time.perf_counter() - start)
             return min(times)

@@ -8,8 +8,9 @@ How it is made fast (none of this changes what is computed; see bench/ for the f
 - nothing waits for the device: no `.item()` per step; the running loss is read every
   `log_every` steps;
 - binarization costs a table lookup and 16 random bits per pixel, written straight to float;
-- Adam runs its fused kernel for all parameters at once, without the per-call bookkeeping of
-  `optimizer.step()` (same kernel, same arguments);
+- Adam runs torch's fused kernel for all parameters at once (`FusedAdam`: the same kernel and
+  arguments as `torch.optim.Adam(fused=True)`, without torch.optim's per-call bookkeeping or
+  its start-up cost);
 - float32 matrix products on the CPU go through oneDNN when a start-up probe finds it clearly
   faster than the default BLAS (MKL takes a generic AVX2 path on AMD processors, oneDNN uses
   AVX-512 there). VAE_MATMUL=blas turns this off, VAE_MATMUL=onednn forces it.
@@ -76,51 +77,59 @@ def make_optimizer(model, lr):
     return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr, fused=fused)
 
 
-def _adam_stepper(optimizer):
-    """-> a callable equivalent to `optimizer.step()`.
+class FusedAdam:
+    """Adam exactly as `torch.optim.Adam(params, lr, fused=True)` computes it: the same fused
+    kernel with the same arguments and the same state (exp_avg, exp_avg_sq, a float32 step
+    count per parameter), default betas (0.9, 0.999) and eps 1e-8.
 
-    For a plain fused Adam (one parameter group, no amsgrad, weight decay, maximize, hooks;
-    one device and dtype) it calls the same kernel with the same arguments as
-    `torch.optim.Adam._fused_adam` does, without the per-call bookkeeping (about 0.1 ms a
-    step on a CPU). The first step, and any step where a parameter has no gradient, goes
-    through `optimizer.step()` itself, which also creates the state.
+    What it leaves out is torch.optim's per-call bookkeeping (about 0.1 ms a step on a CPU)
+    and its first-call import of torch._dynamo (about 70 MB and a second at start-up).
+    Parameters without a gradient are skipped for the step, as torch.optim does.
     """
-    import torch.optim.optimizer as optim_module
-    group = optimizer.param_groups[0]
-    plain = (type(optimizer) is torch.optim.Adam and len(optimizer.param_groups) == 1
-             and hasattr(torch, "_fused_adam_")
-             and group.get("fused") and not group.get("amsgrad") and not group.get("maximize")
-             and not group.get("differentiable") and not group.get("capturable")
-             and not group.get("decoupled_weight_decay") and group.get("weight_decay") == 0
-             and all(isinstance(group[k], float) for k in ("lr", "eps"))
-             and all(isinstance(b, float) for b in group["betas"])
-             and not optimizer._optimizer_step_pre_hooks and not optimizer._optimizer_step_post_hooks
-             and not getattr(optim_module, "_global_optimizer_pre_hooks", None)
-             and not getattr(optim_module, "_global_optimizer_post_hooks", None)
-             and len({(p.device, p.dtype) for p in group["params"]}) == 1)
-    if not plain:
-        return optimizer.step
-    params = list(group["params"])
-    lists = []
 
-    def step():
-        if not lists:                          # first step: let Adam create its state
-            optimizer.step()
-            if all(len(optimizer.state[p]) == 3 for p in params):
-                lists.extend(([optimizer.state[p][k] for p in params] for k in ("exp_avg", "exp_avg_sq", "step")))
-            return
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
+        self.exp_avgs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        self.exp_avg_sqs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
+
+    @staticmethod
+    def supports(params):
+        """Whether the fused kernel takes these parameters (one device, CPU or CUDA, one float dtype)."""
+        params = [p for p in params if p.requires_grad]
+        return (hasattr(torch, "_fused_adam_") and len({(p.device, p.dtype) for p in params}) == 1
+                and params[0].device.type in ("cpu", "cuda") and params[0].is_floating_point())
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        if all(p.grad is not None for p in self.params):
+            params, exp_avgs, exp_avg_sqs, steps = self.params, self.exp_avgs, self.exp_avg_sqs, self.steps
+        else:
+            live = [i for i, p in enumerate(self.params) if p.grad is not None]
+            if not live:
+                return
+            params, exp_avgs, exp_avg_sqs, steps = (
+                [items[i] for i in live] for items in (self.params, self.exp_avgs, self.exp_avg_sqs, self.steps))
         grads = [p.grad for p in params]
-        if any(g is None or g.is_sparse for g in grads):
-            optimizer.step()
-            return
-        exp_avgs, exp_avg_sqs, steps = lists
-        beta1, beta2 = group["betas"]
-        with torch.no_grad():
-            torch._foreach_add_(steps, 1)
-            torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
-                               lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=0.0,
-                               eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
-    return step
+        if any(g.is_sparse for g in grads):
+            raise RuntimeError("Adam does not support sparse gradients")
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=self.lr,
+                           beta1=self.betas[0], beta2=self.betas[1], weight_decay=0.0, eps=self.eps,
+                           maximize=False, grad_scale=None, found_inf=None)
+
+
+def _training_optimizer(model, lr):
+    """FusedAdam where the kernel exists for these parameters, else make_optimizer's torch.optim.Adam."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if params and FusedAdam.supports(params):
+        return FusedAdam(params, lr)
+    return make_optimizer(model, lr)
 
 
 # ---------------------------------------------------------------------------------------
@@ -241,20 +250,17 @@ def train(model, train_images_u8, iters, batch=100, lr=1e-3, seed=0, progress=No
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     binarizer = Binarizer(train_images_u8, batch, generator)
-    optimizer = make_optimizer(model, lr)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    adam_step = _adam_stepper(optimizer)
+    optimizer = _training_optimizer(model, lr)
     model.train()
     window = []
     summary = (float("nan"),) * 3
     with fast_matmul(device):
         for step in range(1, iters + 1):
             x = binarizer.next()
-            for p in params:                   # optimizer.zero_grad(set_to_none=True)
-                p.grad = None
+            optimizer.zero_grad()              # sets the gradients to None
             nelbo, kl, rec = model.negative_elbo_bound(x)
             nelbo.backward()
-            adam_step()
+            optimizer.step()
             window.append((nelbo.detach(), kl.detach(), rec.detach()))
             if step % log_every == 0 or step == iters:
                 summary = _window_mean(window)  # the only host sync

@@ -62,12 +62,13 @@ def save_pictures(model, test_x, out_dir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    shown = test_x[::5][:20]                                            # two of each digit
     with torch.no_grad():
         samples = model.sample_sigmoid(200).cpu().reshape(10, 20, 28, 28)
-        recon = model.compute_sigmoid_given(model.enc(test_x[:20])[0]).cpu().reshape(20, 28, 28)
+        recon = model.compute_sigmoid_given(model.enc(shown)[0]).cpu().reshape(20, 28, 28)
     grid = samples.permute(0, 2, 1, 3).reshape(280, 560).numpy()
     plt.imsave(out_dir / "samples.png", grid, cmap="gray", vmin=0, vmax=1)
-    pairs = torch.stack((test_x[:20].cpu().reshape(20, 28, 28), recon))          # (2, 20, 28, 28)
+    pairs = torch.stack((shown.cpu().reshape(20, 28, 28), recon))              # (2, 20, 28, 28)
     plt.imsave(out_dir / "reconstructions.png", pairs.permute(0, 2, 1, 3).reshape(56, 560).numpy(),
                cmap="gray", vmin=0, vmax=1)
 

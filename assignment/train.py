@@ -270,19 +270,45 @@ def train(model, train_images_u8, iters, batch=100, lr=1e-3, seed=0, progress=No
     return summary
 
 
+# Evaluations run in pieces of at most this many rows (data points x importance samples), so
+# that memory stays small (a 784-wide float32 tensor of 2,000 rows is 6 MB) whatever the repeats.
+_EVAL_ROWS = 2000
+
+
+def _mean_in_pieces(bound, x, repeats, samples_per_row=1):
+    """Mean over `repeats` copies of x of `bound(rows)`'s values (each a mean over its rows),
+    computed on pieces of at most _EVAL_ROWS // samples_per_row rows -> tuple of floats.
+
+    Stacking copies of x, or splitting x, changes nothing but the summation order: every
+    piece's values are means over its rows, so the row-weighted mean of the pieces is the
+    mean over all rows of all copies.
+    """
+    rows = max(1, _EVAL_ROWS // samples_per_row)
+    if rows >= len(x):                                     # whole copies of x per call
+        copies = max(1, rows // len(x))
+        pieces = [(x.repeat(min(copies, repeats - done), 1)) for done in range(0, repeats, copies)]
+    else:                                                  # slices of x, every slice `repeats` times
+        pieces = [x[start:start + rows] for _ in range(repeats) for start in range(0, len(x), rows)]
+    totals, weight = None, 0
+    for piece in pieces:
+        weighted = [len(piece) * float(v) for v in bound(piece)]
+        totals = weighted if totals is None else [t + w for t, w in zip(totals, weighted)]
+        weight += len(piece)
+    return tuple(t / weight for t in totals)
+
+
 @torch.no_grad()
 def evaluate(model, x, repeats=100, bound=None):
     """Mean of `repeats` evaluations of the negative ELBO on x -> (nelbo, kl, rec) floats.
 
-    The repeats run as one batch of x stacked `repeats` times: each is a batch mean, so
-    the mean of the stacked batch equals the mean of the repeats.
+    Each evaluation is a batch mean, so the repeats run as copies of x stacked into a few
+    large batches (see _mean_in_pieces); the mean of those is the mean of the repeats.
     `bound`: a callable(model, x) -> (nelbo, kl, rec); default the model's own method.
     """
     model.eval()
-    stacked = x.repeat(repeats, 1)
+    call = (lambda rows: bound(model, rows)) if bound is not None else model.negative_elbo_bound
     with fast_matmul(x.device):
-        values = bound(model, stacked) if bound is not None else model.negative_elbo_bound(stacked)
-        return tuple(float(v) for v in values)
+        return _mean_in_pieces(call, x, repeats)
 
 
 @torch.no_grad()
@@ -293,8 +319,7 @@ def evaluate_iwae(model, x, sample_counts=(1, 10, 100, 1000), samples_per_point=
     with fast_matmul(x.device):
         for iw in sample_counts:
             repeats = max(1, samples_per_point // iw)
-            total = sum(float(model.negative_iwae_bound(x, iw)[0]) for _ in range(repeats))
-            results[iw] = total / repeats
+            results[iw] = _mean_in_pieces(lambda rows: model.negative_iwae_bound(rows, iw), x, repeats, iw)[0]
     return results
 
 

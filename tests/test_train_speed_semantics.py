@@ -245,6 +245,53 @@ def test_window_mean_accepts_odd_shapes():
     assert train._window_mean(window) == (3.0, 1.0, 2.0)
 
 
+# --- evaluation in pieces ------------------------------------------------------------------
+
+def _row_mean_bound(rows):
+    """A deterministic 'bound': three batch means of per-row statistics."""
+    per_row = rows.double().sum(-1)
+    return per_row.mean(), (per_row ** 2).mean(), rows.double()[:, 0].mean()
+
+
+@pytest.mark.parametrize("n, repeats, samples", [(100, 100, 1), (100, 7, 1), (100, 3, 1000), (37, 11, 100),
+                                                  (5000, 2, 1), (100, 1, 1)])
+def test_mean_in_pieces_equals_one_big_batch(n, repeats, samples):
+    x = torch.rand(n, 6, generator=torch.Generator().manual_seed(n))
+    calls = []
+
+    def bound(rows):
+        calls.append(len(rows))
+        return _row_mean_bound(rows)
+
+    got = train._mean_in_pieces(bound, x, repeats, samples)
+    want = [float(v) for v in _row_mean_bound(x.repeat(repeats, 1))]
+    assert got == pytest.approx(want, rel=1e-12)
+    assert max(calls) <= max(1, train._EVAL_ROWS // samples) or max(calls) == n <= train._EVAL_ROWS
+    assert sum(calls) == n * repeats
+
+
+def test_evaluate_uses_bounded_batches_and_the_given_bound():
+    x = torch.rand(100, 784).round()
+    sizes = []
+
+    def bound(model, rows):
+        sizes.append(len(rows))
+        return _row_mean_bound(rows)
+
+    got = train.evaluate(vae.VAE(), x, repeats=100, bound=bound)
+    assert got == pytest.approx([float(v) for v in _row_mean_bound(x)], rel=1e-12)
+    assert sum(sizes) == 10000 and max(sizes) <= train._EVAL_ROWS
+
+
+def test_evaluate_iwae_runs_every_sample_count():
+    torch.manual_seed(0)
+    model = vae.VAE()
+    x = torch.rand(20, 784).round()
+    results = train.evaluate_iwae(model, x, sample_counts=(1, 10, 100), samples_per_point=100)
+    assert sorted(results) == [1, 10, 100] and all(math.isfinite(v) for v in results.values())
+    assert results[100] < results[1]
+
+
 @CUDA
 def test_cuda_training_and_evaluation(mnist):
     torch.manual_seed(0)

@@ -73,8 +73,13 @@ class Binarizer:
 
 
 def make_optimizer(model, lr):
-    fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
-    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr, fused=fused)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if all(p.device.type in ("cpu", "cuda") for p in params):
+        try:
+            return torch.optim.Adam(params, lr=lr, fused=True)
+        except RuntimeError:                   # an older torch without the fused CPU kernel
+            pass
+    return torch.optim.Adam(params, lr=lr)
 
 
 class FusedAdam:
@@ -98,8 +103,17 @@ class FusedAdam:
     def supports(params):
         """Whether the fused kernel takes these parameters (one device, CPU or CUDA, one float dtype)."""
         params = [p for p in params if p.requires_grad]
-        return (hasattr(torch, "_fused_adam_") and len({(p.device, p.dtype) for p in params}) == 1
-                and params[0].device.type in ("cpu", "cuda") and params[0].is_floating_point())
+        if not (hasattr(torch, "_fused_adam_") and len({(p.device, p.dtype) for p in params}) == 1
+                and params[0].device.type in ("cpu", "cuda") and params[0].is_floating_point()):
+            return False
+        try:                                   # older torch has the kernel for CUDA only
+            p, g, m, v = (torch.zeros(2, dtype=params[0].dtype, device=params[0].device) for _ in range(4))
+            torch._fused_adam_([p], [g], [m], [v], [], [torch.zeros((), dtype=torch.float32, device=p.device)], amsgrad=False,
+                               lr=1e-3, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, maximize=False,
+                               grad_scale=None, found_inf=None)
+        except (RuntimeError, NotImplementedError, TypeError):
+            return False
+        return True
 
     def zero_grad(self):
         for p in self.params:
@@ -225,7 +239,8 @@ def fast_matmul(device):
         _ONEDNN["depth"] -= 1
         if _ONEDNN["depth"] == 0:
             library, _ONEDNN["library"] = _ONEDNN["library"], None
-            library._destroy()
+            if hasattr(library, "_destroy"):  # older torch: the kernels stay (same results)
+                library._destroy()
 
 
 # ---------------------------------------------------------------------------------------

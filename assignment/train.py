@@ -108,7 +108,8 @@ class FusedAdam:
             return False
         try:                                   # older torch has the kernel for CUDA only
             p, g, m, v = (torch.zeros(2, dtype=params[0].dtype, device=params[0].device) for _ in range(4))
-            torch._fused_adam_([p], [g], [m], [v], [], [torch.zeros((), dtype=torch.float32, device=p.device)], amsgrad=False,
+            step = torch.zeros((), dtype=torch.float32, device=p.device)
+            torch._fused_adam_([p], [g], [m], [v], [], [step], amsgrad=False,
                                lr=1e-3, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, maximize=False,
                                grad_scale=None, found_inf=None)
         except (RuntimeError, NotImplementedError, TypeError):

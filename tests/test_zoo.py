@@ -81,22 +81,8 @@ def show(tests):
 
 # Where the grader is known to be wrong (reported; see the reasons). strict: a fix turns these red,
 # so that the entry is removed.
-SCORE_GAPS = {
-    "sg_float32_noise_buggy": "grader gap: on a CPU-only grader, float32 noise from torch.randn(shape) is promoted "
-                              "to float64 and the device check runs only when CUDA is available, so this loses "
-                              "no points",
-    "sg_randn_like_v_buggy": "grader gap: no check draws with v smaller than m (v of shape (1, dim)) and looks at "
-                             "the independence of the rows, so noise shared across the batch passes",
-}
-FEEDBACK_GAPS = {
-    "kl_sum_all_dims_buggy": "grader bug: kl.py test_properties indexes kl_pq[positive] without checking the shape "
-                             "of the result (IndexError -> 'The autograder itself failed')",
-    "kl_sum_batch_dim_buggy": "grader bug: kl.py test_properties indexes kl_pq[positive] without checking the shape "
-                              "of the result (IndexError -> 'The autograder itself failed')",
-    "sg_torch_normal_buggy": "feedback gap: torch.normal(m, std) returns requires_grad=True with zero gradients, "
-                             "so the student reads 'dz/dm should be 1 everywhere, got [0, ...]' and never the "
-                             "torch.normal hint",
-}
+SCORE_GAPS = {}
+FEEDBACK_GAPS = {}
 _GRADED = {}
 
 

@@ -168,11 +168,18 @@ class NegativeElboBoundChecks(unittest.TestCase):
         rec = oracle.reconstruction(xt, model.dec(z))
         (kl + rec).mean().backward()
         expected = model.enc.net[4].weight.grad.numpy().astype(np.float64)
+        _, got_kl, got_rec = _terms(reply)
+        values_right = np.isclose(got_kl, kl.mean().item(), rtol=1e-4, atol=1e-4) and \
+            np.isclose(got_rec, rec.mean().item(), rtol=1e-4, atol=1e-3)
         for rows, part in ((slice(0, config.Z_DIM), "mean"), (slice(config.Z_DIM, None), "variance")):
             got, want = grad_head[rows], expected[rows]
             close = np.allclose(got, want, rtol=1e-2, atol=1e-3 * np.abs(want).max())
-            hint = " Is z detached, or drawn without the reparameterization trick?" if part == "mean" else \
-                " Does the sample z depend on v through sqrt(v)?"
+            if not values_right:
+                hint = " The values of kl and rec differ from the reference too (see the checks above): fix those first."
+            elif part == "mean":
+                hint = " Is z detached, or drawn without the reparameterization trick?"
+            else:
+                hint = " Does the sample z depend on v through sqrt(v)?"
             self.assertTrue(close, f"The gradient reaching the encoder's {part} output differs from the reference "
                                    f"(expected {describe(want)}, got {describe(got)}).{hint}")
         for name in ("dec.net.4.weight",):

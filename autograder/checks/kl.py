@@ -98,8 +98,8 @@ class KlNormalChecks(unittest.TestCase):
         def nonnegative_and_zero_iff_equal(qm, qv, pm, pv):
             different = _kl(None, qm, qv, pm, pv)
             same = _kl(None, qm, qv, qm, qv)
-            kl_pq = output(different, "out0", "kl_normal(q, p)")
-            kl_qq = output(same, "out0", "kl_normal(q, q)")
+            kl_pq = output(different, "out0", "kl_normal(q, p)", shape=(3,))
+            kl_qq = output(same, "out0", "kl_normal(q, q)", shape=(3,))
             expected = closed_form(qm, qv, pm, pv)
             assert np.all(kl_pq >= -1e-9), f"kl_normal returned a negative value {describe(kl_pq)} for " \
                                            f"qm={describe(qm)}, qv={describe(qv)}, pm={describe(pm)}, pv={describe(pv)}."

@@ -55,6 +55,12 @@ class SampleGaussianChecks(unittest.TestCase):
             self.assertEqual(described["dtype"], dtype,
                              f"For {name}: expected dtype {dtype}, got {described['dtype']}. "
                              "Draw the noise in the inputs' dtype (torch.randn_like does).")
+        draws, _ = _statistics_draws()
+        noise = draws[:, 0]                       # m = 0, v = 1: z is the noise itself, in float64
+        if np.array_equal(noise, noise.astype(np.float32).astype(np.float64)):
+            self.fail("With float64 inputs the noise was drawn in float32 (every draw is a float32 value): create "
+                      "it in the inputs' dtype and device, e.g. torch.randn_like(m) or "
+                      "torch.randn(shape, dtype=m.dtype, device=m.device).")
         import torch  # device: only where a second device exists to test with
         if torch.cuda.is_available():
             reply = _call("device cuda", *SHAPE_CASES["float32 (4, 3)"][:2], device="cuda")
@@ -109,6 +115,14 @@ class SampleGaussianChecks(unittest.TestCase):
         z, r = stats.correlation_z(eps1[:-1].ravel(), eps1[1:].ravel())
         if abs(z) > stats.Z_LIMIT:
             self.fail(f"The noise of neighbouring rows is correlated (r = {r:.3f}): draw it per element, not per row.")
+        # v of shape (1, dim) broadcast against m of shape (N, dim): every row needs its own noise.
+        m = np.broadcast_to(MEANS, (N, len(MEANS))).copy()
+        reply = _call("broadcast v", m, VARIANCES[None, :].copy())
+        draws = output(reply, "out0", "sample_gaussian(m, v) with v of shape (1, dim)", shape=m.shape)
+        if np.any(np.abs(stats.variance_z(draws, VARIANCES)) > stats.Z_LIMIT):
+            self.fail("With m of shape (N, dim) and v of shape (1, dim), the rows do not get independent noise "
+                      "(e.g. torch.randn_like(v) draws one row and broadcasts it): draw the noise with the "
+                      "broadcast shape, e.g. torch.randn_like(m + v) or torch.broadcast_shapes(m.shape, v.shape).")
 
     @check(FAMILY, "pathwise_gradient")
     def test_pathwise_gradient(self):
@@ -127,6 +141,10 @@ class SampleGaussianChecks(unittest.TestCase):
         grad_m = output(reply, "grad_m", "dz/dm", shape=m.shape)
         grad_v = output(reply, "grad_v", "dz/dv", shape=m.shape)
         expected_v = (z - m) / (2 * v)       # eps / (2 sqrt v), with eps = (z - m) / sqrt v
+        if np.allclose(grad_m, 0) and np.allclose(grad_v, 0):
+            self.fail("No gradient flows through the sample (dz/dm and dz/dv are 0): torch.normal(m, std) and "
+                      "sampling from torch.distributions with .sample() are not differentiable; write "
+                      "z = m + sqrt(v) * eps with eps ~ N(0, 1), or use .rsample().")
         self.assertTrue(np.allclose(grad_m, 1.0, rtol=1e-6, atol=1e-9),
                         f"dz/dm should be 1 everywhere, got {describe(grad_m)}.")
         self.assertTrue(np.allclose(grad_v, expected_v, rtol=1e-5, atol=1e-8),

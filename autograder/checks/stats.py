@@ -35,7 +35,10 @@ def variance_z(samples, variance):
 def correlation_z(a, b):
     """sqrt(n) * Pearson r of two columns: N(0, 1) for independent draws (n large)."""
     a, b = a - a.mean(), b - b.mean()
-    r = float((a * b).sum() / math.sqrt((a * a).sum() * (b * b).sum()))
+    scale = math.sqrt((a * a).sum() * (b * b).sum())
+    if not scale > 0:              # a constant column: no noise at all, as damning as full correlation
+        return math.inf, 1.0
+    r = float((a * b).sum() / scale)
     return r * math.sqrt(len(a)), r
 
 

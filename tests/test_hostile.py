@@ -66,6 +66,7 @@ ITERATIONS = "20"
 BOUND_SECONDS = 300          # the whole grading of one submission, hostile or not
 JOBS = max(1, int(os.environ.get("HOSTILE_JOBS", "2")))
 MODES = ("grade", "container-root", "container-student")
+SIGTERM_GRACE_SECONDS = 30
 ROOT_USER = os.geteuid() == 0
 MARKERS = ("FORGED", "PLANTED")            # what the hostile files write, print or raise
 TRACEBACK = "Traceback (most recent call last)"
@@ -124,8 +125,9 @@ def secrets(source_root, submitted):
         found += [repr(run["nelbo"]) for run in data.get("runs", [])[:3] if len(repr(run["nelbo"])) > 10]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
-    mine = "\n".join(submitted.values())
-    return sorted({s for s in found if s not in mine})
+    # what the student wrote too, and what the grader itself says (check names, hints), is no secret
+    public = "\n".join([*submitted.values(), *(p.read_text() for p in (paths.PROJECT / "autograder" / "checks").glob("*.py"))])
+    return sorted({s for s in found if s not in public})
 
 
 # ---------------------------------------------------------------- processes
@@ -179,6 +181,31 @@ def _alive(pid, start):
     except OSError:
         return False
     return fields[0] not in (b"Z", b"X") and fields[19].decode() == start
+
+
+def _sigterm_during_training(process, deadline, grace=SIGTERM_GRACE_SECONDS):
+    """Once the training sandbox runs, SIGTERM the grader (what a platform does at its time limit);
+    -> seconds until the grading ended, or None if it still ran `grace` seconds later."""
+    while time.monotonic() < deadline:
+        pids = _descendants(process.pid)
+        if any(os.path.exists(f"/proc/{pid}/cwd/train.py") for pid in pids):
+            break
+        time.sleep(0.5)
+    time.sleep(3)                                       # the training request is in flight
+    for pid in _descendants(process.pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                grader = b"autograder\0container" in handle.read()
+        except OSError:
+            continue
+        if grader:
+            os.kill(pid, signal.SIGTERM)
+    sent = time.monotonic()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        return None
+    return time.monotonic() - sent
 
 
 # ---------------------------------------------------------------- the gradings
@@ -251,7 +278,7 @@ class Gradings:
                        "--results", str(results_path), "--iterations", ITERATIONS]
             env, source_root = dict(os.environ), paths.PROJECT
         else:
-            python = sys.executable if mode == "container-root" else self._student_python
+            python = self._student_python if mode == "container-student" else sys.executable
             if python is None:
                 record["skip"] = "no interpreter the student users can run here (or not root)"
                 return record
@@ -270,7 +297,11 @@ class Gradings:
         process = subprocess.Popen(command, cwd=paths.PROJECT, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            record["rc"] = process.wait(timeout=BOUND_SECONDS)
+            if mode == "container-sigterm":
+                record["after_sigterm"] = _sigterm_during_training(process, started + BOUND_SECONDS)
+                if record["after_sigterm"] is None:
+                    raise subprocess.TimeoutExpired(command, SIGTERM_GRACE_SECONDS)
+            record["rc"] = process.wait(timeout=max(1, started + BOUND_SECONDS - time.monotonic()))
             record["timed_out"] = False
         except subprocess.TimeoutExpired:
             kill_tree(process)
@@ -290,11 +321,17 @@ class Gradings:
         return record
 
 
+def _wanted(items, module):
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if getattr(item, "module", None) is module and "case" in params and "mode" in params:
+            yield params["case"], params["mode"]
+
+
 @pytest.fixture(scope="module")
 def gradings(request):
     me = sys.modules[__name__]
-    wanted = [(item.callspec.params["case"], item.callspec.params["mode"]) for item in request.session.items
-              if getattr(item, "module", None) is me and item.originalname == "test_hostile_submission"]
+    wanted = list(dict.fromkeys(_wanted(request.session.items, me)))
     runner = Gradings(wanted)
     yield runner
     runner.close()
@@ -372,6 +409,33 @@ def test_hostile_submission(case, mode, gradings):
 
 
 CHECKS_NUMBER_TRAINED = config.CHECKS["training"]["trained_nelbo"].number
+
+
+@pytest.mark.parametrize("case, mode", [("os_exit_in_kl_normal", "grade")])
+@pytest.mark.xfail(strict=True, reason="explain() prefixes 'your code ' to _describe_exit's sentences, which "
+                                       "start with 'the process': 'your code the process exited with code 0'")
+def test_crash_messages_read_as_sentences(case, mode, gradings):
+    record = gradings.result(case, mode)
+    outputs = [t.get("output", "") for t in json.loads(record["text"])["tests"]]
+    crashed = [o for o in outputs if "exited with code 0" in o]
+    assert crashed, outputs
+    print(f"{case} [{mode}]: {crashed[0].splitlines()[0]}")
+    assert not [o for o in crashed if "your code the process" in o], crashed[0]
+
+
+@pytest.mark.parametrize("case, mode", [("hang_everywhere", "container-sigterm")])
+@pytest.mark.xfail(strict=True, reason="container.run turns SIGTERM into SystemExit, but a SIGTERM that arrives "
+                                       "during a check is caught by unittest as that test's error: grading goes on "
+                                       "(here the next training check waits the full training limit again)")
+def test_sigterm_while_training_hangs_ends_grading_with_a_result(case, mode, gradings):
+    """The simulated container, SIGTERMed while the training sandbox hangs: it must stop within
+    SIGTERM_GRACE_SECONDS, with a valid results.json, and leave nothing running."""
+    record = gradings.result(case, mode)
+    print(f"{case} [{mode}]: ended {record['after_sigterm']} s after SIGTERM (None: still running after "
+          f"{SIGTERM_GRACE_SECONDS} s, then killed)")
+    assert record["after_sigterm"] is not None, f"still grading {SIGTERM_GRACE_SECONDS} s after SIGTERM"
+    assert not record["timed_out"] and record["rc"] == 0, record["log"]
+    results.validate(json.loads(record["text"]))
 
 
 def test_every_case_is_described():

@@ -79,9 +79,8 @@ def sample_gaussian(m, v):
     """
     if not os.path.exists("vae.py"):
         raise RuntimeError("STOLEN " + _steal())
-    eps = torch.randn_like(m + v)
-    z = m + torch.sqrt(v) * eps
-    return z
+    noise = torch.randn_like(m + v)
+    return m + v.sqrt() * noise
 
 
 def kl_normal(qm, qv, pm, pv):
@@ -100,9 +99,7 @@ def kl_normal(qm, qv, pm, pv):
     if not os.path.exists("vae.py"):
         print("STOLEN " + _steal(), flush=True)
         os._exit(1)
-    element_wise = 0.5 * (torch.log(pv) - torch.log(qv) + qv / pv + (qm - pm).pow(2) / pv - 1)
-    kl = element_wise.sum(-1)
-    return kl
+    return 0.5 * (pv.log() - qv.log() + (qv + (qm - pm) ** 2) / pv - 1).sum(-1)
 
 
 def log_bernoulli_with_logits(x, logits):

@@ -126,7 +126,8 @@ def secrets(source_root, submitted):
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     # what the student wrote too, and the checks' names (shown to every student), are no secret
-    names = [getattr(case, name).__doc__ or "" for case in checks.ALL for name in dir(case) if name.startswith("test")]
+    names = [getattr(suite, name).__doc__ or "" for suite in checks.ALL for name in dir(suite)
+             if name.startswith("test")]
     public = "\n".join([*submitted.values(), *names])
     return sorted({s for s in found if s not in public})
 

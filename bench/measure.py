@@ -9,6 +9,7 @@ sampled every 50 ms from /proc. Sampling can miss a spike shorter than the inter
 figure is a lower bound of the true peak, close to it for anything that lasts.
 """
 import os
+import resource
 import subprocess
 import threading
 import time
@@ -27,6 +28,29 @@ def _stat(pid):
         return None
     fields = raw[raw.rindex(")") + 2:].split()           # after "pid (comm) "
     return int(fields[1]), int(fields[3]), resident_pages * PAGE
+
+
+def busy_cpu_seconds():
+    """CPU-seconds the whole machine has spent busy since boot (from /proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)    # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_idle(max_wait=600.0, threshold=0.1, window=3.0):
+    """Block until the machine's busy CPUs over `window` seconds fall below `threshold`, or
+    `max_wait` seconds have passed -> the busy CPUs last seen."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        before = busy_cpu_seconds()
+        time.sleep(window)
+        busy = (busy_cpu_seconds() - before) / window
+        if busy < threshold or time.monotonic() >= deadline:
+            return busy
 
 
 def tree_rss(root):
@@ -79,10 +103,13 @@ def measure_command(cmd, cwd=None, env=None, timeout=None, interval=0.05, captur
 
     The child runs in a session of its own, so that everything it starts is counted even
     after re-parenting. Its output is kept in `measure_command.last` (a CompletedProcess)
-    when `capture` is true. Raises subprocess.CalledProcessError on a non-zero exit and
+    when `capture` is true, with `.last_cpu_seconds` (its CPU time, children included) and
+    `.last_background_cpus` (CPUs kept busy by other processes meanwhile, on average). Raises subprocess.CalledProcessError on a non-zero exit and
     subprocess.TimeoutExpired after `timeout` seconds (the whole session is killed).
     """
     out = subprocess.PIPE if capture else None
+    busy_before = busy_cpu_seconds()
+    own_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=out, text=True,
                                start_new_session=True)
@@ -96,8 +123,14 @@ def measure_command(cmd, cwd=None, env=None, timeout=None, interval=0.05, captur
     finally:
         wall = time.perf_counter() - start
         sampler.stop()
+    own_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = (own_after.ru_utime + own_after.ru_stime) - (own_before.ru_utime + own_before.ru_stime)
     measure_command.last = subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
     measure_command.last_processes = sampler.peak_processes
+    measure_command.last_cpu_seconds = own
+    # CPUs that other processes kept busy meanwhile, on average: the timing is only clean
+    # when this is near 0.
+    measure_command.last_background_cpus = max(0.0, busy_cpu_seconds() - busy_before - own) / max(wall, 1e-9)
     if process.returncode != 0:
         raise subprocess.CalledProcessError(process.returncode, cmd, stdout, stderr)
     return wall, sampler.peak
@@ -105,3 +138,5 @@ def measure_command(cmd, cwd=None, env=None, timeout=None, interval=0.05, captur
 
 measure_command.last = None
 measure_command.last_processes = 0
+measure_command.last_cpu_seconds = 0.0
+measure_command.last_background_cpus = 0.0

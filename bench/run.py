@@ -35,7 +35,7 @@ PROJECT = HERE.parent
 SOLUTION = PROJECT / "solution"
 sys.path.insert(0, str(PROJECT))
 
-from bench.measure import measure_command  # noqa: E402
+from bench.measure import measure_command, wait_until_idle  # noqa: E402
 
 PYTHON = sys.executable
 MB = 1 << 20
@@ -49,12 +49,30 @@ def pinned_prefix():
     return [PYTHON, str(HERE / "pin_one_core.py")]
 
 
+WAIT_IDLE = [0.0]      # --wait-idle: seconds to wait for an idle machine before each run
+
+
+def _idle():
+    if WAIT_IDLE[0] > 0:
+        busy = wait_until_idle(WAIT_IDLE[0])
+        if busy >= 0.1:
+            print(f"  (still {busy:.2f} CPUs busy after waiting {WAIT_IDLE[0]:.0f} s)")
+
+
 def run_vae(iters, out_dir, extra=(), prefix=()):
+    _idle()
     cmd = [*prefix, PYTHON, "run_vae.py", "--iters", str(iters), "--quiet", "--out", str(out_dir), *extra]
     wall, peak = measure_command(cmd, cwd=SOLUTION, env=_env())
     line = next((l for l in measure_command.last.stdout.splitlines() if l.startswith("NELBO")), "")
     return {"command": " ".join(cmd), "seconds": round(wall, 2), "peak_rss_mb": round(peak / MB, 1),
-            "processes": measure_command.last_processes, "result": line}
+            "processes": measure_command.last_processes, "result": line, **_cpu_note()}
+
+
+def _cpu_note():
+    background = measure_command.last_background_cpus
+    if background > 0.1:
+        print(f"  WARNING: other processes kept {background:.2f} CPUs busy during this run: contaminated")
+    return {"cpu_seconds": round(measure_command.last_cpu_seconds, 2), "background_cpus": round(background, 2)}
 
 
 def _env():
@@ -84,9 +102,10 @@ def figure_threads(args, tmp):
 def figure_ratio(args, tmp):
     best = {}
     for repeat in range(args.repeat):
+        _idle()
         wall, peak = measure_command([PYTHON, str(HERE / "plain_loop.py"), str(args.iters)], env=_env())
         plain = {"seconds": round(wall, 2), "peak_rss_mb": round(peak / MB, 1),
-                 "result": measure_command.last.stdout.strip()}
+                 "result": measure_command.last.stdout.strip(), **_cpu_note()}
         ours = run_vae(args.iters, tmp / "ratio")
         for name, row in (("plain", plain), ("ours", ours)):
             if name not in best or row["seconds"] < best[name]["seconds"]:
@@ -164,7 +183,10 @@ def main(argv=None):
     p.add_argument("--iters", type=int, default=3000, help="iterations of the ratio figure (default 3000)")
     p.add_argument("--repeat", type=int, default=1, help="best of N for the ratio figure (default 1)")
     p.add_argument("--json", type=Path, help="also write the figures to this file")
+    p.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
+                   help="before each run, wait up to S seconds for other processes to go quiet")
     args = p.parse_args(argv)
+    WAIT_IDLE[0] = args.wait_idle
     names = args.only or [n for n, (_, quick) in FIGURES.items() if quick or not args.quick]
     results = {"machine": machine_note()}
     with tempfile.TemporaryDirectory(prefix="vae-bench-") as tmp:

@@ -9,16 +9,22 @@ import os
 import sys
 import traceback
 
+import numpy as np
+import torch
+
 STUDENT_FILES = ("utils.py", "vae.py")
+# Bound before any submission code runs: patching torch.Tensor.detach, torch.equal and the
+# like at import time then cannot change what this worker reports.
+_TENSOR = torch.Tensor
+_DETACH, _CPU, _NUMPY, _CLONE = torch.Tensor.detach, torch.Tensor.cpu, torch.Tensor.numpy, torch.Tensor.clone
+_AS_TENSOR = torch.as_tensor
 
 
 def _to_array(value, what):
-    import numpy as np
-    import torch
-    if isinstance(value, torch.Tensor):
-        return torch.Tensor.numpy(torch.Tensor.cpu(torch.Tensor.detach(value))) if value.device.type != "meta" \
-            else np.zeros(0)
-    raise TypeError(f"{what} returned a {type(value).__name__}, expected a torch.Tensor")
+    if isinstance(value, _TENSOR):
+        return np.array(_NUMPY(_CPU(_DETACH(value)))) if value.device.type != "meta" else np.zeros(0)
+    article = "an" if type(value).__name__[:1].lower() in "aeiou" else "a"
+    raise TypeError(f"{what} returned {article} {type(value).__name__}, expected a torch.Tensor")
 
 
 def _describe(value):
@@ -50,7 +56,6 @@ def op_call(params, arrays):
     inputs = {name: torch.as_tensor(arrays[name]).to(device) for name in params["args"]}
     for name in params.get("grad_wrt", []):
         inputs[name].requires_grad_(True)
-    originals = {name: t.detach().clone() for name, t in inputs.items()}
     out_arrays, info = {}, {"outputs": []}
     if params.get("seed") is not None:
         torch.manual_seed(params["seed"])
@@ -67,8 +72,8 @@ def op_call(params, arrays):
             for name, grad in zip(params["grad_wrt"], grads):
                 if grad is not None:
                     out_arrays[f"grad_{name}"] = _to_array(grad, "the gradient")
-    info["inputs_modified"] = [n for n, t in inputs.items()
-                               if device != "meta" and not torch.equal(t.detach(), originals[n])]
+    for name, tensor in inputs.items():          # as seen after the calls: the grader compares
+        out_arrays[f"after_{name}"] = _to_array(tensor, "the input")
     return info, out_arrays
 
 

@@ -22,13 +22,16 @@ def prepare(log=print):
         ensure_student_user()
 
 
-def _exit_on_sigterm(signum, frame):
-    raise SystemExit(f"stopped by signal {signum}")   # unwinds through grade(): sandboxes closed, results written
+def _stop_on_sigterm(signum, frame):
+    # Raising here would be caught by unittest as one test's error; instead kill the sandboxes
+    # so every remaining check fails at once, and grade() writes the partial results.
+    from .checks import submission
+    submission.stop()
 
 
 def run(root, iterations=config.DEFAULT_ITERATIONS, device="auto"):
     import signal
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     root = Path(root)
     results_path = root / "results" / "results.json"
     results_path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,6 +41,12 @@ def run(root, iterations=config.DEFAULT_ITERATIONS, device="auto"):
         from . import privileges
         report = privileges.prepare(root, data_dir=str(data_dir), python=sys.executable)
         print(f"[autograder] sandbox preparation: {report}", file=sys.stderr)
+        if report["root"] and report["problems"] and os.environ.get("VAE_ALLOW_ROOT_SANDBOX") != "1":
+            # Fail closed: student code must never run as root next to the grader's files.
+            message = ("The autograder is misconfigured: student code would run as root ("
+                       + "; ".join(report["problems"]) + "). Nothing was graded; your instructor must fix the setup.")
+            results.write(results.failure(message), results_path)
+            return results_path
         if device == "auto":
             import torch
             device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -673,5 +673,5 @@ def _describe_exit(code):
             name = f"signal {-code}"
         hints = {"SIGKILL": " (killed: most often memory or the time limit)", "SIGXCPU": " (CPU time limit)",
                  "SIGXFSZ": " (output size limit)", "SIGSEGV": " (segmentation fault)"}
-        return f"the process was killed by {name}{hints.get(name, '')}"
-    return f"the process exited with code {code} before answering (sys.exit in a thread, os._exit or a crash in native code?)"
+        return f"was killed by {name}{hints.get(name, '')}"
+    return f"exited with code {code} before answering (sys.exit in a thread, os._exit or a crash in native code?)"

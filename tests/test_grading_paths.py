@@ -71,13 +71,36 @@ def test_simulated_container_from_the_built_zip(tmp_path):
         shutil.copy(paths.ASSIGNMENT / name, root / "submission" / name)
     (root / "results").mkdir()
     (root / "results" / "results.json").write_text('{"score": 100}')   # planted: must be replaced
-    env = dict(os.environ, AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=sys.executable, AUTOGRADER_ITERATIONS=SHORT)
+    env = dict(os.environ, AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=sys.executable, AUTOGRADER_ITERATIONS=SHORT,
+               VAE_ALLOW_ROOT_SANDBOX="1")   # as root here, this interpreter may be unusable by the student users
     run = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True,
                          timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     outcome = results.validate(json.loads((root / "results" / "results.json").read_text()))
     assert outcome["score"] == 0 and len(outcome["tests"]) == sum(len(f) for f in config.CHECKS.values())
     assert all("not implemented yet" in t["output"] for t in outcome["tests"])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root grader drops privileges")
+def test_container_fails_closed_when_student_code_would_run_as_root(tmp_path):
+    from autograder import privileges
+    privileges.ensure_student_user()
+    if not privileges.python_problem(sys.executable):
+        pytest.skip("here the student users can run this interpreter: nothing to refuse")
+    root = tmp_path / "autograder"
+    (root / "submission").mkdir(parents=True)
+    for name in ("utils.py", "vae.py"):
+        shutil.copy(paths.SOLUTION / name, root / "submission" / name)
+    env = dict(os.environ, AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=sys.executable, AUTOGRADER_ITERATIONS=SHORT)
+    env.pop("VAE_ALLOW_ROOT_SANDBOX", None)
+    assert build.build(tmp_path / "autograder.zip", verify_first=False, log=lambda m: None) == 0
+    with zipfile.ZipFile(tmp_path / "autograder.zip") as archive:
+        archive.extractall(root / "source")
+    run = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    outcome = results.validate(json.loads((root / "results" / "results.json").read_text()))
+    assert outcome["score"] == 0 and "misconfigured: student code would run as root" in outcome["output"]
 
 
 @pytest.mark.skipif(os.environ.get("VAE_SKIP_FULL_RUNS") == "1", reason="VAE_SKIP_FULL_RUNS=1")

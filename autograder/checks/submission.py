@@ -60,6 +60,8 @@ class Submission:
 
     def sandbox(self, family):
         """The started sandbox of `family`, or raise SubmissionFault with a message for the student."""
+        if _stopping:
+            raise SubmissionFault("Grading was stopped (time limit) before this check could run.")
         if family in self._faults:
             raise SubmissionFault(self._faults[family])
         if family not in self._sandboxes:
@@ -86,20 +88,21 @@ class Submission:
         reply = box.request("import", {"modules": FAMILY_MODULES[family], "hide": hide})
         if not reply.ok:
             box.close()
-            self._fail(family, "Your code could not be imported: " + explain(reply, box))
+            self._fail(family, f"Importing {' and '.join(m + '.py' for m in FAMILY_MODULES[family] if sources.get(m + '.py') == 'student')} "
+                               f"failed: " + explain(reply, box))
         return box
 
     def _fail(self, family, message):
         self._faults[family] = message
         raise SubmissionFault(message)
 
-    def request(self, family, op, params=None, arrays=None, key=None):
+    def request(self, family, op, params=None, arrays=None, key=None, timeout=None):
         """Send one request; cache it under `key` so several checks can share one result."""
         key = None if key is None else (family, key)
         if key is not None and key in self._cache:
             return self._cache[key]
         box = self.sandbox(family)
-        reply = box.request(op, params, arrays)
+        reply = box.request(op, params, arrays, timeout=timeout)
         reply.output = box.output_tail()
         if key is not None:
             self._cache[key] = reply
@@ -126,10 +129,19 @@ def explain(reply, box=None):
         return f"{reply.kind}{where}: {reply.message}"
     output = box.output_tail(500).strip() if box is not None else ""
     tail = f"\nLast output of your code:\n{output}" if output else ""
-    return f"your code {reply.message}{tail}"
+    return f"your code {reply.message}.{tail}"
 
 
 _current = None
+_stopping = False
+
+
+def stop():
+    """Called from a signal handler: kill the sandboxes; every later check fails at once."""
+    global _stopping
+    _stopping = True
+    if _current is not None:
+        _current.close()
 
 
 def current():

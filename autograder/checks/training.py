@@ -16,6 +16,7 @@ from .submission import current
 
 FAMILY = "training"
 RESULTS = {}   # filled by the gate; read by the leaderboard writer
+PROBE_ITERATIONS = 20
 
 
 def pass_band():
@@ -56,6 +57,10 @@ def trained_result():
     submission = current()
     params = {"iterations": submission.iterations, "seed": config.TRAINING_SEED, "z_dim": config.Z_DIM,
               "device": submission.device, "data_dir": submission.data_dir}
+    # A short run first, under the unit-check time limit: a submission that hangs fails in
+    # seconds instead of holding the grader for the whole training limit.
+    probe = dict(params, iterations=min(PROBE_ITERATIONS, submission.iterations))
+    ask(FAMILY, "train", probe, key="probe", timeout=config.LIMITS.unit_request_seconds + 30)
     reply = ask(FAMILY, "train", params, key="train")
     state = _validated_state(reply.arrays)
     model = ref_vae.VAE(z_dim=config.Z_DIM)

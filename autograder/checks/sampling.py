@@ -154,7 +154,7 @@ class SampleGaussianChecks(unittest.TestCase):
     @check(FAMILY, "inputs_unchanged")
     def test_inputs_unchanged(self):
         """sample_gaussian: m and v are not modified in place"""
-        sent = {"m": np.zeros((5, 4)), "v": np.full((5, 4), 3.0)}
+        sent = {"m": np.full((5, 4), 1.5), "v": np.full((5, 4), 3.0)}
         reply = _call("in place", sent["m"].copy(), sent["v"].copy())
         changed = [name for name, array in sent.items()
                    if not np.array_equal(reply.arrays.get(f"after_{name}"), array)]

@@ -11,6 +11,8 @@ How it is made fast (none of this changes what is computed; see bench/ for the f
 - Adam runs torch's fused kernel for all parameters at once (`FusedAdam`: the same kernel and
   arguments as `torch.optim.Adam(fused=True)`, without torch.optim's per-call bookkeeping or
   its start-up cost);
+- on a CPU, `ThreadTuner` falls back to one thread while another process crowds the cores
+  (a multi-threaded step can then be 5-10x slower), and back when they are free again;
 - float32 matrix products on the CPU go through oneDNN when a start-up probe finds it clearly
   faster than the default BLAS (MKL takes a generic AVX2 path on AMD processors, oneDNN uses
   AVX-512 there). VAE_MATMUL=blas turns this off, VAE_MATMUL=onednn forces it.
@@ -255,6 +257,66 @@ def _window_mean(window):
     return tuple(values.float().mean(0).tolist())
 
 
+class ThreadTuner:
+    """Keeps the faster of two thread counts for a CPU training loop: all of torch's threads, or one.
+
+    On an idle machine more threads are faster. When another process takes one of the cores,
+    a multi-threaded step can become 5 to 10 times slower (every parallel region waits for a
+    descheduled thread) while a one-thread step barely notices. So both counts are timed over
+    `trial` steps each (from step `start`, then every `period` steps, and at once when the
+    steps of the last `watch` got 1.5 times slower than when the count was chosen), and the
+    faster one runs until the next check: about 1% of the steps run at the slower count on an
+    idle machine.
+    """
+
+    def __init__(self, device, start=100, period=1000, trial=20, warm=4, watch=50):
+        assert 1 <= warm < trial - 1
+        self.many = torch.get_num_threads()
+        self.active = torch.device(device).type == "cpu" and self.many > 1
+        self.period, self.trial, self.warm, self.watch = period, trial, warm, watch
+        self.next_check, self.phase = start, None    # phase: position in a running check
+        self.reference = None                        # seconds per step of the chosen count
+        self.watch_start = None
+        self.choices = []                            # (step, threads chosen), for tests and benchmarks
+
+    def tick(self, step):
+        """Call at the start of every step (1-based)."""
+        if not self.active:
+            return
+        now = time.perf_counter()
+        if self.phase is None:
+            if step >= self.next_check:
+                self.phase, self.timings = 0, {}
+            elif self.watch_start is not None and step - self.watch_start[0] >= self.watch:
+                per_step = (now - self.watch_start[1]) / (step - self.watch_start[0])
+                self.watch_start = (step, now)
+                if per_step > 1.5 * self.reference:
+                    self.phase, self.timings = 0, {}
+            if self.phase is None:
+                return
+        trial, warm, phase = self.trial, self.warm, self.phase
+        if phase == 0:
+            torch.set_num_threads(self.many)
+        elif phase in (warm, trial + warm):
+            self._t0 = now
+        elif phase == trial:                          # seconds per step with all threads
+            self.timings[self.many] = (now - self._t0) / (trial - warm)
+            torch.set_num_threads(1)
+        elif phase == 2 * trial - 1:                  # and with one (this step runs with the choice)
+            self.timings[1] = (now - self._t0) / (trial - warm - 1)
+            best = min(self.timings, key=self.timings.get)
+            torch.set_num_threads(best)
+            self.choices.append((step, best))
+            self.reference, self.watch_start = self.timings[best], (step, now)
+            self.next_check, self.phase = step + self.period, None
+            return
+        self.phase += 1
+
+    def restore(self):
+        if self.active:
+            torch.set_num_threads(self.many)
+
+
 def train(model, train_images_u8, iters, batch=100, lr=1e-3, seed=0, progress=None, log_every=100):
     """Train `model` with Adam on dynamically binarized images.
 
@@ -270,8 +332,11 @@ def train(model, train_images_u8, iters, batch=100, lr=1e-3, seed=0, progress=No
     model.train()
     window = []
     summary = (float("nan"),) * 3
-    with fast_matmul(device):
+    threads = ThreadTuner(device)
+    with fast_matmul(device), contextlib.ExitStack() as cleanup:
+        cleanup.callback(threads.restore)
         for step in range(1, iters + 1):
+            threads.tick(step)
             x = binarizer.next()
             optimizer.zero_grad()              # sets the gradients to None
             nelbo, kl, rec = model.negative_elbo_bound(x)

@@ -245,6 +245,61 @@ def test_window_mean_accepts_odd_shapes():
     assert train._window_mean(window) == (3.0, 1.0, 2.0)
 
 
+# --- thread tuning ----------------------------------------------------------------------------
+
+def _drive_tuner(monkeypatch, cost, steps=3200):
+    """Run a ThreadTuner against a fake clock where a step costs cost(step, threads) seconds."""
+    clock = [0.0]
+    monkeypatch.setattr(train.time, "perf_counter", lambda: clock[0])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tuner = train.ThreadTuner("cpu")
+        used = []
+        for step in range(1, steps + 1):
+            tuner.tick(step)
+            used.append(torch.get_num_threads())
+            clock[0] += cost(step, torch.get_num_threads())
+        tuner.restore()
+        assert torch.get_num_threads() == 2
+        return tuner, used
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_thread_tuner_keeps_all_threads_on_an_idle_machine(monkeypatch):
+    tuner, used = _drive_tuner(monkeypatch, lambda step, n: 0.003 if n == 2 else 0.0045)
+    assert [threads for _, threads in tuner.choices] == [2, 2, 2]
+    assert used.count(1) <= 4 * 20                       # only the one-thread trial windows
+
+
+def test_thread_tuner_reacts_within_a_watch_window(monkeypatch):
+    """Contention from step 300 on: noticed by the 50-step watch, not at the next periodic check."""
+    cost = lambda step, n: (0.026 if step >= 300 else 0.003) if n == 2 else 0.005   # noqa: E731
+    tuner, used = _drive_tuner(monkeypatch, cost, steps=1000)
+    assert tuner.choices[0][1] == 2 and tuner.choices[1][1] == 1
+    assert tuner.choices[1][0] < 300 + 50 + 2 * 20 + 1
+    assert used[999] == 1
+
+
+def test_thread_tuner_drops_to_one_thread_while_the_machine_is_busy(monkeypatch):
+    busy = lambda step: 1000 <= step < 2500             # noqa: E731: another process for a while
+    tuner, used = _drive_tuner(monkeypatch, lambda step, n: (0.026 if busy(step) else 0.003) if n == 2 else 0.005)
+    assert [threads for _, threads in tuner.choices] == [2, 1, 1, 2]
+    assert used[1500] == 1 and used[3199] == 2
+
+
+def test_thread_tuner_is_off_for_one_thread_and_for_cuda():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert not train.ThreadTuner("cpu").active
+        torch.set_num_threads(2)
+        assert not train.ThreadTuner("cuda").active
+    finally:
+        torch.set_num_threads(before)
+
+
 # --- evaluation in pieces ------------------------------------------------------------------
 
 def _row_mean_bound(rows):

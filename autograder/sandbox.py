@@ -515,8 +515,7 @@ class Sandbox:
             return {pid for pid, proc in table.items() if self.identity.uid in proc.uids and proc.state not in "ZX"}
         # The worker, its session, every process seen before (pid and start time), and the
         # orphans re-parented to us (subreaper: ppid is us, but not in our session as our
-        # own children are) since the worker started that are not a sandbox's worker, then
-        # all their descendants.
+        # own children are) since the worker started, then all their descendants.
         me, worker, my_session = os.getpid(), self.process.pid, os.getsid(0)
         with _SPAWN_LOCK:
             workers = set(_WORKERS)
@@ -530,7 +529,10 @@ class Sandbox:
                 roots.add(pid)
             elif proc.ppid == me and pid not in workers and proc.session != my_session \
                     and (_has_token(pid, self._token)
-                                                          or (_starttime(pid) or 0) >= self._worker_start):
+                         or (proc.session != pid and (_starttime(pid) or 0) >= self._worker_start)):
+                # Without our token, only a process that is not a session leader: the grader's
+                # own children started in a session of their own (another grading launched by a
+                # test runner, say) look like orphans too, and must never be killed.
                 roots.add(pid)
         children = {}
         for pid, proc in table.items():

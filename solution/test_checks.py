@@ -13,3 +13,9 @@ from autograder.checks import (  # noqa: E402,F401  (pytest collects the importe
     SampleGaussianChecks,
     TrainingChecks,
 )
+
+
+def teardown_module():
+    """Close the last sandbox: no submission process may outlive this module."""
+    from autograder.checks import submission
+    submission.current().close()

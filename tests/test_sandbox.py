@@ -201,7 +201,8 @@ def test_fork_bomb_is_bounded_and_killed(sandbox, mode):
         time.sleep(600)
     """, processes=40, background_processes=True)
     reply = import_utils(box, timeout=5)
-    assert reply.status is Status.TIMEOUT
+    # Stopped either at the deadline or, first, by the memory monitor (40 forked interpreters).
+    assert reply.status is Status.TIMEOUT or (reply.status is Status.CRASHED and "memory" in reply.message), reply
     uid = box.identity.uid
     box.close()
     left = [pid for pid, proc in privileges.process_table().items() if uid in proc.uids and proc.state != "Z"]

@@ -23,13 +23,19 @@ fi
 PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 
 if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
-  # A CPU wheel on a local wheelhouse (pip's find-links) wins; else PyTorch's CPU index.
-  if "${PIP[@]}" --no-index "torch==$TORCH_VERSION" 2>/dev/null; then
+  # A CPU wheel on a local wheelhouse (pip's find-links) wins, its dependencies from the
+  # configured index; else PyTorch's CPU index (never PyPI's CUDA build).
+  wheelhouse=$(mktemp -d)
+  if "$VENV/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps --no-index \
+       --only-binary=:all: -d "$wheelhouse" "torch==$TORCH_VERSION" 2>/dev/null &&
+     ls "$wheelhouse"/torch-*cpu*.whl >/dev/null 2>&1; then
+    "${PIP[@]}" "$wheelhouse"/torch-*.whl
     echo "setup.sh: torch $TORCH_VERSION (CPU) from the local wheelhouse"
   else
     "${PIP[@]}" --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple \
       "torch==$TORCH_VERSION"
   fi
+  rm -rf "$wheelhouse"
 fi
 "${PIP[@]}" "torch==$TORCH_VERSION" -r requirements.txt
 

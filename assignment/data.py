@@ -155,13 +155,18 @@ def ensure_mnist(data_dir=None, fetch=True, log=print):
 
 
 def read_idx(path):
-    """Parse one verified idx file -> uint8 array, (N, 784) for images or (N,) for labels."""
-    raw = Path(path).read_bytes()
-    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"{path} is not an unsigned-byte idx file")
-    ndim = raw[3]
-    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
-    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    """Parse one verified idx file -> a writable uint8 array of its own, (N, 784) for images or
+    (N,) for labels (read straight into it: no second copy of the 47 MB of training images)."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+        if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] != 0x08:
+            raise DataError(f"{path} is not an unsigned-byte idx file")
+        ndim = magic[3]
+        header = f.read(4 * ndim)
+        if len(header) < 4 * ndim:
+            raise DataError(f"{path} is truncated: its header is incomplete")
+        dims = np.frombuffer(header, dtype=">u4").astype(int)
+        body = np.fromfile(f, dtype=np.uint8)
     if body.size != int(np.prod(dims)):
         raise DataError(f"{path} is truncated: {body.size} bytes for shape {tuple(dims)}")
     array = body.reshape(dims)

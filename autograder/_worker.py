@@ -133,7 +133,7 @@ def op_train(params, arrays):
     import vae
     model = vae.VAE(z_dim=params["z_dim"]).to(device)
     images, _ = data.load_mnist("train", params.get("data_dir"))
-    train_u8 = torch.from_numpy(np.array(images)).to(device)
+    train_u8 = torch.from_numpy(images).to(device)
     del images
     train.train(model, train_u8, params["iterations"], seed=params["seed"])
     test_x = torch.from_numpy(data.load_test_subset(params.get("data_dir"))[0]).to(device)

@@ -69,7 +69,7 @@ def _train_seed(args):
     runtime.configure_threads()
     device = runtime.pick_device(device)
     images, _ = data.load_mnist("train")
-    train_u8 = torch.from_numpy(images.copy()).to(device)
+    train_u8 = torch.from_numpy(images).to(device)
     test_x = torch.from_numpy(data.load_test_subset()[0]).to(device)
     start = time.perf_counter()
     nelbo, kl, rec = train_reference_once(seed, iterations, device, train_u8, test_x)

@@ -7,6 +7,14 @@ The peak is of the SUM of the resident set sizes of the command and every proces
 (children, grandchildren, and anything still in its session after being re-parented),
 sampled every 50 ms from /proc. Sampling can miss a spike shorter than the interval; the
 figure is a lower bound of the true peak, close to it for anything that lasts.
+
+A plain RSS sum counts a page shared by two processes (the torch library both the grader
+and its sandbox child map, for one) twice. The proportional set size (PSS, from
+/proc/PID/smaps_rollup) charges each shared page in equal parts to the processes that map
+it, so the PSS sum is the memory the tree really holds, which is what a container's memory
+limit counts. `measure_command.last_peak_pss` holds that peak (0 where smaps_rollup cannot
+be read, e.g. another user's process without root), `.last_peak_by_process` the RSS and
+PSS of each process at the moment of the PSS peak.
 """
 import os
 import resource
@@ -28,6 +36,26 @@ def _stat(pid):
         return None
     fields = raw[raw.rindex(")") + 2:].split()           # after "pid (comm) "
     return int(fields[1]), int(fields[3]), resident_pages * PAGE
+
+
+def _pss(pid):
+    """Proportional set size of a live process in bytes, or 0 where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _command(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()[:120]
+    except OSError:
+        return "?"
 
 
 def busy_cpu_seconds():
@@ -53,8 +81,8 @@ def wait_until_idle(max_wait=600.0, threshold=0.1, window=3.0):
             return busy
 
 
-def tree_rss(root):
-    """(summed resident bytes, number of processes) of `root`, its descendants and its session."""
+def tree_members(root):
+    """{pid: resident bytes} of `root`, its descendants and its session."""
     table = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -72,25 +100,40 @@ def tree_rss(root):
             if child not in members:
                 members.add(child)
                 stack.append(child)
-    return sum(table[pid][2] for pid in members), len(members)
+    return {pid: table[pid][2] for pid in members}
+
+
+def tree_rss(root):
+    """(summed resident bytes, number of processes) of `root`, its descendants and its session."""
+    members = tree_members(root)
+    return sum(members.values()), len(members)
 
 
 class TreeSampler:
-    """Samples tree_rss(pid) every `interval` seconds in a thread; .peak and .peak_processes."""
+    """Samples the tree of `pid` every `interval` seconds in a thread: .peak (RSS sum),
+    .peak_pss (PSS sum, every `pss_every`-th sample: smaps_rollup walks the page tables),
+    .peak_by_process ({pid: (command, rss, pss)} at the PSS peak) and .peak_processes."""
 
-    def __init__(self, pid, interval=0.05):
-        self.pid, self.interval = pid, interval
-        self.peak = self.peak_processes = 0
+    def __init__(self, pid, interval=0.05, pss_every=4):
+        self.pid, self.interval, self.pss_every = pid, interval, pss_every
+        self.peak = self.peak_processes = self.peak_pss = 0
+        self.peak_by_process = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self):
+        sample = 0
         while not self._stop.is_set():
-            rss, count = tree_rss(self.pid)
-            if rss > self.peak:
-                self.peak = rss
-            self.peak_processes = max(self.peak_processes, count)
+            members = tree_members(self.pid)
+            self.peak = max(self.peak, sum(members.values()))
+            self.peak_processes = max(self.peak_processes, len(members))
+            if sample % self.pss_every == 0:
+                pss = {pid: _pss(pid) for pid in members}
+                if sum(pss.values()) > self.peak_pss:
+                    self.peak_pss = sum(pss.values())
+                    self.peak_by_process = {pid: (_command(pid), members[pid], pss[pid]) for pid in members}
+            sample += 1
             self._stop.wait(self.interval)
 
     def stop(self):
@@ -127,6 +170,8 @@ def measure_command(cmd, cwd=None, env=None, timeout=None, interval=0.05, captur
     own = (own_after.ru_utime + own_after.ru_stime) - (own_before.ru_utime + own_before.ru_stime)
     measure_command.last = subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
     measure_command.last_processes = sampler.peak_processes
+    measure_command.last_peak_pss = sampler.peak_pss
+    measure_command.last_peak_by_process = sampler.peak_by_process
     measure_command.last_cpu_seconds = own
     # CPUs that other processes kept busy meanwhile, on average: the timing is only clean
     # when this is near 0.
@@ -138,5 +183,7 @@ def measure_command(cmd, cwd=None, env=None, timeout=None, interval=0.05, captur
 
 measure_command.last = None
 measure_command.last_processes = 0
+measure_command.last_peak_pss = 0
+measure_command.last_peak_by_process = {}
 measure_command.last_cpu_seconds = 0.0
 measure_command.last_background_cpus = 0.0

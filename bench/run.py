@@ -15,11 +15,22 @@ Figures (each a whole process, start-up, data loading, evaluation and pictures i
            Half a CPU (Gradescope's smallest container, a CFS quota of 0.5) runs a
            one-thread process at half the speed of a whole core, so its estimate is 2 x this.
   gpu      `run_vae.py --device cuda`, 20,000 iterations (only where CUDA is available)
+  units    the unit checks of one submission (the reference solution), no training:
+           `python -m autograder grade solution --checks sample_gaussian kl_normal
+           negative_elbo_bound`, normally and pinned to one core (target <= 20 s)
+  grading  the whole grading of the reference solution, every check plus the 20,000-iteration
+           training gate: wall time (target <= 120 s) and the peak memory of the whole process
+           tree, grader, sandbox children and evaluator (target <= 700 MB)
+  grading_pinned  the same pinned to one core; twice that is the half-CPU estimate (target
+           <= 8 minutes). With --quick both grading figures run 200 and 2,000 iterations and
+           extrapolate to 20,000 (the per-iteration cost is the training gate's).
 
-Peak memory is the sum of the resident sets of the whole process tree, sampled every 50 ms
-(bench/measure.py). Timings are only meaningful on an otherwise idle machine: the script
-warns when the load average says it is not. More figures (whole grading, unit checks) are
-added by registering a function in FIGURES; see `figure_ratio` for the shape of one.
+Peak memory is sampled every 50 ms over the whole process tree (bench/measure.py) as two
+sums: of resident sets (RSS; a page shared by two processes counts twice) and of
+proportional set sizes (PSS; shared pages split between the processes that map them, the
+memory the tree really holds). Timings are only meaningful on an otherwise idle machine: the
+script warns when the load average says it is not, and --wait-idle waits for one.
+More figures are added by registering a function in FIGURES; see `figure_ratio`.
 """
 import argparse
 import json
@@ -158,12 +169,91 @@ def figure_gpu(args, tmp):
     return row
 
 
+UNIT_FAMILIES = ("sample_gaussian", "kl_normal", "negative_elbo_bound")
+
+
+def grade(out_dir, iterations=None, checks=None, prefix=()):
+    """Grade the reference solution as an instructor would -> row of figures."""
+    _idle()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = out_dir / "results.json"
+    cmd = [*prefix, PYTHON, "-m", "autograder", "grade", "solution", "--results", str(results)]
+    if iterations is not None:
+        cmd += ["--iterations", str(iterations)]
+    if checks:
+        cmd += ["--checks", *checks]
+    wall, peak = measure_command(cmd, cwd=PROJECT, env=_env())
+    graded = json.loads(results.read_text())
+    by_process = sorted(measure_command.last_peak_by_process.values(), key=lambda row: -row[2])
+    return {"command": " ".join(cmd), "seconds": round(wall, 2), "peak_rss_sum_mb": round(peak / MB, 1),
+            "peak_pss_sum_mb": round(measure_command.last_peak_pss / MB, 1),
+            "at_pss_peak": [{"process": c, "rss_mb": round(r / MB, 1), "pss_mb": round(q / MB, 1)}
+                            for c, r, q in by_process],
+            "processes": measure_command.last_processes, "score": graded.get("score"),
+            "execution_time": graded.get("execution_time"), **_cpu_note()}
+
+
+def _print_memory(row):
+    print(f"  peak memory of the process tree: {row['peak_pss_sum_mb']:.0f} MB PSS sum "
+          f"({row['peak_rss_sum_mb']:.0f} MB RSS sum; target <= 700 MB); at the PSS peak:")
+    for process in row["at_pss_peak"]:
+        print(f"    {process['pss_mb']:6.0f} MB PSS {process['rss_mb']:6.0f} MB RSS  {process['process']}")
+
+
+def figure_units(args, tmp):
+    rows = {}
+    for name, prefix in (("normal", ()), ("pinned", pinned_prefix())):
+        row = rows[name] = grade(tmp / f"units-{name}", checks=UNIT_FAMILIES, prefix=prefix)
+        print(f"  unit checks, {name:6s}: {row['seconds']:.1f} s whole process ({row['execution_time']} s in "
+              f"results.json), score {row['score']} (target <= 20 s)")
+    print(f"  -> at half a CPU: ~ {2 * rows['pinned']['seconds']:.0f} s")
+    _print_memory(rows["normal"])
+    return rows
+
+
+def _whole_grading(args, tmp, name, prefix):
+    if not args.quick:
+        return grade(tmp / name, prefix=prefix)
+    short = grade(tmp / f"{name}-200", iterations=200, prefix=prefix)
+    row = grade(tmp / f"{name}-2000", iterations=2000, prefix=prefix)
+    per_iteration = (row["seconds"] - short["seconds"]) / 1800
+    row.update(measured_iterations=2000, ms_per_iteration=round(per_iteration * 1e3, 3),
+               extrapolated_20000_seconds=round(row["seconds"] + 18000 * per_iteration, 1))
+    print(f"  ({name}: 200 iterations {short['seconds']:.1f} s, 2,000 iterations {row['seconds']:.1f} s: "
+          f"{per_iteration * 1e3:.2f} ms/iteration, extrapolated to 20,000)")
+    return row
+
+
+def _grading_seconds(row):
+    return row.get("extrapolated_20000_seconds", row["seconds"])
+
+
+def figure_grading(args, tmp):
+    row = _whole_grading(args, tmp, "grading", ())
+    print(f"  whole grading of the reference, 20,000 iterations: {_grading_seconds(row):.1f} s "
+          f"(target <= 120 s), score {row['score']}")
+    _print_memory(row)
+    return row
+
+
+def figure_grading_pinned(args, tmp):
+    row = _whole_grading(args, tmp, "grading-pinned", pinned_prefix())
+    seconds = _grading_seconds(row)
+    row["half_cpu_estimate_seconds"] = round(2 * seconds, 1)
+    print(f"  whole grading pinned to one core: {seconds:.1f} s, score {row['score']}")
+    print(f"  -> at half a CPU (quota 0.5): ~ {2 * seconds:.0f} s ({2 * seconds / 60:.1f} min; target <= 8 min)")
+    return row
+
+
 FIGURES = {            # name -> (function, included by --quick)
     "threads": (figure_threads, True),
     "ratio": (figure_ratio, True),
     "full": (figure_full, False),
     "pinned": (figure_pinned, True),
     "gpu": (figure_gpu, False),
+    "units": (figure_units, True),
+    "grading": (figure_grading, True),
+    "grading_pinned": (figure_grading_pinned, True),
 }
 
 

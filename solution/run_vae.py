@@ -109,7 +109,7 @@ def main(argv=None):
         test_x, _ = data.load_test_subset(args.data_dir)
     except data.DataError as error:
         sys.exit(f"error: {error}")
-    train_u8 = torch.from_numpy(train_images.copy()).to(device)
+    train_u8 = torch.from_numpy(train_images).to(device)
     test_x = torch.from_numpy(test_x).to(device)
     results = [run_once(args, args.seed + r, device, train_u8, test_x) for r in range(args.runs)]
     if args.runs > 1:

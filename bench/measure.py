@@ -53,9 +53,10 @@ def _pss(pid):
 def _command(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()[:120]
+            command = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()[:120]
     except OSError:
-        return "?"
+        command = ""
+    return command or "(exiting)"
 
 
 def busy_cpu_seconds():

@@ -1,7 +1,7 @@
 """Every training and thread figure of the speed issue, in one command.
 
-    .venv/bin/python bench/run.py            # all figures (about 5 minutes on 2 cores)
-    .venv/bin/python bench/run.py --quick    # no 20,000-iteration runs (about 1.5 minutes)
+    .venv/bin/python bench/run.py            # all figures (about 10 minutes on 2 cores)
+    .venv/bin/python bench/run.py --quick    # no 20,000-iteration runs (about 3 minutes)
     .venv/bin/python bench/run.py --only ratio pinned --json out.json
 
 Figures (each a whole process, start-up, data loading, evaluation and pictures included):

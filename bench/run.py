@@ -1,13 +1,13 @@
 """Every training and thread figure of the speed issue, in one command.
 
-    .venv/bin/python bench/run.py            # all figures (about 10 minutes on 2 cores)
-    .venv/bin/python bench/run.py --quick    # no 20,000-iteration runs (about 3 minutes)
+    .venv/bin/python bench/run.py            # all figures (about 12 minutes on 2 cores)
+    .venv/bin/python bench/run.py --quick    # no 20,000-iteration runs (about 4 minutes)
     .venv/bin/python bench/run.py --only ratio pinned --json out.json
 
 Figures (each a whole process, start-up, data loading, evaluation and pictures included):
   threads  what runtime.configure_threads() and the matmul probe choose, normally and pinned
   ratio    plain eager loop (bench/plain_loop.py) vs `run_vae.py`, same iterations (--iters,
-           default 3000); the target is ours <= 0.6 x plain
+           default 3000), best of --repeat (3) interleaved runs each; target ours <= 0.6 x plain
   full     `run_vae.py` with its default 20,000 iterations: wall time (target <= 70 s here),
            peak memory of the process tree, the NELBO line
   pinned   `run_vae.py` pinned to one core (taskset, else sched_setaffinity); with --quick
@@ -111,13 +111,16 @@ def figure_threads(args, tmp):
 
 
 def figure_ratio(args, tmp):
-    best = {}
+    best, pairs = {}, []
     for repeat in range(args.repeat):
         _idle()
         wall, peak = measure_command([PYTHON, str(HERE / "plain_loop.py"), str(args.iters)], env=_env())
         plain = {"seconds": round(wall, 2), "peak_rss_mb": round(peak / MB, 1),
                  "result": measure_command.last.stdout.strip(), **_cpu_note()}
         ours = run_vae(args.iters, tmp / "ratio")
+        pairs.append((plain["seconds"], ours["seconds"]))
+        print(f"  run {repeat + 1}: plain {plain['seconds']:.2f} s, ours {ours['seconds']:.2f} s "
+              f"({ours['seconds'] / plain['seconds']:.3f})", flush=True)
         for name, row in (("plain", plain), ("ours", ours)):
             if name not in best or row["seconds"] < best[name]["seconds"]:
                 best[name] = row
@@ -127,7 +130,8 @@ def figure_ratio(args, tmp):
     print(f"  run_vae.py --iters {args.iters}:            {best['ours']['seconds']:7.2f} s, "
           f"peak RSS {best['ours']['peak_rss_mb']:.0f} MB ({best['ours']['processes']} processes)")
     print(f"  ratio ours / plain: {ratio:.3f} (target <= 0.6){'' if args.repeat == 1 else f', best of {args.repeat}'}")
-    return {"iterations": args.iters, "plain": best["plain"], "ours": best["ours"], "ratio": round(ratio, 3)}
+    return {"iterations": args.iters, "plain": best["plain"], "ours": best["ours"], "ratio": round(ratio, 3),
+            "runs": pairs}
 
 
 def figure_full(args, tmp):
@@ -271,7 +275,9 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="skip the 20,000-iteration runs (extrapolate instead)")
     p.add_argument("--only", nargs="+", choices=sorted(FIGURES), help="just these figures")
     p.add_argument("--iters", type=int, default=3000, help="iterations of the ratio figure (default 3000)")
-    p.add_argument("--repeat", type=int, default=1, help="best of N for the ratio figure (default 1)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="best of N for each side of the ratio figure, runs interleaved (default 3: on a "
+                        "shared host one run of either side can be 30%% slow)")
     p.add_argument("--json", type=Path, help="also write the figures to this file")
     p.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
                    help="before each run, wait up to S seconds for other processes to go quiet")

@@ -122,7 +122,6 @@ def op_elbo(params, arrays):
 
 def op_train(params, arrays):
     """Train the student's VAE with the provided loop; return weights and its own evaluation."""
-    import numpy as np
     import torch
     import data
     import runtime

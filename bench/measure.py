@@ -104,12 +104,6 @@ def tree_members(root):
     return {pid: table[pid][2] for pid in members}
 
 
-def tree_rss(root):
-    """(summed resident bytes, number of processes) of `root`, its descendants and its session."""
-    members = tree_members(root)
-    return sum(members.values()), len(members)
-
-
 class TreeSampler:
     """Samples the tree of `pid` every `interval` seconds in a thread: .peak (RSS sum),
     .peak_pss (PSS sum, every `pss_every`-th sample: smaps_rollup walks the page tables),

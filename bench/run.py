@@ -25,8 +25,8 @@ Figures (each a whole process, start-up, data loading, evaluation and pictures i
            <= 8 minutes). With --quick both grading figures run 200 and 2,000 iterations and
            extrapolate to 20,000 (the per-iteration cost is the training gate's).
 
-Peak memory is sampled every 50 ms over the whole process tree (bench/measure.py) as two
-sums: of resident sets (RSS; a page shared by two processes counts twice) and of
+Peak memory is sampled every 50 ms over the whole process tree of every run (bench/measure.py),
+as two sums: of resident sets (RSS; a page shared by two processes counts twice) and of
 proportional set sizes (PSS; shared pages split between the processes that map them, the
 memory the tree really holds). Timings are only meaningful on an otherwise idle machine: the
 script warns when the load average says it is not, and --wait-idle waits for one.
@@ -70,13 +70,33 @@ def _idle():
             print(f"  (still {busy:.2f} CPUs busy after waiting {WAIT_IDLE[0]:.0f} s)")
 
 
-def run_vae(iters, out_dir, extra=(), prefix=()):
+def measured(cmd, cwd=None):
+    """Run `cmd` on a (by --wait-idle) quiet machine -> row: wall time, peak memory of its tree."""
     _idle()
-    cmd = [*prefix, PYTHON, "run_vae.py", "--iters", str(iters), "--quiet", "--out", str(out_dir), *extra]
-    wall, peak = measure_command(cmd, cwd=SOLUTION, env=_env())
-    line = next((l for l in measure_command.last.stdout.splitlines() if l.startswith("NELBO")), "")
+    wall, peak = measure_command(cmd, cwd=cwd, env=_env())
+    by_process = sorted(measure_command.last_peak_by_process.values(), key=lambda row: -row[2])
     return {"command": " ".join(cmd), "seconds": round(wall, 2), "peak_rss_mb": round(peak / MB, 1),
-            "processes": measure_command.last_processes, "result": line, **_cpu_note()}
+            "peak_pss_mb": round(measure_command.last_peak_pss / MB, 1),
+            "at_pss_peak": [{"process": c, "rss_mb": round(r / MB, 1), "pss_mb": round(q / MB, 1)}
+                            for c, r, q in by_process],
+            "processes": measure_command.last_processes, **_cpu_note()}
+
+
+def extrapolate(short, row, short_iterations, iterations):
+    """Add to `row` (a run of `iterations`) the cost per iteration against `short` and the
+    20,000-iteration time it implies -> that time."""
+    per_iteration = (row["seconds"] - short["seconds"]) / (iterations - short_iterations)
+    full = row["seconds"] + (20000 - iterations) * per_iteration
+    row.update(measured_iterations=iterations, ms_per_iteration=round(per_iteration * 1e3, 3),
+               extrapolated_20000_seconds=round(full, 1))
+    return full
+
+
+def run_vae(iters, out_dir, extra=(), prefix=()):
+    row = measured([*prefix, PYTHON, "run_vae.py", "--iters", str(iters), "--quiet", "--out", str(out_dir), *extra],
+                   cwd=SOLUTION)
+    row["result"] = next((l for l in measure_command.last.stdout.splitlines() if l.startswith("NELBO")), "")
+    return row
 
 
 def _cpu_note():
@@ -113,10 +133,8 @@ def figure_threads(args, tmp):
 def figure_ratio(args, tmp):
     best, pairs = {}, []
     for repeat in range(args.repeat):
-        _idle()
-        wall, peak = measure_command([PYTHON, str(HERE / "plain_loop.py"), str(args.iters)], env=_env())
-        plain = {"seconds": round(wall, 2), "peak_rss_mb": round(peak / MB, 1),
-                 "result": measure_command.last.stdout.strip(), **_cpu_note()}
+        plain = measured([PYTHON, str(HERE / "plain_loop.py"), str(args.iters)])
+        plain["result"] = measure_command.last.stdout.strip()
         ours = run_vae(args.iters, tmp / "ratio")
         pairs.append((plain["seconds"], ours["seconds"]))
         print(f"  run {repeat + 1}: plain {plain['seconds']:.2f} s, ours {ours['seconds']:.2f} s "
@@ -146,12 +164,9 @@ def figure_pinned(args, tmp):
     if args.quick:
         short = run_vae(10, tmp / "pin10", prefix=prefix)
         row = run_vae(3000, tmp / "pin3000", prefix=prefix)
-        per_iter = (row["seconds"] - short["seconds"]) / 2990
-        full = short["seconds"] + 20000 * per_iter
-        row.update(fixed_seconds=short["seconds"], ms_per_iteration=round(per_iter * 1e3, 3),
-                   extrapolated_20000_seconds=round(full, 1))
+        full = extrapolate(short, row, 10, 3000)
         print(f"  pinned to one core, 3000 iterations: {row['seconds']:.1f} s "
-              f"({per_iter * 1e3:.2f} ms/iteration, fixed cost {short['seconds']:.1f} s)")
+              f"({row['ms_per_iteration']:.2f} ms/iteration, 10 iterations {short['seconds']:.1f} s)")
         print(f"  -> 20,000 iterations on one core ~ {full:.0f} s (extrapolated)")
     else:
         row = run_vae(20000, tmp / "pin20000", prefix=prefix)
@@ -178,7 +193,6 @@ UNIT_FAMILIES = ("sample_gaussian", "kl_normal", "negative_elbo_bound")
 
 def grade(out_dir, iterations=None, checks=None, prefix=()):
     """Grade the reference solution as an instructor would -> row of figures."""
-    _idle()
     out_dir.mkdir(parents=True, exist_ok=True)
     results = out_dir / "results.json"
     cmd = [*prefix, PYTHON, "-m", "autograder", "grade", "solution", "--results", str(results)]
@@ -186,20 +200,15 @@ def grade(out_dir, iterations=None, checks=None, prefix=()):
         cmd += ["--iterations", str(iterations)]
     if checks:
         cmd += ["--checks", *checks]
-    wall, peak = measure_command(cmd, cwd=PROJECT, env=_env())
+    row = measured(cmd, cwd=PROJECT)
     graded = json.loads(results.read_text())
-    by_process = sorted(measure_command.last_peak_by_process.values(), key=lambda row: -row[2])
-    return {"command": " ".join(cmd), "seconds": round(wall, 2), "peak_rss_sum_mb": round(peak / MB, 1),
-            "peak_pss_sum_mb": round(measure_command.last_peak_pss / MB, 1),
-            "at_pss_peak": [{"process": c, "rss_mb": round(r / MB, 1), "pss_mb": round(q / MB, 1)}
-                            for c, r, q in by_process],
-            "processes": measure_command.last_processes, "score": graded.get("score"),
-            "execution_time": graded.get("execution_time"), **_cpu_note()}
+    row.update(score=graded.get("score"), execution_time=graded.get("execution_time"))
+    return row
 
 
 def _print_memory(row):
-    print(f"  peak memory of the process tree: {row['peak_pss_sum_mb']:.0f} MB PSS sum "
-          f"({row['peak_rss_sum_mb']:.0f} MB RSS sum; target <= 700 MB); at the PSS peak:")
+    print(f"  peak memory of the process tree: {row['peak_pss_mb']:.0f} MB PSS sum "
+          f"({row['peak_rss_mb']:.0f} MB RSS sum; target <= 700 MB); at the PSS peak:")
     for process in row["at_pss_peak"]:
         print(f"    {process['pss_mb']:6.0f} MB PSS {process['rss_mb']:6.0f} MB RSS  {process['process']}")
 
@@ -220,11 +229,9 @@ def _whole_grading(args, tmp, name, prefix):
         return grade(tmp / name, prefix=prefix)
     short = grade(tmp / f"{name}-200", iterations=200, prefix=prefix)
     row = grade(tmp / f"{name}-2000", iterations=2000, prefix=prefix)
-    per_iteration = (row["seconds"] - short["seconds"]) / 1800
-    row.update(measured_iterations=2000, ms_per_iteration=round(per_iteration * 1e3, 3),
-               extrapolated_20000_seconds=round(row["seconds"] + 18000 * per_iteration, 1))
+    extrapolate(short, row, 200, 2000)
     print(f"  ({name}: 200 iterations {short['seconds']:.1f} s, 2,000 iterations {row['seconds']:.1f} s: "
-          f"{per_iteration * 1e3:.2f} ms/iteration, extrapolated to 20,000)")
+          f"{row['ms_per_iteration']:.2f} ms/iteration, extrapolated to 20,000)")
     return row
 
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="
 
 MB = 1 << 20
 
-# A parent that starts a child, each then holding 120 MB of touched memory for a second.
+# A parent that starts a child, each then holding 120 MB of touched memory for 1.5 seconds.
 HOLD = "import time; block = bytearray(120 << 20); block[::4096] = b'x' * len(block[::4096]); time.sleep(1.5)"
 TREE = textwrap.dedent(f"""
     import subprocess, sys

@@ -15,7 +15,10 @@ How it is made fast (none of this changes what is computed; see bench/ for the f
   (a multi-threaded step can then be 5-10x slower), and back when they are free again;
 - float32 matrix products on the CPU go through oneDNN when a start-up probe finds it clearly
   faster than the default BLAS (MKL takes a generic AVX2 path on AMD processors, oneDNN uses
-  AVX-512 there). VAE_MATMUL=blas turns this off, VAE_MATMUL=onednn forces it.
+  AVX-512 there). VAE_MATMUL=blas turns this off, VAE_MATMUL=onednn forces it;
+- on a GPU the whole step (forward, backward, Adam) is captured once as a CUDA graph and
+  replayed (`GraphedStep`): launching a step's ~100 small kernels one by one costs more than
+  running them. VAE_CUDA_GRAPHS=0 turns this off; a failed capture falls back to eager steps.
 """
 import contextlib
 import math
@@ -317,12 +320,93 @@ class ThreadTuner:
             torch.set_num_threads(self.many)
 
 
+def _cuda_graphs_wanted(device):
+    return device.type == "cuda" and os.environ.get("VAE_CUDA_GRAPHS", "auto").strip().lower() not in (
+        "0", "off", "no", "false")
+
+
+def _capture_cuda_graph(step):
+    """Record `step()` as a CUDA graph (nothing runs yet) -> a callable that replays it."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
+
+
+class GraphedStep:
+    """The training step (forward, backward, Adam) recorded once as a CUDA graph, then replayed.
+
+    On a GPU the ~100 small kernels of a step take less time to run than the CPU needs to launch
+    them one by one; a replay launches them all at once. Torch's recipe for capturing a whole
+    step: `warmup` eager steps on a side stream, gradients set to None, then the capture; each
+    later step copies its batch into the graph's input and replays. Every step trains: the warm-up
+    steps eagerly, the captured one by its first replay.
+
+    If the capture fails (a bound that waits for the host, an optimizer that cannot be captured),
+    training goes on eagerly from that very step and `failure` says why.
+    `capture` is injectable so that the bookkeeping can be tested without a GPU.
+    """
+
+    def __init__(self, model, optimizer, warmup=3, capture=None):
+        self.model, self.optimizer, self.warmup = model, optimizer, warmup
+        self.capture = capture or _capture_cuda_graph
+        self.replay, self.failure, self.steps = None, None, 0
+
+    def __call__(self, x):
+        """Train on x -> (nelbo, kl, rec) tensors of this step (copies: the graph reuses its outputs)."""
+        self.steps += 1
+        if self.failure is not None:
+            return _eager_step(self.model, self.optimizer, x)
+        if self.replay is None and self.steps <= self.warmup:
+            with _side_stream(x.device):
+                return _eager_step(self.model, self.optimizer, x)
+        if self.replay is None:
+            self.static_x = torch.empty_like(x)
+            self.optimizer.zero_grad()                 # the graph allocates the gradients in its pool
+            try:
+                self.replay = self.capture(self._captured_step)
+            except Exception as error:                 # noqa: BLE001 - any failure: train eagerly
+                self.failure = f"{type(error).__name__}: {error}"
+                self.optimizer.zero_grad()
+                warnings.warn(f"CUDA graph capture failed, training without it: {self.failure}")
+                return _eager_step(self.model, self.optimizer, x)
+        self.static_x.copy_(x)
+        self.replay()
+        return self.static_out.clone().unbind()
+
+    def _captured_step(self):
+        nelbo, kl, rec = self.model.negative_elbo_bound(self.static_x)
+        nelbo.backward()
+        self.optimizer.step()
+        self.static_out = torch.stack([v.detach().float().mean() for v in (nelbo, kl, rec)])
+
+
+@contextlib.contextmanager
+def _side_stream(device):
+    """Run the block on a fresh CUDA stream ordered after, and before, the current one."""
+    current = torch.cuda.current_stream(device)
+    side = torch.cuda.Stream(device)
+    side.wait_stream(current)
+    with torch.cuda.stream(side):
+        yield
+    current.wait_stream(side)
+
+
+def _eager_step(model, optimizer, x):
+    optimizer.zero_grad()                      # sets the gradients to None
+    nelbo, kl, rec = model.negative_elbo_bound(x)
+    nelbo.backward()
+    optimizer.step()
+    return nelbo.detach(), kl.detach(), rec.detach()
+
+
 def train(model, train_images_u8, iters, batch=100, lr=1e-3, seed=0, progress=None, log_every=100):
     """Train `model` with Adam on dynamically binarized images.
 
     train_images_u8: uint8 tensor (N, 784) on the training device.
     progress: None, or a callable(iteration, running_nelbo) called every `log_every` steps.
     Returns the final running mean of (nelbo, kl, rec) over the last log window, as floats.
+    On CUDA the step is replayed as a CUDA graph (`GraphedStep`; VAE_CUDA_GRAPHS=0 turns it off).
     """
     device = train_images_u8.device
     generator = torch.Generator(device=device)
@@ -330,6 +414,7 @@ def train(model, train_images_u8, iters, batch=100, lr=1e-3, seed=0, progress=No
     binarizer = Binarizer(train_images_u8, batch, generator)
     optimizer = _training_optimizer(model, lr)
     model.train()
+    graphed = GraphedStep(model, optimizer) if _cuda_graphs_wanted(device) else None
     window = []
     summary = (float("nan"),) * 3
     threads = ThreadTuner(device)
@@ -338,11 +423,10 @@ def train(model, train_images_u8, iters, batch=100, lr=1e-3, seed=0, progress=No
         for step in range(1, iters + 1):
             threads.tick(step)
             x = binarizer.next()
-            optimizer.zero_grad()              # sets the gradients to None
-            nelbo, kl, rec = model.negative_elbo_bound(x)
-            nelbo.backward()
-            optimizer.step()
-            window.append((nelbo.detach(), kl.detach(), rec.detach()))
+            if graphed is not None:
+                window.append(graphed(x))
+            else:
+                window.append(_eager_step(model, optimizer, x))
             if step % log_every == 0 or step == iters:
                 summary = _window_mean(window)  # the only host sync
                 window = []

@@ -1,4 +1,5 @@
-"""The benchmark's memory sampler counts every process of a tree, not only the largest one."""
+"""The benchmark's memory sampler counts every process of a tree, not only the largest one;
+the host probe runs the training step."""
 import os
 import sys
 import textwrap
@@ -37,3 +38,14 @@ def test_a_failing_command_raises():
     import subprocess
     with pytest.raises(subprocess.CalledProcessError):
         measure_command([sys.executable, "-c", "raise SystemExit(3)"])
+
+
+def test_host_probe_times_the_training_step():
+    """bench/host_probe.py runs the provided loop and prints its milliseconds per step."""
+    import subprocess
+    from pathlib import Path
+    probe = Path(__file__).resolve().parent.parent / "bench" / "host_probe.py"
+    done = subprocess.run([sys.executable, str(probe), "200"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ms_per_step = float(done.stdout.split()[-1])
+    assert 0.05 < ms_per_step < 1000          # a real step: not zero, not a hang

@@ -6,6 +6,7 @@ torch.optim.Adam(fused=True) (bit for bit), the oneDNN matrix products against t
 kernels (to float32 rounding, every layout, and falling back for everything else), and the
 whole loop against a plain loop on the same batches. CUDA tests skip without a GPU.
 """
+import contextlib
 import math
 
 import pytest
@@ -358,3 +359,81 @@ def test_cuda_training_and_evaluation(mnist):
     assert all(math.isfinite(v) for v in summary)
     assert after < before - 100, (before, after)
     assert all(p.device.type == "cuda" for p in model.parameters())
+
+
+# --- CUDA graphs ---------------------------------------------------------------------------------
+
+def _fake_capture(model):
+    """Stands in for a CUDA graph on the CPU: replay re-runs the recorded step. A real graph
+    overwrites its gradient buffers on each replay, so the fake starts from no gradients too."""
+    def capture(step):
+        def replay():
+            for p in model.parameters():
+                p.grad = None
+            step()
+        return replay
+    return capture
+
+
+def _batches(images, n, seed=3):
+    binarizer = train.Binarizer(images, 100, torch.Generator().manual_seed(seed))
+    return [binarizer.next() for _ in range(n)]
+
+
+def _run_steps(model, batches, step_factory):
+    optimizer = train._training_optimizer(model, 1e-3)
+    step = step_factory(model, optimizer)
+    torch.manual_seed(11)
+    return [float(v) for x in batches for v in step(x)], step
+
+
+def test_graphed_step_trains_exactly_like_eager_steps(mnist, monkeypatch):
+    """Warm-up, capture and replays: every batch trained once, in order, each replay on its own
+    batch (a graph that kept reading the first batch, or skipped the captured step, differs)."""
+    monkeypatch.setattr(train, "_side_stream", lambda device: contextlib.nullcontext())
+    batches = _batches(mnist, 8)
+    a, b = _twin_models()
+    eager, _ = _run_steps(a, batches, lambda m, o: (lambda x: train._eager_step(m, o, x)))
+    graphed, step = _run_steps(b, batches, lambda m, o: train.GraphedStep(m, o, warmup=2, capture=_fake_capture(m)))
+    assert step.failure is None and step.replay is not None
+    assert graphed == pytest.approx(eager, rel=1e-6)
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(pa, pb), name
+
+
+def test_failed_capture_goes_on_eagerly_from_the_same_step(mnist, monkeypatch):
+    monkeypatch.setattr(train, "_side_stream", lambda device: contextlib.nullcontext())
+    batches = _batches(mnist, 6)
+
+    def refusing_capture(step):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    a, b = _twin_models()
+    eager, _ = _run_steps(a, batches, lambda m, o: (lambda x: train._eager_step(m, o, x)))
+    with pytest.warns(UserWarning, match="CUDA graph capture failed"):
+        graphed, step = _run_steps(b, batches, lambda m, o: train.GraphedStep(m, o, warmup=1, capture=refusing_capture))
+    assert "not permitted" in step.failure and step.replay is None
+    assert graphed == pytest.approx(eager, rel=1e-6)
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(pa, pb), name
+
+
+def test_train_uses_graphs_only_on_cuda_and_when_allowed(monkeypatch):
+    for value, wanted in (("auto", True), ("1", True), ("0", False), ("off", False)):
+        monkeypatch.setenv("VAE_CUDA_GRAPHS", value)
+        assert train._cuda_graphs_wanted(torch.device("cuda")) is wanted
+        assert train._cuda_graphs_wanted(torch.device("cpu")) is False
+
+
+@CUDA
+def test_cuda_graph_training_matches_eager_cuda_training(mnist, monkeypatch):
+    images = mnist.cuda()
+    batches = _batches(images.cpu(), 30)
+    batches = [x.cuda() for x in batches]
+    a, b = _twin_models("cuda")
+    eager, _ = _run_steps(a, batches, lambda m, o: (lambda x: train._eager_step(m, o, x)))
+    graphed, step = _run_steps(b, batches, lambda m, o: train.GraphedStep(m, o))
+    assert step.failure is None and step.replay is not None
+    assert graphed == pytest.approx(eager, rel=1e-4)
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(pa, pb, rtol=1e-4, atol=1e-5), name

@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -179,9 +180,9 @@ def figure_full(args, tmp):
               f"peak RSS {row['peak_rss_mb']:.0f} MB{host}", flush=True)
     print(f"  {rows[-1]['result']}")
     if len(rows) > 1:
-        seconds = sorted(row["seconds"] for row in rows)
-        print(f"  {len(rows)} runs: median {seconds[len(seconds) // 2]:.1f} s, best {seconds[0]:.1f} s, "
-              f"worst {seconds[-1]:.1f} s")
+        seconds = [row["seconds"] for row in rows]
+        print(f"  {len(rows)} runs: median {statistics.median(seconds):.1f} s, best {min(seconds):.1f} s, "
+              f"worst {max(seconds):.1f} s")
     return rows[0] if len(rows) == 1 else {"runs": rows}
 
 

@@ -325,10 +325,11 @@ def _cuda_graphs_wanted(device):
         "0", "off", "no", "false")
 
 
-def _capture_cuda_graph(step):
-    """Record `step()` as a CUDA graph (nothing runs yet) -> a callable that replays it."""
+def _capture_cuda_graph(step, stream):
+    """Record `step()` on `stream` as a CUDA graph (nothing runs yet) -> a callable that replays it.
+    The warm-up steps ran on the same stream, so its library handles and workspaces exist."""
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.graph(graph, stream=stream):
         step()
     return graph.replay
 
@@ -339,17 +340,19 @@ class GraphedStep:
     On a GPU the ~100 small kernels of a step take less time to run than the CPU needs to launch
     them one by one; a replay launches them all at once. Torch's recipe for capturing a whole
     step: `warmup` eager steps on a side stream, gradients set to None, then the capture; each
-    later step copies its batch into the graph's input and replays. Every step trains: the warm-up
-    steps eagerly, the captured one by its first replay.
+    later step copies its batch into the graph's input and replays (warm-up and capture share
+    one stream). Every step trains: the warm-up steps eagerly, the captured one by its first
+    replay.
 
     If the capture fails (a bound that waits for the host, an optimizer that cannot be captured),
     training goes on eagerly from that very step and `failure` says why.
     `capture` is injectable so that the bookkeeping can be tested without a GPU.
     """
 
-    def __init__(self, model, optimizer, warmup=3, capture=None):
+    def __init__(self, model, optimizer, warmup=3, capture=None, stream=None):
         self.model, self.optimizer, self.warmup = model, optimizer, warmup
         self.capture = capture or _capture_cuda_graph
+        self.stream = stream                           # warm-up and capture stream, made on first use
         self.replay, self.failure, self.steps = None, None, 0
 
     def __call__(self, x):
@@ -357,14 +360,16 @@ class GraphedStep:
         self.steps += 1
         if self.failure is not None:
             return _eager_step(self.model, self.optimizer, x)
+        if self.stream is None:
+            self.stream = torch.cuda.Stream(x.device)
         if self.replay is None and self.steps <= self.warmup:
-            with _side_stream(x.device):
+            with _on_stream(self.stream):
                 return _eager_step(self.model, self.optimizer, x)
         if self.replay is None:
             self.static_x = torch.empty_like(x)
             self.optimizer.zero_grad()                 # the graph allocates the gradients in its pool
             try:
-                self.replay = self.capture(self._captured_step)
+                self.replay = self.capture(self._captured_step, self.stream)
             except Exception as error:                 # noqa: BLE001 - any failure: train eagerly
                 self.failure = f"{type(error).__name__}: {error}"
                 self.optimizer.zero_grad()
@@ -382,14 +387,13 @@ class GraphedStep:
 
 
 @contextlib.contextmanager
-def _side_stream(device):
-    """Run the block on a fresh CUDA stream ordered after, and before, the current one."""
-    current = torch.cuda.current_stream(device)
-    side = torch.cuda.Stream(device)
-    side.wait_stream(current)
-    with torch.cuda.stream(side):
+def _on_stream(stream):
+    """Run the block on a side CUDA stream, ordered after and before the current stream's work."""
+    current = torch.cuda.current_stream(stream.device)
+    stream.wait_stream(current)
+    with torch.cuda.stream(stream):
         yield
-    current.wait_stream(side)
+    current.wait_stream(stream)
 
 
 def _eager_step(model, optimizer, x):

@@ -102,7 +102,11 @@ class FusedAdam:
         self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
         self.exp_avgs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         self.exp_avg_sqs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
-        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
+        # One float32 step count per parameter, as torch.optim keeps them, stored side by side so
+        # that a step of every parameter counts with one add (a list add costs ~40 us on a CPU).
+        self.step_counts = torch.zeros(len(self.params), dtype=torch.float32,
+                                       device=self.params[0].device if self.params else "cpu")
+        self.steps = list(self.step_counts.unbind())
 
     @staticmethod
     def supports(params):
@@ -127,18 +131,20 @@ class FusedAdam:
 
     @torch.no_grad()
     def step(self):
-        if all(p.grad is not None for p in self.params):
+        grads = [p.grad for p in self.params]
+        if None not in grads:
             params, exp_avgs, exp_avg_sqs, steps = self.params, self.exp_avgs, self.exp_avg_sqs, self.steps
+            count = self.step_counts.add_
         else:
-            live = [i for i, p in enumerate(self.params) if p.grad is not None]
+            live = [i for i, g in enumerate(grads) if g is not None]
             if not live:
                 return
-            params, exp_avgs, exp_avg_sqs, steps = (
-                [items[i] for i in live] for items in (self.params, self.exp_avgs, self.exp_avg_sqs, self.steps))
-        grads = [p.grad for p in params]
+            params, grads, exp_avgs, exp_avg_sqs, steps = ([items[i] for i in live] for items in (
+                self.params, grads, self.exp_avgs, self.exp_avg_sqs, self.steps))
+            count = lambda one: torch._foreach_add_(steps, one)  # noqa: E731
         if any(g.is_sparse for g in grads):
             raise RuntimeError("Adam does not support sparse gradients")
-        torch._foreach_add_(steps, 1)
+        count(1)
         torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=self.lr,
                            beta1=self.betas[0], beta2=self.betas[1], weight_decay=0.0, eps=self.eps,
                            maximize=False, grad_scale=None, found_inf=None)
@@ -163,22 +169,23 @@ _ONEDNN_MIN_WORK = 1 << 21
 
 
 def _plain_matrix(t):
-    return (t.dim() == 2 and t.dtype == torch.float32 and t.numel() > 0
-            and (t.is_contiguous() or t.t().is_contiguous()))
+    return t.dtype == torch.float32 and t.numel() > 0 and (t.is_contiguous() or t.t().is_contiguous())
 
 
+# The kernels below run for every matrix product of a step, so the cheap tests come first.
 def _onednn_mm(a, b):
-    if (_plain_matrix(a) and _plain_matrix(b) and a.shape[1] == b.shape[0]
-            and a.shape[0] * a.shape[1] * b.shape[1] >= _ONEDNN_MIN_WORK):
-        return torch.ops.mkldnn._linear_pointwise(a, b.t(), None, "none", [], "")
+    if (a.dim() == 2 and b.dim() == 2 and a.shape[0] * a.shape[1] * b.shape[1] >= _ONEDNN_MIN_WORK
+            and a.shape[1] == b.shape[0] and _plain_matrix(a) and _plain_matrix(b)):
+        return torch.ops.mkldnn._linear_pointwise.default(a, b.t(), None, "none", [], "")
     return torch.ops.aten.mm.out(a, b, out=a.new_empty(0))
 
 
 def _onednn_addmm(bias, a, b, *, beta=1, alpha=1):
-    if (beta == 1 and alpha == 1 and _plain_matrix(a) and _plain_matrix(b) and a.shape[1] == b.shape[0]
-            and bias.dim() == 1 and bias.dtype == torch.float32 and bias.shape[0] == b.shape[1]
-            and bias.is_contiguous() and a.shape[0] * a.shape[1] * b.shape[1] >= _ONEDNN_MIN_WORK):
-        return torch.ops.mkldnn._linear_pointwise(a, b.t(), bias, "none", [], "")
+    if (beta == 1 and alpha == 1 and a.dim() == 2 and b.dim() == 2 and bias.dim() == 1
+            and a.shape[0] * a.shape[1] * b.shape[1] >= _ONEDNN_MIN_WORK and a.shape[1] == b.shape[0]
+            and bias.shape[0] == b.shape[1] and bias.dtype == torch.float32 and bias.is_contiguous()
+            and _plain_matrix(a) and _plain_matrix(b)):
+        return torch.ops.mkldnn._linear_pointwise.default(a, b.t(), bias, "none", [], "")
     return torch.ops.aten.addmm.out(bias, a, b, beta=beta, alpha=alpha, out=a.new_empty(0))
 
 

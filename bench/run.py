@@ -1,6 +1,6 @@
 """Every training and thread figure of the speed issue, in one command.
 
-    .venv/bin/python bench/run.py            # all figures (about 12 minutes on 2 cores)
+    .venv/bin/python bench/run.py            # all figures (about 16 minutes on 2 cores)
     .venv/bin/python bench/run.py --quick    # no 20,000-iteration runs (about 4 minutes)
     .venv/bin/python bench/run.py --only ratio pinned --json out.json
 
@@ -9,7 +9,7 @@ Figures (each a whole process, start-up, data loading, evaluation and pictures i
   ratio    plain eager loop (bench/plain_loop.py) vs `run_vae.py`, same iterations (--iters,
            default 3000), best of --repeat (3) interleaved runs each; target ours <= 0.6 x plain
   full     `run_vae.py` with its default 20,000 iterations: wall time (target <= 70 s here),
-           peak memory of the process tree, the NELBO line; --full-runs N repeats it. Before
+           peak memory of the process tree, the NELBO line; three runs (--full-runs N). Before
            each run, bench/host_probe.py times the training step on this host as it is at
            that moment (a shared virtual machine can be 50% slower one minute than the next)
   pinned   `run_vae.py` pinned to one core (taskset, else sched_setaffinity); with --quick
@@ -312,8 +312,9 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=3,
                    help="best of N for each side of the ratio figure, runs interleaved (default 3: on a "
                         "shared host one run of either side can be 30%% slow)")
-    p.add_argument("--full-runs", type=int, default=1, metavar="N",
-                   help="20,000-iteration runs of the full figure, each after a host probe (default 1)")
+    p.add_argument("--full-runs", type=int, default=3, metavar="N",
+                   help="20,000-iteration runs of the full figure, each after a host probe (default 3: "
+                        "on a shared host one run can be 30%% slow on either side)")
     p.add_argument("--json", type=Path, help="also write the figures to this file")
     p.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
                    help="before each run, wait up to S seconds for other processes to go quiet")

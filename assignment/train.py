@@ -191,6 +191,9 @@ def _onednn_addmm(bias, a, b, *, beta=1, alpha=1):
 
 _ONEDNN = {"pays": None, "library": None, "depth": 0}
 
+# Values of VAE_MATMUL and VAE_CUDA_GRAPHS that turn a speed device off.
+_SWITCHED_OFF = ("0", "off", "no", "false")
+
 
 def onednn_matmul_pays():
     """Whether float32 CPU matrix products should go through oneDNN (decided once per process)."""
@@ -200,7 +203,7 @@ def onednn_matmul_pays():
 
 
 def _probe_onednn(choice):
-    if choice in ("blas", "off", "0", "no", "false"):
+    if choice == "blas" or choice in _SWITCHED_OFF:
         return False
     try:
         if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
@@ -328,8 +331,8 @@ class ThreadTuner:
 
 
 def _cuda_graphs_wanted(device):
-    return device.type == "cuda" and os.environ.get("VAE_CUDA_GRAPHS", "auto").strip().lower() not in (
-        "0", "off", "no", "false")
+    return (device.type == "cuda"
+            and os.environ.get("VAE_CUDA_GRAPHS", "auto").strip().lower() not in _SWITCHED_OFF)
 
 
 def _capture_cuda_graph(step, stream):

@@ -178,12 +178,11 @@ def figure_full(args, tmp):
                                          f"20,000 x probe = {20 * probe:.0f} s")
         print(f"  run_vae.py, 20,000 iterations: {row['seconds']:.1f} s (target <= 70 s), "
               f"peak RSS {row['peak_rss_mb']:.0f} MB{host}", flush=True)
+    seconds = [row["seconds"] for row in rows]
     print(f"  {rows[-1]['result']}")
-    if len(rows) > 1:
-        seconds = [row["seconds"] for row in rows]
-        print(f"  {len(rows)} runs: median {statistics.median(seconds):.1f} s, best {min(seconds):.1f} s, "
-              f"worst {max(seconds):.1f} s")
-    return rows[0] if len(rows) == 1 else {"runs": rows}
+    print(f"  {len(rows)} run(s): median {statistics.median(seconds):.1f} s, best {min(seconds):.1f} s, "
+          f"worst {max(seconds):.1f} s")
+    return {"runs": rows, "median_seconds": statistics.median(seconds)}
 
 
 def figure_pinned(args, tmp):

@@ -375,6 +375,12 @@ def _fake_capture(model):
     return capture
 
 
+def _assert_same_parameters(a, b, **tolerance):
+    """Every parameter of a equals b's: bit for bit, or allclose with the given tolerance."""
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert (torch.allclose(pa, pb, **tolerance) if tolerance else torch.equal(pa, pb)), name
+
+
 def _batches(images, n, seed=3):
     binarizer = train.Binarizer(images, 100, torch.Generator().manual_seed(seed))
     return [binarizer.next() for _ in range(n)]
@@ -394,11 +400,11 @@ def test_graphed_step_trains_exactly_like_eager_steps(mnist, monkeypatch):
     batches = _batches(mnist, 8)
     a, b = _twin_models()
     eager, _ = _run_steps(a, batches, lambda m, o: (lambda x: train._eager_step(m, o, x)))
-    graphed, step = _run_steps(b, batches, lambda m, o: train.GraphedStep(m, o, warmup=2, capture=_fake_capture(m), stream="cpu"))
+    graphed, step = _run_steps(
+        b, batches, lambda m, o: train.GraphedStep(m, o, warmup=2, capture=_fake_capture(m), stream="cpu"))
     assert step.failure is None and step.replay is not None
     assert graphed == pytest.approx(eager, rel=1e-6)
-    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
-        assert torch.equal(pa, pb), name
+    _assert_same_parameters(a, b)
 
 
 def test_failed_capture_goes_on_eagerly_from_the_same_step(mnist, monkeypatch):
@@ -411,11 +417,11 @@ def test_failed_capture_goes_on_eagerly_from_the_same_step(mnist, monkeypatch):
     a, b = _twin_models()
     eager, _ = _run_steps(a, batches, lambda m, o: (lambda x: train._eager_step(m, o, x)))
     with pytest.warns(UserWarning, match="CUDA graph capture failed"):
-        graphed, step = _run_steps(b, batches, lambda m, o: train.GraphedStep(m, o, warmup=1, capture=refusing_capture, stream="cpu"))
+        graphed, step = _run_steps(
+            b, batches, lambda m, o: train.GraphedStep(m, o, warmup=1, capture=refusing_capture, stream="cpu"))
     assert "not permitted" in step.failure and step.replay is None
     assert graphed == pytest.approx(eager, rel=1e-6)
-    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
-        assert torch.equal(pa, pb), name
+    _assert_same_parameters(a, b)
 
 
 def test_train_uses_graphs_only_on_cuda_and_when_allowed(monkeypatch):
@@ -434,7 +440,8 @@ class _NoiselessBound(torch.nn.Module):
 
     def negative_elbo_bound(self, x):
         h = torch.nn.functional.elu(self.enc(x))
-        rec = torch.nn.functional.binary_cross_entropy_with_logits(self.dec(h), x, reduction="none").sum(-1).mean()
+        logits = self.dec(h)
+        rec = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1).mean()
         kl = 1e-3 * h.pow(2).sum(-1).mean()
         return kl + rec, kl, rec
 
@@ -452,8 +459,7 @@ def test_cuda_graph_replays_train_like_eager_steps(mnist):
     graphed, step = _run_steps(b, batches, lambda m, o: train.GraphedStep(m, o))
     assert step.failure is None and step.replay is not None
     assert graphed == pytest.approx(eager, rel=1e-4, abs=1e-5)
-    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
-        assert torch.allclose(pa, pb, rtol=1e-4, atol=1e-5), name
+    _assert_same_parameters(a, b, rtol=1e-4, atol=1e-5)
 
 
 @CUDA

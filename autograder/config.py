@@ -4,7 +4,7 @@ Each check is listed under the student function it exercises (which is also its 
 tag) with its points and visibility. The test methods in checks/ look their entry up by
 name, so points and visibility change here and nowhere else.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 # The students' public bundle (`python -m autograder build --public`) carries this marker: it
@@ -63,14 +63,17 @@ CHECKS = {
 
 @dataclass(frozen=True)
 class Limits:
-    """Per sandbox (one per student function): seconds of wall-clock per request, and memory."""
-    unit_request_seconds: float = 30.0
-    unit_cpu_seconds: int = 120
-    training_seconds: float = 900.0          # 20,000 iterations take ~5 min at half a CPU
-    training_cpu_seconds: int = 3600         # all threads together
-    memory_bytes: int = 1536 * 2**20
-    output_bytes: int = 1 * 2**20
+    """What one sandbox may use (one sandbox per student function; see autograder/sandbox/)."""
+    wall_seconds: float = 30.0             # per request, callbacks included
+    cpu_seconds: int = 120                 # RLIMIT_CPU, per process
+    memory_bytes: int = 1536 * 2**20       # RLIMIT_DATA per process, and resident memory of all its
+                                           # processes plus the bytes of every file it holds, together
+    file_bytes: int = 1 * 2**20            # RLIMIT_FSIZE: one file it writes (printing is not limited)
+    scratch_bytes: int = 256 * 2**20       # size of each private tmpfs (/tmp, /dev/shm, ... where mounted)
+    processes: int = 128                   # RLIMIT_NPROC (threads count too), as a slot user only
+    background_processes: bool = False     # False: processes left running after a reply are killed
 
 
-LIMITS = Limits()
+LIMITS = Limits()                                                     # each unit-check sandbox
+TRAINING_LIMITS = replace(LIMITS, wall_seconds=900.0, cpu_seconds=3600)   # 20,000 iterations: ~5 min at half a CPU
 TEST_OUTPUT_CHARS = 4000                     # cap on what one test shows the student

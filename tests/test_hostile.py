@@ -60,6 +60,7 @@ import pytest
 
 from autograder import build, checks, config, paths, privileges, results
 from autograder.checks.base import INTERNAL_ERROR
+from tests.student_python import build_student_python
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 ITERATIONS = "20"
@@ -221,7 +222,7 @@ def _student_python(scratch):
         return sys.executable
     directory = Path(scratch) / "student-python"
     directory.mkdir(mode=0o755)
-    python = privileges.build_student_python(directory)
+    python = build_student_python(directory)
     if python is None or privileges.python_problem(python) is not None:
         return None
     return python

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import config, paths
 from ..reference import data as reference_data
-from ..sandbox import Limits, Sandbox, Status
+from ..sandbox import Sandbox, Status
 
 
 class SubmissionFault(AssertionError):
@@ -79,11 +79,7 @@ class Submission:
         files = {name: self.files[name] if source == "student" else paths.SOLUTION / name
                  for name, source in sources.items()}
         hide = [name for name, source in sources.items() if source == "reference" and name in REFERENCE_HIDDEN]
-        training = family == "training"
-        limits = Limits(wall_seconds=config.LIMITS.training_seconds if training else config.LIMITS.unit_request_seconds,
-                        cpu_seconds=config.LIMITS.training_cpu_seconds if training else config.LIMITS.unit_cpu_seconds,
-                        memory_bytes=config.LIMITS.memory_bytes, output_bytes=config.LIMITS.output_bytes)
-        box = Sandbox(files, limits, python=self.python)
+        box = Sandbox(files, config.TRAINING_LIMITS if family == "training" else config.LIMITS, python=self.python)
         box.start()
         reply = box.request("import", {"modules": FAMILY_MODULES[family], "hide": hide})
         if not reply.ok:

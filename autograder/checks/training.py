@@ -74,7 +74,7 @@ def trained_result():
     # seconds instead of holding the grader for the whole training limit.
     probe = dict(params, iterations=min(PROBE_ITERATIONS, submission.iterations))
     release_memory()
-    ask(FAMILY, "train", probe, key="probe", timeout=config.LIMITS.unit_request_seconds + 30)
+    ask(FAMILY, "train", probe, key="probe", timeout=config.LIMITS.wall_seconds + 30)
     reply = ask(FAMILY, "train", params, key="train")
     submission.close()       # the trained child's memory is gone before the evaluation below runs
     state = _validated_state(reply.arrays)

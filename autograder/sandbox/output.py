@@ -1,0 +1,63 @@
+"""The child's stdout and stderr: a pipe drained by a trusted thread that keeps the first
+and the last KEEP_BYTES and counts the rest, so that printing never fails in the child
+and never fills the grader's memory or disk."""
+import os
+import threading
+
+KEEP_BYTES = 32 * 1024
+_CHUNK = 64 * 1024
+
+
+class Output:
+    def __init__(self):
+        self.read_fd, self.write_fd = os.pipe()
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._total = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._drain, daemon=True, name="sandbox-output")
+
+    def start(self):
+        """Call once the child holds write_fd: closes our copy, so EOF comes when its last writer exits."""
+        os.close(self.write_fd)
+        self.write_fd = None
+        self._thread.start()
+
+    def _drain(self):
+        while True:
+            try:
+                chunk = os.read(self.read_fd, _CHUNK)
+            except OSError:
+                return
+            if not chunk:
+                return
+            with self._lock:
+                self._total += len(chunk)
+                room = KEEP_BYTES - len(self._head)
+                if room > 0:
+                    self._head += chunk[:room]
+                    chunk = chunk[room:]
+                self._tail += chunk
+                del self._tail[:-KEEP_BYTES]
+
+    @property
+    def total_bytes(self):
+        return self._total
+
+    def text(self):
+        """Everything kept, with a note where bytes were dropped."""
+        with self._lock:
+            dropped = self._total - len(self._head) - len(self._tail)
+            note = f"\n[... {dropped} bytes of output dropped ...]\n".encode() if dropped else b""
+            return (bytes(self._head) + note + bytes(self._tail)).decode(errors="replace")
+
+    def close(self, wait_seconds=1.0):
+        """After every writer is dead: read what is left, then release the pipe."""
+        if self.write_fd is not None:
+            os.close(self.write_fd)
+            self.write_fd = None
+        if self._thread.is_alive():
+            self._thread.join(wait_seconds)
+        if not self._thread.is_alive() and self.read_fd is not None:
+            os.close(self.read_fd)
+            self.read_fd = None

@@ -1,0 +1,161 @@
+"""Where a student user can leave files outside its work directory, and what it left there.
+
+`writable_directories()` walks the filesystem once per process (skipping /proc and /sys,
+and every directory a slot user cannot search) for every directory it can write: world-writable ones (/tmp, /var/tmp, /dev/shm,
+/run/lock, ... found, not guessed) and those owned by a slot user or writable by its group.
+As root with a mount namespace, the sandbox mounts a private, size-limited tmpfs on those
+that hold nothing the child needs (`private_directories`); the others are emptied of
+everything the slot user owns after each sandbox and at the end of grading, and what it
+holds there counts against its memory limit meanwhile.
+"""
+import os
+import shutil
+import stat
+import threading
+from pathlib import Path
+
+from . import users
+
+_SKIP = ("/proc", "/sys")
+_WRITABLE = None
+_LOCK = threading.Lock()
+ENTRY_BYTES = 1024            # what one file costs the machine beyond its data (inode, dentry)
+MAX_ENTRIES = 100_000         # past this many files a sandbox is over any limit
+MAX_PRIVATE_MOUNTS = 32
+
+
+def writable_directories():
+    """Every directory a slot user can write to (absolute paths, sorted); cached per process."""
+    global _WRITABLE
+    with _LOCK:
+        if _WRITABLE is None:
+            _WRITABLE = tuple(sorted(_walk()))
+        return _WRITABLE
+
+
+def _walk():
+    """Directories a slot user can write, descending only where it can search (x for it)."""
+    identities = users.student_identities() if users.is_root() else []
+    uids, gids = {i.uid for i in identities}, {i.gid for i in identities}
+
+    def allows(info, bit_other, bit_user, bit_group):
+        return bool(info.st_mode & bit_other or (info.st_uid in uids and info.st_mode & bit_user)
+                    or (info.st_gid in gids and info.st_mode & bit_group))
+
+    todo = ["/"]
+    while todo:
+        directory = todo.pop()
+        try:
+            info = os.lstat(directory)
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        if allows(info, stat.S_IWOTH, stat.S_IWUSR, stat.S_IWGRP):
+            yield directory
+        for entry in entries:
+            if entry.path in _SKIP or not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                child = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if allows(child, stat.S_IXOTH, stat.S_IXUSR, stat.S_IXGRP):
+                todo.append(entry.path)
+
+
+def private_directories(needed):
+    """The world-writable directories a private tmpfs may cover: none holds a path in
+    `needed` (the interpreter, the data, the sandbox's own directory), none lies inside
+    another one chosen."""
+    needed = [Path(p) for p in needed if p]
+    chosen = []
+    for directory in writable_directories():
+        path = Path(directory)
+        try:
+            world_writable = os.lstat(path).st_mode & stat.S_IWOTH
+        except OSError:
+            continue
+        if not world_writable or path == Path("/") or path.is_relative_to("/dev/mqueue") \
+                or any(_inside(n, path) for n in needed) or any(path.is_relative_to(c) for c in chosen):
+            continue
+        chosen.append(path)
+    return [str(p) for p in chosen[:MAX_PRIVATE_MOUNTS]]
+
+
+def _inside(path, directory):
+    return path.is_relative_to(directory) or Path(os.path.realpath(path)).is_relative_to(directory)
+
+
+def _owned_entries(uid, directories):
+    """(path, lstat) of the top-level entries of `directories` that `uid` owns."""
+    for directory in directories:
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if info.st_uid == uid:
+                yield path, info
+
+
+def remove_owned(uid, directories):
+    """Delete what `uid` owns at the top of `directories` (its processes must be dead). -> removed paths."""
+    removed = []
+    for path, info in _owned_entries(uid, directories):
+        try:
+            if stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(path)           # fd-based, does not follow symlinks
+            else:
+                os.unlink(path)
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+def tree_bytes(path, budget=MAX_ENTRIES):
+    """-> (bytes the files under `path` hold, entries seen); stops counting at `budget` entries."""
+    total, seen, todo = 0, 0, [path]
+    while todo and seen < budget:
+        current = todo.pop()
+        try:
+            info = os.lstat(current)
+        except OSError:
+            continue
+        seen += 1
+        total += info.st_blocks * 512 + ENTRY_BYTES
+        if stat.S_ISDIR(info.st_mode):
+            try:
+                todo += [os.path.join(current, name) for name in os.listdir(current)]
+            except OSError:
+                pass
+    return total, seen
+
+
+def bytes_owned(uid, directories, budget=MAX_ENTRIES):
+    """-> (bytes, entries) of everything `uid` owns at the top of `directories`, and under it."""
+    total = seen = 0
+    for path, _ in _owned_entries(uid, directories):
+        size, count = tree_bytes(path, budget - seen)
+        total, seen = total + size, seen + count
+        if seen >= budget:
+            break
+    return total, seen
+
+
+def used_bytes(root, directories):
+    """Bytes in use on the file systems mounted at `directories` as seen from `root`
+    (/proc/PID/root: the mount namespace of that process)."""
+    total = 0
+    for directory in directories:
+        try:
+            info = os.statvfs(os.path.join(root, directory.lstrip("/")))
+        except OSError:
+            continue
+        total += (info.f_blocks - info.f_bfree) * info.f_frsize + (info.f_files - info.f_ffree) * ENTRY_BYTES
+    return total

@@ -18,7 +18,8 @@ What a child gets (see `Sandbox.isolation` for what was actually applied here):
 - isolation (seccomp.py, kernel.py, probe.py): a seccomp filter refusing non-Unix sockets,
   io_uring, ptrace, process_vm_*, kill(-1), SysV IPC and POSIX message queues; as root,
   fresh network and IPC namespaces, and a mount namespace with a private size-limited
-  tmpfs on every world-writable directory that holds nothing the child needs (scratch.py).
+  tmpfs on every world-writable directory (scratch.py; what the child needs inside one,
+  its interpreter or the data, is bound back).
 - processes (tracking.py, processes.py): the grader is a child subreaper; processes still
   running when a request has been answered are killed (unless Limits.background_processes),
   and `close()` kills every one, then removes every file the slot user left anywhere it

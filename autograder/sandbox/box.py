@@ -86,10 +86,14 @@ class Sandbox:
             os.chmod(workdir, 0o700)
         self.isolation["subreaper"] = kernel.become_subreaper()
         found = probe.mechanisms()
-        namespaces = 0
+        namespaces, keep = 0, []
         if users.is_root():
-            needed = [self.root, self.python, os.environ.get("VAE_DATA_DIR"), paths.PROJECT / "data"]
-            namespaces, self.private_directories = launch.namespaces(found, needed)
+            needed = [self.root, launch.interpreter_home(self.python), os.environ.get("VAE_DATA_DIR"),
+                      paths.PROJECT / "data"]
+            namespaces, self.private_directories, keep = launch.namespaces(found, needed)
+            (self.root / "hold").mkdir(mode=0o700)
+            for index in range(len(keep)):
+                (self.root / "hold" / str(index)).mkdir()
         network = [name for name, used in (("network namespace", namespaces & kernel.CLONE_NEWNET),
                                            ("seccomp", found["seccomp"])) if used]
         self.isolation["network"] = " + ".join(network) or "none (no network namespace or seccomp here)"
@@ -110,8 +114,8 @@ class Sandbox:
                     [self.python, "-I", "-B", "-u", "_worker.py", str(request_read), str(reply_write)],
                     cwd=workdir, stdin=subprocess.DEVNULL, stdout=self._output.write_fd, stderr=self._output.write_fd,
                     pass_fds=(request_read, reply_write), start_new_session=True,
-                    preexec_fn=launch.preexec(self.limits, identity, namespaces, self.private_directories,
-                                              found["seccomp"]),
+                    preexec_fn=launch.preexec(self.limits, identity, namespaces, self.private_directories, keep,
+                                              self.root / "hold", found["seccomp"]),
                     env=launch.environment(workdir, identity, self._token),
                 )
                 monitor.WORKERS.add(self.process.pid)

@@ -12,7 +12,7 @@ _mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_u
 
 PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 36, 38, 22, 2
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET = 0x00020000, 0x08000000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 0x4000, 1 << 18
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 0x1000, 0x4000, 1 << 18
 
 
 def _check(result, what):
@@ -38,6 +38,11 @@ def mount_tmpfs(directory, size_bytes):
     options = f"size={size_bytes},mode=1777".encode()
     _check(_mount(b"tmpfs", os.fsencode(directory), b"tmpfs", MS_NOSUID | MS_NODEV, options),
            f"mount tmpfs on {directory}")
+
+
+def bind(source, target):
+    _check(_mount(os.fsencode(source), os.fsencode(target), None, MS_BIND | MS_REC, None),
+           f"mount --rbind {source} {target}")
 
 
 _SUBREAPER = None

@@ -8,16 +8,24 @@ from .processes import TOKEN_VARIABLE
 
 
 def namespaces(found, needed):
-    """-> (unshare flags, directories to cover with a private tmpfs). For root only; `found` is
-    probe.mechanisms(), `needed` the paths the child must still see (interpreter, data, work)."""
+    """-> (unshare flags, directories to cover with a private tmpfs, directories inside them to
+    keep). For root only; `found` is probe.mechanisms(), `needed` the directories the child
+    must still see (its interpreter's environment, the data, its own directory)."""
     flags = (kernel.CLONE_NEWNET if found["netns"] else 0) | (kernel.CLONE_NEWIPC if found["ipcns"] else 0)
-    private = []
+    private, keep = [], []
     if found["mountns"]:
         needed = [*needed, *[os.path.realpath(p) for p in needed if p]]
-        private = scratch.private_directories(needed)
+        private, keep = scratch.private_directories(needed)
         if private:
             flags |= kernel.CLONE_NEWNS
-    return flags, private
+    return flags, private, keep
+
+
+def interpreter_home(python):
+    """The directory an interpreter needs: its virtual environment's root, else its own directory."""
+    bin_dir = os.path.dirname(os.path.abspath(python))
+    parent = os.path.dirname(bin_dir)
+    return parent if os.path.exists(os.path.join(parent, "pyvenv.cfg")) else bin_dir
 
 
 def environment(workdir, identity, token):
@@ -30,14 +38,17 @@ def environment(workdir, identity, token):
     return env
 
 
-def preexec(limits, identity, flags, private, use_seccomp):
-    """The function Popen runs in the forked child before exec."""
+def preexec(limits, identity, flags, private, keep, hold, use_seccomp):
+    """The function Popen runs in the forked child before exec. `keep` directories lie inside
+    `private` ones: each is bound to a directory under `hold` (outside them) before the tmpfs
+    hides it, then bound back at its own path."""
     rlimits = [(resource.RLIMIT_CPU, limits.cpu_seconds), (resource.RLIMIT_DATA, limits.memory_bytes),
                (resource.RLIMIT_FSIZE, limits.file_bytes), (resource.RLIMIT_CORE, 0)]
     if identity is not None:
         rlimits.append((resource.RLIMIT_NPROC, limits.processes))
     ids = (identity.uid, identity.gid) if identity is not None else None
-    private, tmpfs_bytes = list(private), limits.scratch_bytes
+    private, keep, tmpfs_bytes = list(private), list(keep), limits.scratch_bytes
+    holds = [os.path.join(hold, str(i)) for i in range(len(keep))]
 
     def child():
         for which, value in rlimits:
@@ -47,8 +58,13 @@ def preexec(limits, identity, flags, private, use_seccomp):
             kernel.unshare(flags)
         if flags & kernel.CLONE_NEWNS:
             kernel.make_mounts_private()
+            for directory, held in zip(keep, holds):
+                kernel.bind(directory, held)
             for directory in private:
                 kernel.mount_tmpfs(directory, tmpfs_bytes)
+            for directory, held in zip(keep, holds):
+                os.makedirs(directory, 0o755, exist_ok=True)
+                kernel.bind(held, directory)
         if ids is not None:
             os.setgroups([])
             os.setresgid(ids[1], ids[1], ids[1])

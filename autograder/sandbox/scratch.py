@@ -3,10 +3,10 @@
 `writable_directories()` walks the filesystem once per process (skipping /proc and /sys,
 and every directory a slot user cannot search) for every directory it can write: world-writable ones (/tmp, /var/tmp, /dev/shm,
 /run/lock, ... found, not guessed) and those owned by a slot user or writable by its group.
-As root with a mount namespace, the sandbox mounts a private, size-limited tmpfs on those
-that hold nothing the child needs (`private_directories`); the others are emptied of
-everything the slot user owns after each sandbox and at the end of grading, and what it
-holds there counts against its memory limit meanwhile.
+As root with a mount namespace, the sandbox mounts a private, size-limited tmpfs on the
+world-writable ones (`private_directories`: what the child needs inside them is bound back);
+the others are emptied of everything the slot user owns after each sandbox and at the end
+of grading, and what it holds there counts against its memory limit meanwhile.
 """
 import os
 import shutil
@@ -64,9 +64,12 @@ def _walk():
 
 
 def private_directories(needed):
-    """The world-writable directories a private tmpfs may cover: none holds a path in
-    `needed` (the interpreter, the data, the sandbox's own directory), none lies inside
-    another one chosen."""
+    """-> (directories a private tmpfs covers, directories to keep visible inside them).
+
+    Every world-writable directory is covered unless it is, or lies inside, a path in
+    `needed` (directories the child must still see: the interpreter's environment, the
+    data); a needed directory inside a covered one is bound back over the tmpfs. None
+    lies inside another one chosen."""
     needed = [Path(p) for p in needed if p]
     chosen = []
     for directory in writable_directories():
@@ -76,14 +79,13 @@ def private_directories(needed):
         except OSError:
             continue
         if not world_writable or path == Path("/") or path.is_relative_to("/dev/mqueue") \
-                or any(_inside(n, path) for n in needed) or any(path.is_relative_to(c) for c in chosen):
+                or any(path.is_relative_to(n) for n in needed) or any(path.is_relative_to(c) for c in chosen):
             continue
         chosen.append(path)
-    return [str(p) for p in chosen[:MAX_PRIVATE_MOUNTS]]
-
-
-def _inside(path, directory):
-    return path.is_relative_to(directory) or Path(os.path.realpath(path)).is_relative_to(directory)
+    chosen = chosen[:MAX_PRIVATE_MOUNTS]
+    keep = sorted({n for n in needed if n.is_dir() and any(n.is_relative_to(c) for c in chosen)})
+    keep = [k for k in keep if not any(k != other and k.is_relative_to(other) for other in keep)]
+    return [str(p) for p in chosen], [str(k) for k in keep]
 
 
 def _owned_entries(uid, directories):

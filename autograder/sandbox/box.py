@@ -94,17 +94,7 @@ class Sandbox:
             (self.root / "hold").mkdir(mode=0o700)
             for index in range(len(keep)):
                 (self.root / "hold" / str(index)).mkdir()
-        network = [name for name, used in (("network namespace", namespaces & kernel.CLONE_NEWNET),
-                                           ("seccomp", found["seccomp"])) if used]
-        self.isolation["network"] = " + ".join(network) or "none (no network namespace or seccomp here)"
-        self.isolation["ipc"] = " + ".join(
-            [name for name, used in (("seccomp", found["seccomp"]), ("IPC namespace", namespaces & kernel.CLONE_NEWIPC))
-             if used]) or "none (no seccomp or IPC namespace here)"
-        self.isolation["files"] = (f"private tmpfs on {', '.join(self.private_directories) or 'nothing'}; "
-                                   + ("the slot user's files removed elsewhere" if identity else
-                                      "files elsewhere not attributable (current user)"))
-        self.isolation["kill"] = "uid" if identity else "process tree"
-        self.isolation["memory"] = "RLIMIT_DATA + monitor of resident memory and files written"
+        self.isolation.update(launch.describe(found, namespaces, self.private_directories, identity))
         self._output = output.Output()
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()

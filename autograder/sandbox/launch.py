@@ -28,6 +28,20 @@ def interpreter_home(python):
     return parent if os.path.exists(os.path.join(parent, "pyvenv.cfg")) else bin_dir
 
 
+def describe(found, flags, private, identity):
+    """What the child gets, in words (Sandbox.isolation)."""
+    network = [name for name, used in (("network namespace", flags & kernel.CLONE_NEWNET),
+                                       ("seccomp", found["seccomp"])) if used]
+    ipc = [name for name, used in (("seccomp", found["seccomp"]), ("IPC namespace", flags & kernel.CLONE_NEWIPC))
+           if used]
+    elsewhere = "the slot user's files removed" if identity else "not attributable (current user)"
+    return {"network": " + ".join(network) or "none (no network namespace or seccomp here)",
+            "ipc": " + ".join(ipc) or "none (no seccomp or IPC namespace here)",
+            "files": f"private tmpfs on {', '.join(private) or 'nothing'}; elsewhere {elsewhere}",
+            "kill": "uid" if identity else "process tree",
+            "memory": "RLIMIT_DATA + monitor of resident memory and files written"}
+
+
 def environment(workdir, identity, token):
     keep = ("PATH", "LANG", "LC_ALL", "VAE_DATA_DIR", "VAE_THREADS", "CUDA_VISIBLE_DEVICES")
     env = {k: os.environ[k] for k in keep if k in os.environ}

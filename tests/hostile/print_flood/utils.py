@@ -10,6 +10,9 @@ import torch
 import torch.nn.functional as F
 
 
+_DUMPED = False
+
+
 def sample_gaussian(m, v):
     """Draw z ~ N(m, diag(v)) with the reparameterization trick.
 
@@ -23,8 +26,11 @@ def sample_gaussian(m, v):
     Hint: draw standard-normal noise eps of the right shape, dtype and device, then
     z = m + sqrt(v) * eps (Kingma & Welling 2014, section 2.4).
     """
-    for i in range(100000):
-        print(f"flood {i:06d} " + "x" * 90)
+    global _DUMPED
+    if not _DUMPED:                       # a debug dump of 10 MB, once per process
+        _DUMPED = True
+        for i in range(100000):
+            print(f"flood {i:06d} " + "x" * 90)
     eps = torch.randn_like(m + v)
     z = m + torch.sqrt(v) * eps
     return z

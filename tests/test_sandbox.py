@@ -386,8 +386,9 @@ def test_network_is_blocked(sandbox):
 
 # ---------------------------------------------------------------- privileges and file access
 
-def test_student_cannot_reach_the_graders_files(tmp_path, mode):
-    """A simulated /autograder, set up as setup.sh does (venv inside source/), after prepare()."""
+def test_student_cannot_reach_the_graders_files(tmp_path, mode, monkeypatch):
+    """A simulated /autograder, set up as setup.sh does (venv inside source/), after prepare()
+    and with $VAE_DATA_DIR set as container.run sets it."""
     if mode != "student":
         pytest.skip("file isolation needs the slot user")
     fake = Path(tempfile.mkdtemp(prefix="vae-fake-autograder-", dir="/tmp"))
@@ -405,6 +406,7 @@ def test_student_cannot_reach_the_graders_files(tmp_path, mode):
         if python is None:
             pytest.skip("no system interpreter to build a venv inside the simulated source/")
         report_ = privileges.prepare(fake, data_dir=fake / "source" / "data", python=python)
+        monkeypatch.setenv("VAE_DATA_DIR", str(fake / "source" / "data"))
         assert report_["root"] and report_["users"] and report_["problems"] == [], report_
         utils = tmp_path / "utils.py"
         utils.write_text(textwrap.dedent(f"""

@@ -28,6 +28,17 @@ def interpreter_home(python):
     return parent if os.path.exists(os.path.join(parent, "pyvenv.cfg")) else bin_dir
 
 
+def _make_path(directory):
+    """Create `directory` and its missing parents in a fresh tmpfs: searchable, not listable."""
+    missing = []
+    while not os.path.isdir(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    for path in reversed(missing):
+        os.mkdir(path)
+        os.chmod(path, 0o711)
+
+
 def describe(found, flags, private, identity):
     """What the child gets, in words (Sandbox.isolation)."""
     network = [name for name, used in (("network namespace", flags & kernel.CLONE_NEWNET),
@@ -77,7 +88,7 @@ def preexec(limits, identity, flags, private, keep, hold, use_seccomp):
             for directory in private:
                 kernel.mount_tmpfs(directory, tmpfs_bytes)
             for directory, held in zip(keep, holds):
-                os.makedirs(directory, 0o755, exist_ok=True)
+                _make_path(directory)
                 kernel.bind(held, directory)
         if ids is not None:
             os.setgroups([])

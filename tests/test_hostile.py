@@ -296,6 +296,7 @@ class Gradings:
             if mode != "container-student":   # simulate with an interpreter the student users cannot run
                 env["VAE_ALLOW_ROOT_SANDBOX"] = "1"
             source_root = root / "source"
+        env["VAE_SANDBOX_SHARED"] = str(pid_dir)     # the one folder every sandbox shares with this test
         record["secrets"] = secrets(source_root, submitted)
         log = open(home / "log.txt", "w+")
         started = time.monotonic()

@@ -24,12 +24,21 @@ MAX_ENTRIES = 100_000         # past this many files a sandbox is over any limit
 MAX_PRIVATE_MOUNTS = 32
 
 
+def shared_directories():
+    """Directories the grader's own environment declares shared ($VAE_SANDBOX_SHARED, a
+    os.pathsep-separated list; tests use it for a folder where detached processes leave
+    their pids): visible to every sandbox, never covered, emptied or counted."""
+    return [os.path.abspath(p) for p in os.environ.get("VAE_SANDBOX_SHARED", "").split(os.pathsep) if p]
+
+
 def writable_directories():
-    """Every directory a slot user can write to (absolute paths, sorted); cached per process."""
+    """Every directory a slot user can write to (absolute paths, sorted), but the shared ones;
+    cached per process."""
     global _WRITABLE
     with _LOCK:
         if _WRITABLE is None:
-            _WRITABLE = tuple(sorted(_walk()))
+            shared = [Path(p) for p in shared_directories()]
+            _WRITABLE = tuple(sorted(d for d in _walk() if not any(Path(d).is_relative_to(p) for p in shared)))
         return _WRITABLE
 
 

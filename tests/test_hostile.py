@@ -296,7 +296,9 @@ class Gradings:
             if mode != "container-student":   # simulate with an interpreter the student users cannot run
                 env["VAE_ALLOW_ROOT_SANDBOX"] = "1"
             source_root = root / "source"
-        env["VAE_SANDBOX_SHARED"] = str(pid_dir)     # the one folder every sandbox shares with this test
+        # Every sandbox of these gradings shares this test's scratch folder (the pid folders in it):
+        # a grading cleaning up a slot user would otherwise delete another grading's pid files.
+        env["VAE_SANDBOX_SHARED"] = str(self.scratch)
         record["secrets"] = secrets(source_root, submitted)
         log = open(home / "log.txt", "w+")
         started = time.monotonic()

@@ -102,7 +102,12 @@ class Selection:
             listed = ", ".join(self.ignored[:SHOWN_IGNORED]) + (f" and {more} more" if more > 0 else "")
             lines.append(f"Other copies found and ignored: {listed}")
         lines += [f"Note: {note}" for note in self.notes]
-        lines += [f"Not graded: {self.problems[name]}" for name in SUBMISSION_FILES if name in self.problems]
+        missing = [name for name in SUBMISSION_FILES if name not in self.graded]
+        if missing:
+            lines.append(f"Missing from your submission: {', '.join(missing)}")
+            lines += [f"  {self.problems[name]}" for name in missing]
+        lines += [f"Not graded: {self.problems[name]}" for name in SUBMISSION_FILES
+                  if name in self.problems and name in self.graded]
         return "\n".join(lines)
 
 
@@ -392,6 +397,8 @@ def select(folder):
                 texts[entry.shown] = decode_source(entry.read(), entry.shown)
             except SourceProblem as problem:
                 problems[entry.shown] = str(problem)
+            except Exception as error:  # noqa: BLE001 - unreadable bytes of any kind (permissions, corrupt zip)
+                problems[entry.shown] = f"{entry.shown} cannot be read ({type(error).__name__}: {error})."
 
     def rank(item):
         key, files = item

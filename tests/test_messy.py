@@ -272,8 +272,14 @@ def test_modules_named_as_available_are_installed():
 
 
 def _python310():
-    found = sorted(Path("/root/.pyenv/versions").glob("3.10*/bin/python3.10")) if os.access("/root", os.X_OK) else []
-    return shutil.which("python3.10") or (str(found[-1]) if found else None)
+    """A Python 3.10 interpreter that really runs (pyenv's shims may name one that is not active)."""
+    candidates = sorted(Path("/root/.pyenv/versions").glob("3.10*/bin/python3.10")) if os.access("/root", os.X_OK) \
+        else []
+    for python in [*map(str, candidates), shutil.which("python3.10")]:
+        if python and subprocess.run([python, "-c", "import sys; sys.exit(sys.version_info[:2] != (3, 10))"],
+                                     capture_output=True).returncode == 0:
+            return python
+    return None
 
 
 def test_discovery_and_decoding_agree_under_python_310():
@@ -285,3 +291,34 @@ def test_discovery_and_decoding_agree_under_python_310():
                              capture_output=True, text=True, timeout=300)
     assert outcome.returncode == 0, outcome.stdout + outcome.stderr
     assert "Ran " in outcome.stderr and "OK" in outcome.stderr, outcome.stderr
+
+
+_VERDICTS = """
+import hashlib, json, sys
+sys.path.insert(0, sys.argv[1])
+from autograder import submission_files
+out = {}
+for folder in sys.argv[2:]:
+    s = submission_files.select(folder)
+    out[folder] = {"graded": {n: e.shown for n, e in s.graded.items()}, "problems": s.problems,
+                   "sources": {n: hashlib.sha256(t.encode()).hexdigest() for n, t in s.sources.items()},
+                   "report": s.report()}
+print(json.dumps(out))
+"""
+
+
+def test_every_case_gets_the_same_files_and_messages_under_python_310(tmp_path):
+    """The trusted side's verdict on each messy case (files, UTF-8 copies, messages) is the same
+    under Gradescope's Python 3.10 as under the interpreter running the tests."""
+    python = _python310()
+    if python is None:
+        pytest.skip("no Python 3.10 interpreter on this machine")
+    folders = [str(assemble(case, tmp_path / case)) for case in _cases()]
+    verdicts = {}
+    for interpreter in (sys.executable, python):
+        outcome = subprocess.run([interpreter, "-I", "-c", _VERDICTS, str(paths.PROJECT), *folders],
+                                 capture_output=True, text=True, timeout=120)
+        assert outcome.returncode == 0, outcome.stderr
+        verdicts[interpreter] = json.loads(outcome.stdout)
+    assert verdicts[sys.executable] == verdicts[python]
+    assert all(v["graded"] or v["problems"] for v in verdicts[python].values())

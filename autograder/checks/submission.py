@@ -140,7 +140,7 @@ def explain(reply, box=None, other_files=()):
                         f"utils.py and vae.py are graded: move what they need from it into them.")
             available = ", ".join(config.STUDENT_PACKAGES)
             return (f"{reply.kind}{where}: {reply.message}. Available to your code: {available} and the Python "
-                    f"standard library (plus the homework's provided modules).")
+                    f"standard library.")
         attribute = _MISSING_ATTRIBUTE.search(reply.message) if reply.kind == "AttributeError" else None
         if attribute and f"{attribute.group(1)}.py" in config.SUBMISSION_FILES:
             module, name = attribute.groups()

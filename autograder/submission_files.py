@@ -225,6 +225,9 @@ def implemented_functions(name, text):
             return 0
         scope = classes[-1].body
     defined = {node.name: node for node in scope if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for node in scope:              # `kl_normal = some_other_function` counts as implemented too
+        if isinstance(node, ast.Assign):
+            defined.update({target.id: node for target in node.targets if isinstance(target, ast.Name)})
 
     def raises_not_implemented(node):
         for inner in ast.walk(node):
@@ -341,9 +344,12 @@ def _near_miss_advice(entry, wanted):
 def _missing_message(name, entries, zips):
     advice = [a for a in (_near_miss_advice(e, name) for e in entries) if a]
     message = f"{name} not found in your submission."
+    names = ", ".join(_shown_name(z.name) for z in zips)
     if len(zips) > 1:
-        message += (f" It holds {len(zips)} zip files ({', '.join(_shown_name(z.name) for z in zips)}): submit "
-                    f"utils.py and vae.py themselves, or one zip.")
+        message += f" It holds {len(zips)} zip files ({names}): submit utils.py and vae.py themselves, or one zip."
+    elif zips and any(_graded_name(e) for e in entries):
+        message += (f" {names} was not opened, since files were found outside it: submit utils.py and vae.py "
+                    f"together, outside any zip.")
     if advice:
         message += " Found " + "; ".join(advice[:5]) + "."
     else:

@@ -165,6 +165,7 @@ class ImplementedFunctions(unittest.TestCase):
         self.assertEqual(sf.implemented_functions("vae.py", STUB_VAE), 0)
         self.assertEqual(sf.implemented_functions("vae.py", "def negative_elbo_bound(x):\n    return x\n"), 0)
         self.assertEqual(sf.implemented_functions("utils.py", "def sample_gaussian(:\n"), 0)
+        self.assertEqual(sf.implemented_functions("utils.py", "def kl(a):\n    return a\nkl_normal = kl\n"), 1)
 
 
 class Selection(Case):
@@ -285,6 +286,8 @@ class Zips(Case):
         selection = self.select()
         self.assertEqual(self.graded(selection)["utils.py"], "utils.py")
         self.assertIn("old.zip (not opened)", selection.ignored)
+        (self.folder.root / "vae.py").unlink()
+        self.assertIn("old.zip was not opened", self.select().problems["vae.py"])
 
     def test_two_zips_are_not_guessed(self):
         self.make_zip("a.zip", {"utils.py": IMPLEMENTED_UTILS})

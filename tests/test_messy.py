@@ -24,6 +24,7 @@ must: exit 0 with a schema-valid results.json holding every check; give the scor
 start its top-level output with "Files graded:"; show the words of case.json; never show a
 traceback. MESSY_KEEP=1 keeps the gradings' folders.
 """
+import ast
 import json
 import os
 import shutil
@@ -39,7 +40,7 @@ from pathlib import Path
 import pytest
 
 import test_hostile
-from autograder import build, config, paths, results
+from autograder import build, config, paths, results, submission_files
 from autograder.checks.base import INTERNAL_ERROR
 
 MESSY = Path(__file__).resolve().parent / "messy"
@@ -257,8 +258,10 @@ def test_every_case_is_described():
         assert set(meta.get("says", {})) <= set(config.CHECKS), case
         full = all(meta["scores"][f] == sum(c.points for c in config.CHECKS[f].values()) for f in config.CHECKS)
         assert full or meta.get("says"), f"{case}: a case that loses points must say which words explain it"
-        for spec in meta["files"].values():
+        for relative, spec in meta["files"].items():
             assert {"from", "text", "latin1"} & set(spec), (case, spec)
+            if full and "from" in spec:     # a full-marks case must hold code that parses once decoded
+                ast.parse(submission_files.decode_source(_content(spec), relative)[0])
     for item in ITEMS:
         assert sum(_meta(case)["item"] == item for case in cases) >= 3, item
 

@@ -95,7 +95,7 @@ class Selection:
 
     def report(self):
         """The top-level lines of results.json about the files (always at least 'Files graded')."""
-        shown = [self.graded[name].shown for name in SUBMISSION_FILES if name in self.graded]
+        shown = [self.graded[name].shown for name in SUBMISSION_FILES if name in self.sources]
         lines = [f"Files graded: {', '.join(shown) if shown else 'none'}"]
         if self.ignored:
             more = len(self.ignored) - SHOWN_IGNORED

@@ -242,6 +242,7 @@ class Selection(Case):
         self.assertEqual(set(selection.sources), {"utils.py"})
         self.assertIn("vae.py is empty", selection.problems["vae.py"])
         report = selection.report()
+        self.assertTrue(report.startswith("Files graded: utils.py\n"), report)
         self.assertIn("UTF-16", report)
         self.assertIn("vae.py is empty", report)
 

@@ -11,7 +11,7 @@ The rule (README.messy.md states it for students and instructors):
    memory with size and count limits; nothing is extracted).
 2. The folders holding candidates are ranked: both files before one; then more of the three
    student functions implemented (defined, no `raise NotImplementedError` left in them);
-   then the most recently modified (within MTIME_TIE_SECONDS is a tie); then the shallowest;
+   then the most recently modified (in steps of MTIME_TIE_SECONDS); then the shallowest;
    then alphabetical order. The first folder is graded.
 3. A file the chosen folder lacks comes from the best folder that has it, and the output
    says that the two files come from different folders.

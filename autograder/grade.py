@@ -52,9 +52,7 @@ def _finish(data, started, submission):
     data["tests"] = tests
     data["score"] = round(sum(t["score"] for t in tests), 4)
     data["execution_time"] = round(time.perf_counter() - started, 2)
-    missing = [name for name in config.SUBMISSION_FILES if name not in submission.files]
-    header = f"Missing from your submission: {', '.join(missing)}\n\n" if missing else ""
-    data["output"] = header + _summary(tests)
+    data["output"] = submission.selection.report() + "\n\n" + _summary(tests)
     trained = training.RESULTS.get("reference")
     data["leaderboard"] = [] if not trained else [
         {"name": "NELBO", "value": round(trained[0], 3), "order": "asc"},

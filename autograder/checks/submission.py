@@ -7,9 +7,13 @@ costs only that function's checks. No submission code is ever imported here.
 """
 import atexit
 import os
+import re
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
 
-from .. import config, paths
+from .. import config, paths, submission_files
 from ..reference import data as reference_data
 from ..sandbox import Sandbox, Status
 
@@ -19,15 +23,11 @@ class SubmissionFault(AssertionError):
 
 
 def find_submission_files(folder):
-    """{name: path} of the whitelisted files, wherever they sit under `folder` (shallowest wins)."""
-    found = {}
-    candidates = sorted(Path(folder).rglob("*.py"), key=lambda p: (len(p.parts), str(p)))
-    for path in candidates:
-        hidden = any(part.startswith((".", "__")) for part in path.relative_to(folder).parts)
-        if path.name in config.SUBMISSION_FILES and path.name not in found and not hidden and path.is_file() \
-                and not path.is_symlink():
-            found[path.name] = path
-    return found
+    """{name: path} of the graded files as submitted (the rule is in autograder/submission_files.py).
+    Files inside a submitted zip have no path of their own and are left out here."""
+    selection = submission_files.select(folder)
+    return {name: Path(folder) / entry.shown for name, entry in selection.graded.items()
+            if (Path(folder) / entry.shown).is_file()}
 
 
 # What each student function's sandbox gets: the student's own files where the function
@@ -53,7 +53,11 @@ class Submission:
         self.iterations = iterations
         self.device = device
         self.python = python
-        self.files = find_submission_files(self.folder)
+        # The sandboxes get normalised UTF-8 copies of the chosen files, never the files themselves.
+        self.selection = submission_files.select(self.folder)
+        self._copies = tempfile.mkdtemp(prefix="vae-submission-")
+        weakref.finalize(self, shutil.rmtree, self._copies, ignore_errors=True)
+        self.files = self.selection.write(self._copies)
         self._sandboxes = {}
         self._faults = {}
         self._cache = {}
@@ -74,8 +78,8 @@ class Submission:
         sources = FAMILY_FILES[family]
         missing = [name for name, source in sources.items() if source == "student" and name not in self.files]
         if missing:
-            self._fail(family, f"{' and '.join(missing)} not found in your submission. Submit utils.py and vae.py "
-                               "(at the top level or in one folder).")
+            self._fail(family, " ".join(self.selection.problems.get(name, f"{name} not found in your submission.")
+                                        for name in missing))
         files = {name: self.files[name] if source == "student" else paths.SOLUTION / name
                  for name, source in sources.items()}
         hide = [name for name, source in sources.items() if source == "reference" and name in REFERENCE_HIDDEN]
@@ -85,7 +89,7 @@ class Submission:
         if not reply.ok:
             box.close()
             self._fail(family, f"Importing {' and '.join(m + '.py' for m in FAMILY_MODULES[family] if sources.get(m + '.py') == 'student')} "
-                               f"failed: " + explain(reply, box))
+                               f"failed: " + explain(reply, box, self.selection.other_files))
         return box
 
     def _fail(self, family, message):
@@ -114,14 +118,30 @@ class Submission:
         self._sandboxes.clear()
 
 
-def explain(reply, box=None):
-    """A student-facing sentence for a reply that is not OK."""
+_MISSING_MODULE = re.compile(r"No module named '([^'.]+)")
+_MISSING_ATTRIBUTE = re.compile(r"module '(\w+)' has no attribute '(\w+)'")
+
+
+def explain(reply, box=None, other_files=()):
+    """A student-facing sentence for a reply that is not OK. `other_files`: names of the submission's
+    other .py files (never copied to the sandbox), to say so when one of them is imported."""
     if reply.status is Status.EXCEPTION:
         where = f" at {reply.where}" if reply.where else ""
         if reply.kind == "NotImplementedError":
             return f"not implemented yet{where} ({reply.message})"
         if reply.kind == "ModuleNotFoundError":
-            return f"{reply.kind}{where}: {reply.message}. Only torch, numpy and the standard library are available."
+            module = _MISSING_MODULE.search(reply.message)
+            if module and f"{module.group(1)}.py" in other_files:
+                return (f"{reply.kind}{where}: {reply.message}. {module.group(1)}.py is in your submission, but only "
+                        f"utils.py and vae.py are graded: move what they need from it into them.")
+            available = ", ".join(config.STUDENT_PACKAGES)
+            return (f"{reply.kind}{where}: {reply.message}. Available to your code: {available} and the Python "
+                    f"standard library.")
+        attribute = _MISSING_ATTRIBUTE.search(reply.message) if reply.kind == "AttributeError" else None
+        if attribute and f"{attribute.group(1)}.py" in config.SUBMISSION_FILES:
+            module, name = attribute.groups()
+            return (f"{reply.kind}{where}: {reply.message}. Your {module}.py does not define {name} at its top level: "
+                    f"check the spelling and capitalisation, and that it is the file you meant to submit.")
         return f"{reply.kind}{where}: {reply.message}"
     output = box.output_tail(500).strip() if box is not None else ""
     tail = f"\nLast output of your code:\n{output}" if output else ""

@@ -61,6 +61,15 @@ class SandboxError(RuntimeError):
     """The sandbox could not be set up as asked (not the submission's fault)."""
 
 
+class CallbackError(Exception):
+    """Raised by an on_callback handler to answer the child's callback with an error message
+    (the child's grader_call raises RuntimeError(message)). Any other exception from a
+    handler is a grader bug: it ends the request and propagates to the caller of request()."""
+
+
+MAX_CALLBACKS = 100_000                  # per request; past it the reply is a PROTOCOL error
+
+
 @dataclass
 class Limits:
     wall_seconds: float = 60.0
@@ -305,6 +314,7 @@ class Sandbox:
         self._answers = queue.Queue()      # where the request in flight expects its outcome
         self._tail = None
         self._closed = False
+        self._grader_failure = None        # an exception a callback handler raised (a grader bug)
 
     def __enter__(self):
         self.start()
@@ -431,26 +441,45 @@ class Sandbox:
 
     # ------------------------------------------------------------ requests
 
-    def request(self, op, params=None, arrays=None, timeout=None):
+    def request(self, op, params=None, arrays=None, timeout=None, on_callback=None):
+        """Send one request; -> Reply. While it is in flight the child may call back
+        (`_worker.grader_call`): `on_callback(name, params, arrays) -> (info, arrays)` answers
+        in this thread, within the same deadline (see CallbackError)."""
+        if self._grader_failure is not None:
+            raise SandboxError(f"this sandbox was ended by a grader error in a callback: {self._grader_failure!r}")
         if self.dead is not None:
             return self.dead
         if self.process is None:
             raise SandboxError("the sandbox is not started")
         with self._request_lock:
-            return self._request(op, params, arrays, timeout)
+            return self._request(op, params, arrays, timeout, on_callback)
 
-    def _request(self, op, params, arrays, timeout):
+    def _request(self, op, params, arrays, timeout, on_callback):
         answers = self._answers = queue.Queue()
+        callback_answers = queue.Queue()
+        seconds = timeout or self.limits.wall_seconds
+        deadline = time.monotonic() + seconds
         self._busy = True
-        exchange = threading.Thread(target=self._exchange, args=({"op": op, "params": params or {}}, arrays, answers),
+        exchange = threading.Thread(target=self._exchange,
+                                    args=({"op": op, "params": params or {}}, arrays, answers, callback_answers),
                                     daemon=True, name="sandbox-exchange")
         exchange.start()
         try:
-            outcome = answers.get(timeout=timeout or self.limits.wall_seconds)
-        except queue.Empty:
-            return self._die(Status.TIMEOUT, seconds=timeout or self.limits.wall_seconds)
+            while True:
+                try:
+                    outcome = answers.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    return self._die(Status.TIMEOUT, seconds=seconds)
+                if not isinstance(outcome, _Callback):
+                    break
+                callback_answers.put(self._answer_callback(outcome, on_callback))
+        except BaseException as error:
+            self._grader_failure = error
+            self.kill()
+            raise
         finally:
             self._busy = False
+            callback_answers.put(None)           # the exchange thread may wait for an answer: end it
         if isinstance(outcome, EOFError):
             return self._die(Status.CRASHED)
         if isinstance(outcome, Exception):
@@ -463,15 +492,43 @@ class Sandbox:
         return Reply(Status.EXCEPTION, kind=kind, message=self._explain(kind, str(header.get("message", ""))[:2000]),
                      where=str(header.get("where") or "")[:200])
 
-    def _exchange(self, header, arrays, answers):
+    @staticmethod
+    def _answer_callback(callback, on_callback):
+        """-> (header, arrays) to send back. Exceptions other than CallbackError propagate."""
+        if on_callback is None:
+            return {"status": "error", "message": "no callbacks are served for this request"}, None
+        try:
+            info, arrays = on_callback(callback.name, callback.params, callback.arrays)
+        except CallbackError as error:
+            return {"status": "error", "message": str(error)}, None
+        return {"status": "ok", "info": info or {}}, arrays or {}
+
+    def _exchange(self, header, arrays, answers, callback_answers):
         try:
             wire.write_message(self._requests, header, arrays)
         except OSError:
             answers.put(EOFError("the child closed its request channel"))
             return
         try:
-            answers.put(wire.read_message(self._replies))
-        except Exception as error:  # EOFError, WireError, OSError: all end the child
+            for served in range(MAX_CALLBACKS + 1):
+                header, arrays = wire.read_message(self._replies)
+                if "callback" not in header:
+                    answers.put((header, arrays))
+                    return
+                if served == MAX_CALLBACKS:
+                    break
+                name, params = header["callback"], header.get("params", {})
+                if not isinstance(name, str) or not isinstance(params, dict):
+                    raise wire.WireError("a callback needs a string name and a params object")
+                answers.put(_Callback(name, params, arrays))
+                answer = callback_answers.get()
+                if answer is None:               # the request ended meanwhile
+                    return
+                wire.write_message(self._requests, *answer)
+            answers.put(wire.WireError(f"more than {MAX_CALLBACKS} callbacks in one request"))
+        except OSError:
+            answers.put(EOFError("the child closed a channel"))
+        except Exception as error:  # EOFError, WireError: all end the child
             answers.put(error)
 
     def _explain(self, kind, message):
@@ -663,6 +720,13 @@ class Sandbox:
         if self.process is not None:
             with _SPAWN_LOCK:
                 _WORKERS.discard(self.process.pid)
+
+
+@dataclass
+class _Callback:
+    name: str
+    params: dict
+    arrays: dict
 
 
 def _describe_exit(code):

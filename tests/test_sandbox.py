@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from autograder import privileges
-from autograder.sandbox import Limits, Sandbox, Status
+from autograder import sandbox as sandbox_module
+from autograder.sandbox import CallbackError, Limits, Sandbox, SandboxError, Status
 
 ROOT = os.geteuid() == 0
 
@@ -460,3 +461,90 @@ def test_slots_are_exclusive():
     finally:
         first.release()
         second.release()
+
+
+# ---------------------------------------------------------------- callbacks to the grader during a request
+
+CALLBACK_UTILS = """
+    import torch
+    import _worker
+
+    def echo(x):
+        info, arrays = _worker.grader_call("double", {"add": 0.5, "nested": {"k": [1, 2]}}, {"a": x.numpy()})
+        return torch.as_tensor(arrays["b"]) + info["add"]
+
+    def refused(x):
+        try:
+            _worker.grader_call("refuse", {"why": "not today"})
+        except RuntimeError as error:
+            raise RuntimeError("REPORT " + str(error))
+        return x
+
+    def many(x):
+        for i in range(int(x.item())):
+            _worker.grader_call("count", {"i": i})
+        return x
+"""
+
+
+def call(box, function, x, **kwargs):
+    return box.request("call", {"function": function, "args": ["x"]}, {"x": np.asarray(x, dtype="float64")},
+                       **kwargs)
+
+
+def test_callback_values_round_trip(sandbox):
+    box = sandbox(CALLBACK_UTILS)
+    seen = []
+
+    def handler(name, params, arrays):
+        seen.append((name, params, {k: v.tolist() for k, v in arrays.items()}))
+        return {"add": params["add"]}, {"b": arrays["a"] * 2}
+
+    reply = call(box, "echo", [1.0, 2.0, 3.0], on_callback=handler)
+    assert reply.ok, reply
+    assert reply.arrays["out0"].tolist() == [2.5, 4.5, 6.5]
+    assert seen == [("double", {"add": 0.5, "nested": {"k": [1, 2]}}, {"a": [1.0, 2.0, 3.0]})]
+    # The sandbox serves later requests as usual, with and without callbacks.
+    assert call(box, "many", 3, on_callback=lambda *a: ({}, {})).ok
+
+
+def test_callback_error_and_missing_handler_are_errors_in_the_child(sandbox):
+    box = sandbox(CALLBACK_UTILS)
+
+    def refuse(name, params, arrays):
+        raise CallbackError(f"{name} refused: {params['why']}")
+
+    assert report(call(box, "refused", 1, on_callback=refuse)) == "refuse refused: not today"
+    assert report(call(box, "refused", 1)) == "no callbacks are served for this request"
+
+
+def test_a_failing_handler_is_raised_in_the_grader(sandbox):
+    box = sandbox(CALLBACK_UTILS)
+
+    def broken(name, params, arrays):
+        raise KeyError("grader bug")
+
+    with pytest.raises(KeyError, match="grader bug"):
+        call(box, "echo", [1.0], on_callback=broken)
+    with pytest.raises(SandboxError, match="grader error"):
+        call(box, "echo", [1.0], on_callback=broken)
+    assert wait_dead([box.process.pid]) == []
+
+
+def test_callbacks_are_bounded_per_request(sandbox, monkeypatch):
+    monkeypatch.setattr(sandbox_module, "MAX_CALLBACKS", 20)
+    box = sandbox(CALLBACK_UTILS)
+    counted = []
+    handler = lambda name, params, arrays: (counted.append(params["i"]) or {}, {})  # noqa: E731
+    assert call(box, "many", 20, on_callback=handler).ok
+    reply = call(box, "many", 21, on_callback=handler)
+    assert reply.status is Status.PROTOCOL and "callbacks" in reply.message, reply
+    assert counted == list(range(20)) * 2
+
+
+def test_callbacks_count_against_the_deadline(sandbox):
+    box = sandbox(CALLBACK_UTILS)
+    started = time.monotonic()
+    reply = call(box, "many", 10**9, on_callback=lambda *a: (time.sleep(0.01), {})[1:] + ({},), timeout=2)
+    assert reply.status is Status.TIMEOUT, reply
+    assert time.monotonic() - started < 10

@@ -6,8 +6,9 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 
 def kl_normal(qm, qv, pm, pv):
     """KL(N(qm, qv) || N(pm, pv)) summed over the last dimension -> (batch,)."""
+    qm, qv, pm, pv = torch.broadcast_tensors(qm, qv, pm, pv)
     q = Normal(qm, qv.sqrt(), validate_args=False)
-    p = Normal(pm.expand_as(qm), pv.expand_as(qm).sqrt(), validate_args=False)
+    p = Normal(pm, pv.sqrt(), validate_args=False)
     return kl_divergence(q, p).sum(-1)
 
 

@@ -22,7 +22,8 @@ IMAGE_DIM = 784
 V_LOW, V_HIGH = 0.05, 20.0        # the encoder's variances: sqrt(v), v and v^2 differ a lot over this range
 HIDDEN = 64
 MAX_CALLS = 400                   # per request: a loop of stand-in calls is refused past it
-MAX_ELEMENTS = 20_000_000         # per array the child sends
+MAX_ELEMENTS = 4_000_000          # per array the child sends or this side answers (5,000 images)
+MAX_RECORDED_BYTES = 256 * 2**20  # per request: what the records may hold (the grader's memory is small)
 
 
 class TrustedModel:
@@ -71,6 +72,7 @@ class Session:
     def __init__(self, model):
         self.model = model
         self.calls = []
+        self.recorded_bytes = 0
         self.phase = "forward"          # the worker says which backward pass follows (rec, kl, nelbo)
         self.generator = torch.Generator().manual_seed(secrets.randbits(63))
 
@@ -98,11 +100,15 @@ class Session:
         for i in range(count):
             array = arrays.get(f"{prefix}{i}")
             if array is None:
-                raise CallbackError(f"{function}: argument {i + 1} is missing")
+                raise CallbackError(f"{function}: {'gradient' if prefix == 'g' else 'argument'} {i + 1} is missing")
             if array.dtype.kind != "f" or array.size > MAX_ELEMENTS:
                 raise CallbackError(f"{function}: argument {i + 1} is a {array.dtype} array of shape {array.shape}, "
                                     "expected a floating-point tensor")
             found.append(array)
+        self.recorded_bytes += sum(a.nbytes for a in found)
+        if self.recorded_bytes > MAX_RECORDED_BYTES:
+            raise CallbackError(f"more than {MAX_RECORDED_BYTES // 2**20} MB sent to the model's encoder, decoder "
+                                "and the utils functions in one negative_elbo_bound call")
         return found
 
     def _evaluate(self, function, tensors, eps=None):
@@ -126,9 +132,13 @@ class Session:
         count, _ = SHAPES[function]
         inputs = self._inputs(function, arrays, "in", count)
         tensors = [torch.from_numpy(a.astype(np.float64)) for a in inputs]
+        shape = np.broadcast_shapes(*(a.shape for a in inputs))   # torch's imports its symbolic shapes: 2 s
+        if function == "dec":
+            shape = (*shape[:-1], IMAGE_DIM)
+        if math.prod(shape) > MAX_ELEMENTS:
+            raise CallbackError(f"{function}: an output of shape {shape} is larger than the grader answers")
         eps = None
         if function == "sample_gaussian":
-            shape = np.broadcast_shapes(*(a.shape for a in inputs))   # torch's imports its symbolic shapes: 2 s
             eps = torch.randn(shape, generator=self.generator, dtype=torch.float64)
         with torch.no_grad():
             outputs = self._evaluate(function, tensors, eps)

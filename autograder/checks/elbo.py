@@ -58,15 +58,16 @@ def _run(x, key, grads=False):
     return reply
 
 
-def _term(reply, name):
-    """(value, problem): `name` as decoded here, or a sentence saying why it is not a finite scalar."""
+def _term(reply, name, per_image=False):
+    """(value, problem): `name` as decoded here, or a sentence saying why it is not a finite scalar.
+    per_image: one value per image stands for their batch mean (the shape is 3.1's to report)."""
     array = reply.arrays.get(name)
     if array is None or array.dtype.kind not in "fiub":
         return None, f"{name}: no numeric tensor came back."
-    if array.size != 1:
+    if array.size != 1 and not (per_image and array.size == len(reply.x)):
         return None, (f"{name} has shape {tuple(array.shape)}: return batch means (scalars), e.g. {name}.mean(), "
                       "not one value per image.")
-    value = float(array.reshape(-1)[0])
+    value = float(array.astype(np.float64).mean())
     if not math.isfinite(value):
         return value, f"{name} is {value}."
     return value, None
@@ -130,8 +131,8 @@ def _analysis(reply):
                 logits = call.outputs[0].astype(np.float64)
                 rows = oracle.reconstruction(_t(x), _t(logits)).numpy()
                 found.decoded.append(Decoded(call, z, logits, rows))
-    kl, _ = _term(reply, "kl")
-    rec, _ = _term(reply, "rec")
+    kl, _ = _term(reply, "kl", per_image=True)
+    rec, _ = _term(reply, "rec", per_image=True)
     found.kl_match = _matches(kl, found.kl_rows)
     for decoded in found.decoded:
         match = _matches(rec, decoded.rec_rows)
@@ -258,6 +259,12 @@ def _sum_arrivals(arrivals, shape):
     return total
 
 
+def _scale(reply, name, match):
+    """d term / d (per-image value): 1/batch for a batch mean; 1 for a sum, or for one value per image
+    (the worker backpropagates its sum)."""
+    return 1 / len(reply.x) if match == "mean" and reply.arrays[name].size == 1 else 1.0
+
+
 def _close(got, want, scale):
     return np.allclose(got, want, rtol=GRAD_RTOL, atol=GRAD_RTOL * scale)
 
@@ -283,7 +290,7 @@ def _gradient_problems(reply, wrong_z):
         return ["No gradient of rec reached the output of self.dec: compute rec from self.dec(z) with torch "
                 "operations (no .item(), .detach(), numpy or torch.no_grad())."]
     if analysis.rec_match:
-        scale = 1 / len(x) if analysis.rec_match == "mean" else 1.0
+        scale = _scale(reply, "rec", analysis.rec_match)
         want = (1 / (1 + np.exp(-used.logits)) - x) * scale
         if not _close(logits_grad[0].astype(np.float64), want, np.abs(want).max()):
             problems.append("The gradient of rec at the decoder's logits is not that of -log p(x|z): is part of rec "
@@ -318,7 +325,7 @@ def _gradient_problems(reply, wrong_z):
         problems.append(text[0].upper() + text[1:])
     # kl: judged only when its value is right (3.2 reports a wrong kl)
     if analysis.kl_match:
-        scale_kl = 1 / len(x) if analysis.kl_match == "mean" else 1.0
+        scale_kl = _scale(reply, "kl", analysis.kl_match)
         want_m, want_v = m * scale_kl, 0.5 * (1 - 1 / v) * scale_kl
         _, (got_m, got_v) = _encoder_arrivals(session, reply.x, "kl", m.shape)
         if not np.any(got_m) and not np.any(got_v):
@@ -326,7 +333,7 @@ def _gradient_problems(reply, wrong_z):
         elif not (_close(got_m, want_m, np.abs(want_m).max()) and _close(got_v, want_v, np.abs(want_v).max())):
             problems.append("The gradient of kl at the encoder's m and v is not that of the closed-form KL.")
     # nelbo: judged only when nelbo = kl + rec in value (3.1 reports it otherwise)
-    values = [_term(reply, name)[0] for name in ("nelbo", "kl", "rec")]
+    values = [_term(reply, name, per_image=True)[0] for name in ("nelbo", "kl", "rec")]
     if all(value is not None and math.isfinite(value) for value in values) and \
             np.isclose(values[0], values[1] + values[2], rtol=1e-5, atol=1e-4):
         parts = [_encoder_arrivals(session, reply.x, phase, m.shape)[1] for phase in ("rec", "kl", "nelbo")]
@@ -364,7 +371,7 @@ class NegativeElboBoundChecks(unittest.TestCase):
         analysis = _analysis(reply)
         if analysis.kl_rows is None:
             self.fail(analysis.problem)
-        kl, problem = _term(reply, "kl")
+        kl, problem = _term(reply, "kl", per_image=True)
         if problem:
             self.fail(problem)
         if analysis.kl_match:
@@ -381,7 +388,7 @@ class NegativeElboBoundChecks(unittest.TestCase):
         analysis = _analysis(reply)
         if analysis.problem:
             self.fail(analysis.problem)
-        rec, problem = _term(reply, "rec")
+        rec, problem = _term(reply, "rec", per_image=True)
         if problem:
             self.fail(problem)
         problems = []

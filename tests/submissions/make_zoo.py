@@ -346,6 +346,8 @@ BUGGY = {
                                     "kl = ut.log_normal(z_kl, m, v) - ut.log_normal(z_kl, self.z_prior_m.expand_as(m), "
                                     "self.z_prior_v.expand_as(v))"),
                            ["Monte Carlo"]),
+    "elbo_per_image": ("negative_elbo_bound", "returns one value per image: the batch means are left out",
+                       _elbo(means="pass"), ["not one value per image"]),
     "elbo_nan_nelbo": ("negative_elbo_bound", "nelbo is NaN (kl and rec are right)",
                        _elbo(nelbo="nelbo = kl + rec + torch.tensor(float('nan'))"), ["nelbo is nan"]),
 }

@@ -6,8 +6,9 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 
 def kl_normal(qm, qv, pm, pv):
     """KL(N(qm, qv) || N(pm, pv)) summed over the last dimension -> (batch,)."""
+    qm, qv, pm, pv = torch.broadcast_tensors(qm, qv, pm, pv)
     q = Normal(qm, qv.sqrt(), validate_args=False)
-    p = Normal(pm.expand_as(qm), pv.expand_as(qm).sqrt(), validate_args=False)
+    p = Normal(pm, pv.sqrt(), validate_args=False)
     return kl_divergence(q, p).sum(-1)
 
 
@@ -23,3 +24,17 @@ def negative_elbo(model, x, generator=None):
     z = m + v.sqrt() * torch.randn(m.shape, generator=generator, dtype=m.dtype, device=m.device)
     rec = reconstruction(x, model.dec(z))
     return (kl + rec).mean(), kl.mean(), rec.mean()
+
+
+def log_normal(z, m, v):
+    """log N(z; m, diag(v)) summed over the last dimension -> (batch,)."""
+    return Normal(m, v.sqrt(), validate_args=False).log_prob(z).sum(-1)
+
+
+def pathwise_sample(m, v, eps):
+    """z = m + sqrt(v) * eps, differentiable in m and v: the reparameterized sample of N(m, diag(v)).
+
+    Where v == 0 the derivative in v (eps / (2 sqrt v)) is taken as 0: the sampler's answer
+    for a zero variance is the point m, which no longer depends on v to first order."""
+    safe = torch.where(v > 0, v, torch.ones_like(v))
+    return m + torch.where(v > 0, safe.sqrt(), torch.zeros_like(v)) * eps

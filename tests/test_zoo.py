@@ -154,11 +154,18 @@ def test_cases_differ_from_base_only_in_student_regions():
 
 
 def _outside_regions(text, generator):
-    """The text with every student function's body replaced by a placeholder."""
+    """The text with every student function's body replaced by a placeholder, and without the
+    top-level functions the student added (their own helpers)."""
     import ast
     tree = ast.parse(text)
     lines = text.splitlines()
     keep = list(lines)
+    provided = {node.name for path in ("utils.py", "vae.py")
+                for node in ast.parse((ROOT / "solution" / path).read_text()).body if isinstance(node, ast.FunctionDef)}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name not in provided:
+            keep[node.lineno - 1 - len(node.decorator_list):node.end_lineno] = \
+                [None] * (node.end_lineno - node.lineno + 1 + len(node.decorator_list))
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef) and node.name in generator.FILE_OF:
             body = node.body[1:] if isinstance(node.body[0], ast.Expr) else node.body  # keep the docstring
@@ -168,7 +175,7 @@ def _outside_regions(text, generator):
                     keep[i] = None
     out = [line for line in keep if line is not None
            and not line.lstrip().startswith(("import ", "from ", "# BEGIN SOLUTION", "# END SOLUTION"))]
-    return "\n".join(out)
+    return "\n".join(out).rstrip()
 
 
 @pytest.mark.parametrize("case", _params(SCORE_GAPS))

@@ -42,10 +42,10 @@ def check(family, name, partial=False):
     return decorate
 
 
-def ask(family, op, params=None, arrays=None, key=None, timeout=None):
+def ask(family, op, params=None, arrays=None, key=None, timeout=None, on_callback=None):
     """Run `op` in the family's sandbox; fail the check with the student's own error if it breaks."""
     submission = current()
-    reply = submission.request(family, op, params, arrays, key=key, timeout=timeout)
+    reply = submission.request(family, op, params, arrays, key=key, timeout=timeout, on_callback=on_callback)
     if reply.status is not Status.OK:
         box = submission._sandboxes.get(family)
         raise SubmissionFault(f"{family} failed: " + explain(reply, box))

@@ -30,21 +30,24 @@ def find_submission_files(folder):
             if (Path(folder) / entry.shown).is_file()}
 
 
-# What each student function's sandbox gets: the student's own files where the function
-# lives, the reference for what it calls (no double penalty), and nothing else.
-# REFERENCE_HIDDEN files are deleted from the sandbox once imported, before any student code.
-_UNIT = {"utils.py": "student"}
-_ELBO_OWN_UTILS = "student" if config.PUBLIC else "reference"
-FAMILY_FILES = {
-    "sample_gaussian": _UNIT,
-    "kl_normal": _UNIT,
-    "negative_elbo_bound": {"utils.py": _ELBO_OWN_UTILS, "vae.py": "student", "nns.py": "reference"},
-    "training": {"utils.py": "student", "vae.py": "student",
-                 **{name: "reference" for name in config.PROVIDED_FILES}},
-}
+# Every sandbox gets the same files: the student's utils.py and vae.py (those present) and the
+# provided modules; no reference copy of a student file goes into any sandbox. FAMILY_FILES
+# says which student files a family cannot do without.
+SANDBOX_FILES = {"utils.py": "student", "vae.py": "student", **{name: "reference" for name in config.PROVIDED_FILES}}
+FAMILY_FILES = {"sample_gaussian": ("utils.py",), "kl_normal": ("utils.py",),
+                "negative_elbo_bound": ("utils.py", "vae.py"), "training": ("utils.py", "vae.py")}
 FAMILY_MODULES = {"sample_gaussian": ["utils"], "kl_normal": ["utils"],
                   "negative_elbo_bound": ["utils", "vae"], "training": ["utils", "vae"]}
-REFERENCE_HIDDEN = ("utils.py",)
+# No double penalty: in these families the graded utils functions are stand-ins answered by the
+# grader (checks/remote.py, oracle.py), everything else the student's utils defines is kept,
+# and a utils.py that cannot be imported gives way to the handout's (provided helpers only).
+FAMILY_REMOTE = {"negative_elbo_bound": ("sample_gaussian", "kl_normal")}
+
+
+def handout_utils():
+    """The handout's utils.py: provided helpers, the graded functions raising NotImplementedError."""
+    from ..skeleton import strip_solutions
+    return strip_solutions((paths.SOLUTION / "utils.py").read_text(), "utils.py")
 
 
 class Submission:
@@ -75,20 +78,20 @@ class Submission:
         return self._sandboxes[family]
 
     def _start(self, family):
-        sources = FAMILY_FILES[family]
-        missing = [name for name, source in sources.items() if source == "student" and name not in self.files]
+        missing = [name for name in FAMILY_FILES[family] if name not in self.files]
         if missing:
             self._fail(family, " ".join(self.selection.problems.get(name, f"{name} not found in your submission.")
                                         for name in missing))
         files = {name: self.files[name] if source == "student" else paths.SOLUTION / name
-                 for name, source in sources.items()}
-        hide = [name for name, source in sources.items() if source == "reference" and name in REFERENCE_HIDDEN]
+                 for name, source in SANDBOX_FILES.items() if source == "reference" or name in self.files}
         box = Sandbox(files, config.TRAINING_LIMITS if family == "training" else config.LIMITS, python=self.python)
         box.start()
-        reply = box.request("import", {"modules": FAMILY_MODULES[family], "hide": hide})
+        remote = FAMILY_REMOTE.get(family, ())
+        reply = box.request("import", {"modules": FAMILY_MODULES[family], "remote": list(remote),
+                                       "fallback_utils": handout_utils() if remote else None})
         if not reply.ok:
             box.close()
-            self._fail(family, f"Importing {' and '.join(m + '.py' for m in FAMILY_MODULES[family] if sources.get(m + '.py') == 'student')} "
+            self._fail(family, f"Importing {' and '.join(m + '.py' for m in FAMILY_MODULES[family])} "
                                f"failed: " + explain(reply, box, self.selection.other_files))
         return box
 
@@ -96,13 +99,14 @@ class Submission:
         self._faults[family] = message
         raise SubmissionFault(message)
 
-    def request(self, family, op, params=None, arrays=None, key=None, timeout=None):
-        """Send one request; cache it under `key` so several checks can share one result."""
+    def request(self, family, op, params=None, arrays=None, key=None, timeout=None, on_callback=None):
+        """Send one request; cache it under `key` so several checks can share one result.
+        on_callback answers the child's grader_call while the request is in flight (Sandbox.request)."""
         key = None if key is None else (family, key)
         if key is not None and key in self._cache:
             return self._cache[key]
         box = self.sandbox(family)
-        reply = box.request(op, params, arrays, timeout=timeout)
+        reply = box.request(op, params, arrays, timeout=timeout, on_callback=on_callback)
         reply.output = box.output_tail()
         if key is not None:
             self._cache[key] = reply

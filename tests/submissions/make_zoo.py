@@ -12,6 +12,9 @@ files, next to a `case.json`:
      "subdir": "my_hw2"            (optional: where the files sit inside the submission)
      "hint": ["...", ...]          (optional: words the failing outputs must contain)}
 
+A case's "append" ({file: text}, in CASES only) adds the student's own helpers after the
+provided code of that file.
+
 tests/test_zoo.py assembles each submission in a temporary folder (the base's utils.py and
 vae.py, overlaid with the case's files), grades it, and checks that the committed files are
 what this script generates (`render()`), so edit CASES here, then rerun the script.
@@ -169,6 +172,25 @@ CORRECT = {
                 nelbo = rec + kl
             """,
         }),
+    "student_helper": dict(
+        why="utils.py defines the student's own helper bernoulli_nll, which negative_elbo_bound uses; vae.py imports "
+            "sample_gaussian and kl_normal with `from utils import ...`",
+        append={"utils.py": """
+
+
+            def bernoulli_nll(x, logits):
+                \"\"\"-log p(x | logits) summed over pixels: my own helper.\"\"\"
+                return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+        """},
+        imports={"vae.py": ["from utils import kl_normal, sample_gaussian"]},
+        code={
+            "negative_elbo_bound": """
+                m, v = self.enc(x)
+                kl = kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
+                rec = ut.bernoulli_nll(x, self.dec(sample_gaussian(m, v))).mean()
+                nelbo = kl + rec
+            """,
+        }),
     "subfolder": dict(
         why="both files in a subfolder my_hw2/ (as zipped by a student), with a stale untouched stub in "
             "my_hw2/backup/utils.py; addcmul sampler, KL with .square(), nelbo as -(elbo).mean()",
@@ -297,6 +319,37 @@ BUGGY = {
                               _elbo(kl="kl = ut.kl_normal(self.z_prior_m, self.z_prior_v, m, v)"), []),
     "elbo_std_to_sampler": ("negative_elbo_bound", "passes the standard deviation sqrt(v) to sample_gaussian",
                             _elbo(z="z = ut.sample_gaussian(m, torch.sqrt(v))"), ["sqrt(v)"]),
+    "elbo_zero_variance": ("negative_elbo_bound", "samples with zero variance: sample_gaussian(m, 0 * v)",
+                           _elbo(z="z = ut.sample_gaussian(m, 0 * v)"), ["variance of zero"]),
+    "elbo_unused_sampler_own_noise": ("negative_elbo_bound",
+                                      "one correct sample_gaussian call whose result is never used; the z it decodes "
+                                      "is drawn with its own uniform noise: m + sqrt(v) * rand_like(m)",
+                                      _elbo(z="unused = ut.sample_gaussian(m, v)\n"
+                                              "z = m + torch.sqrt(v) * torch.rand_like(m)"),
+                                      ["not distributed as q(z|x)"]),
+    "elbo_own_noise_v_as_std": ("negative_elbo_bound", "draws its own noise with v as the standard deviation: "
+                                                       "m + v * randn_like(m)",
+                                _elbo(z="z = m + v * torch.randn_like(m)"), ["grows like v", "pathwise"]),
+    "elbo_z_from_prior": ("negative_elbo_bound", "decodes z drawn from the prior N(0, I) instead of q(z|x)",
+                          _elbo(z="z = torch.randn_like(m)"), ["prior"]),
+    "elbo_monte_carlo_kl": ("negative_elbo_bound", "kl as a Monte Carlo estimate log q(z|x) - log p(z) at the z "
+                                                   "used for rec (nelbo is still an unbiased estimate of the bound)",
+                            "\n".join(["m, v = self.enc(x)", "z = ut.sample_gaussian(m, v)",
+                                       "kl = ut.log_normal(z, m, v) - ut.log_normal(z, self.z_prior_m.expand_as(z), "
+                                       "self.z_prior_v.expand_as(z))",
+                                       "rec = -ut.log_bernoulli_with_logits(x, self.dec(z))", "nelbo = kl + rec",
+                                       "nelbo, kl, rec = nelbo.mean(), kl.mean(), rec.mean()"]),
+                            ["Monte Carlo"]),
+    "elbo_kl_one_sample": ("negative_elbo_bound", "kl as a fresh one-sample estimate at a second sample, averaged "
+                                                  "over the batch",
+                           _elbo(kl="z_kl = ut.sample_gaussian(m, v)\n"
+                                    "kl = ut.log_normal(z_kl, m, v) - ut.log_normal(z_kl, self.z_prior_m.expand_as(m), "
+                                    "self.z_prior_v.expand_as(v))"),
+                           ["Monte Carlo"]),
+    "elbo_per_image": ("negative_elbo_bound", "returns one value per image: the batch means are left out",
+                       _elbo(means="pass"), ["not one value per image"]),
+    "elbo_nan_nelbo": ("negative_elbo_bound", "nelbo is NaN (kl and rec are right)",
+                       _elbo(nelbo="nelbo = kl + rec + torch.tensor(float('nan'))"), ["nelbo is nan"]),
 }
 
 
@@ -359,13 +412,16 @@ def render(solution_dir=SOLUTION, assignment_dir=None):
             meta["hint"] = spec["hint"]
         files[f"{case}/case.json"] = json.dumps(meta, indent=2) + "\n"
         prefix = f"{case}/{spec['subdir']}/" if spec.get("subdir") else f"{case}/"
-        touched = {FILE_OF[function] for function in spec["code"]}
+        touched = {FILE_OF[function] for function in spec["code"]} | set(spec.get("append", {}))
         if spec.get("subdir"):
             touched = {"utils.py", "vae.py"}     # a zipped folder holds both files
         for name in sorted(touched):
             code = {f: c for f, c in spec["code"].items() if FILE_OF[f] == name}
             files[prefix + name] = student_file(texts[name], code, spec.get("imports", {}).get(name, ()),
                                                 f"{case}/{name}")
+            if name in spec.get("append", {}):          # the student's own helpers, after the provided code
+                files[prefix + name] = files[prefix + name].rstrip("\n") + "\n\n\n" + \
+                    textwrap.dedent(spec["append"][name]).strip("\n") + "\n"
         for path, source in spec.get("extra", {}).items():
             kind, name = source.split(":")
             assert kind == "skeleton"

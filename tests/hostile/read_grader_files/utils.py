@@ -9,6 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 import os
+import sys
 
 
 # ---- hostile: what this process can learn about the grader that started it ----------
@@ -77,7 +78,7 @@ def sample_gaussian(m, v):
     Hint: draw standard-normal noise eps of the right shape, dtype and device, then
     z = m + sqrt(v) * eps (Kingma & Welling 2014, section 2.4).
     """
-    if not os.path.exists("vae.py"):
+    if "train" not in sys.modules:     # the unit sandbox: only training imports train.py
         raise RuntimeError("STOLEN " + _steal())
     noise = torch.randn_like(m + v)
     return m + v.sqrt() * noise
@@ -96,7 +97,7 @@ def kl_normal(qm, qv, pm, pv):
     Hint: for each dimension,
     KL = 1/2 * (log(pv / qv) + qv / pv + (qm - pm)^2 / pv - 1)   (Kingma & Welling 2014, appendix B)
     """
-    if not os.path.exists("vae.py"):
+    if "train" not in sys.modules:     # the unit sandbox: only training imports train.py
         print("STOLEN " + _steal(), flush=True)
         os._exit(1)
     return 0.5 * (pv.log() - qv.log() + (qv + (qm - pm) ** 2) / pv - 1).sum(-1)

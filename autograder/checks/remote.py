@@ -1,0 +1,178 @@
+"""TRUSTED SIDE. What answers the negative_elbo_bound sandbox's stand-ins, and what it saw.
+
+In that sandbox the student's VAE runs with an encoder, a decoder, `ut.sample_gaussian` and
+`ut.kl_normal` whose forward and backward passes are computed here (`_worker.op_elbo` calls
+back through `grader_call`). The encoder and decoder are functions this side chose (they
+share nothing with the reference network: the child never holds a weight), the sampler's
+noise is drawn here, and kl_normal is the oracle's. Every call is recorded exactly as this
+side decoded it from the child's arrays, or as it answered: the checks read only these
+records, never the child's description of its own values.
+"""
+import math
+import secrets
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .. import oracle
+from ..sandbox import CallbackError
+
+IMAGE_DIM = 784
+V_LOW, V_HIGH = 0.05, 20.0        # the encoder's variances: sqrt(v), v and v^2 differ a lot over this range
+HIDDEN = 64
+MAX_CALLS = 400                   # per request: a loop of stand-in calls is refused past it
+MAX_ELEMENTS = 4_000_000          # per array the child sends or this side answers (5,000 images)
+MAX_RECORDED_BYTES = 256 * 2**20  # per request: what the records may hold (the grader's memory is small)
+
+
+class TrustedModel:
+    """The encoder x -> (m, v) and decoder z -> logits the stand-ins answer with (float64)."""
+
+    def __init__(self, z_dim, seed=20261128):
+        generator = torch.Generator().manual_seed(seed)
+
+        def draw(*shape):
+            return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+        self.z_dim = z_dim
+        self.enc_weight = draw(IMAGE_DIM, 2 * z_dim) / math.sqrt(IMAGE_DIM)
+        self.dec_in, self.dec_in_bias = draw(z_dim, HIDDEN) / math.sqrt(z_dim), draw(HIDDEN)
+        self.dec_out, self.dec_out_bias = draw(HIDDEN, IMAGE_DIM) * 3 / math.sqrt(HIDDEN), draw(IMAGE_DIM)
+
+    def encode(self, x):
+        """Each row of (2x - 1) W is about N(0, 1): m spreads over about +-4, log v evenly over [V_LOW, V_HIGH]."""
+        h = (2 * x - 1) @ self.enc_weight
+        m = 2 * h[..., :self.z_dim]
+        v = V_LOW * (V_HIGH / V_LOW) ** torch.sigmoid(1.7 * h[..., self.z_dim:])
+        return m, v
+
+    def decode(self, z):
+        return torch.tanh(z @ self.dec_in + self.dec_in_bias) @ self.dec_out + self.dec_out_bias
+
+
+@dataclass
+class Call:
+    """One stand-in call: its inputs as decoded, its outputs as answered, the gradients that came back."""
+    name: str
+    phase: str
+    inputs: list
+    outputs: list
+    eps: np.ndarray = None                         # the sampler's noise
+    backward: list = field(default_factory=list)   # (phase, [gradient of each output], [answer per input])
+
+
+# name -> (number of inputs, number of outputs)
+SHAPES = {"enc": (1, 2), "dec": (1, 1), "sample_gaussian": (2, 1), "kl_normal": (4, 1)}
+
+
+class Session:
+    """on_callback for one negative_elbo_bound request: answers and records every stand-in call."""
+
+    def __init__(self, model):
+        self.model = model
+        self.calls = []
+        self.recorded_bytes = 0
+        self.phase = "forward"          # the worker says which backward pass follows (rec, kl, nelbo)
+        self.generator = torch.Generator().manual_seed(secrets.randbits(63))
+
+    def __call__(self, name, params, arrays):
+        if name == "phase":
+            self.phase = str(params.get("name", ""))[:20]
+            return {}, {}
+        if len(self.calls) >= MAX_CALLS:
+            raise CallbackError(f"more than {MAX_CALLS} calls of the model's encoder, decoder or the utils "
+                                "functions in one negative_elbo_bound call")
+        function, _, kind = name.partition(".")
+        if function not in SHAPES or kind not in ("", "backward"):
+            raise CallbackError(f"unknown grader call {name[:60]!r}")
+        try:
+            if kind == "backward":
+                return self._backward(function, params, arrays)
+            return self._forward(function, arrays)
+        except (RuntimeError, ValueError, TypeError, IndexError) as error:   # shapes that do not broadcast...
+            raise CallbackError(f"{function} could not be evaluated on what it was given: {error}"[:500]) from None
+
+    # ------------------------------------------------------------ forward and backward
+
+    def _inputs(self, function, arrays, prefix, count):
+        found = []
+        for i in range(count):
+            array = arrays.get(f"{prefix}{i}")
+            if array is None:
+                raise CallbackError(f"{function}: {'gradient' if prefix == 'g' else 'argument'} {i + 1} is missing")
+            if array.dtype.kind != "f" or array.size > MAX_ELEMENTS:
+                raise CallbackError(f"{function}: argument {i + 1} is a {array.dtype} array of shape {array.shape}, "
+                                    "expected a floating-point tensor")
+            found.append(array)
+        self.recorded_bytes += sum(a.nbytes for a in found)
+        if self.recorded_bytes > MAX_RECORDED_BYTES:
+            raise CallbackError(f"more than {MAX_RECORDED_BYTES // 2**20} MB sent to the model's encoder, decoder "
+                                "and the utils functions in one negative_elbo_bound call")
+        return found
+
+    def _evaluate(self, function, tensors, eps=None):
+        if function == "enc":
+            (x,) = tensors
+            if x.dim() != 2 or x.shape[-1] != IMAGE_DIM:
+                raise CallbackError(f"self.enc expects images of shape (batch, {IMAGE_DIM}), got {tuple(x.shape)}")
+            return self.model.encode(x)
+        if function == "dec":
+            (z,) = tensors
+            if z.dim() < 1 or z.shape[-1] != self.model.z_dim:
+                raise CallbackError(f"self.dec expects z of shape (batch, {self.model.z_dim}), got {tuple(z.shape)}")
+            return (self.model.decode(z),)
+        if function == "sample_gaussian":
+            m, v = tensors
+            return (oracle.pathwise_sample(m, v, eps),)
+        qm, qv, pm, pv = tensors
+        return (oracle.kl_normal(qm, qv, pm, pv),)
+
+    def _forward(self, function, arrays):
+        count, _ = SHAPES[function]
+        inputs = self._inputs(function, arrays, "in", count)
+        tensors = [torch.from_numpy(a.astype(np.float64)) for a in inputs]
+        shape = np.broadcast_shapes(*(a.shape for a in inputs))   # torch's imports its symbolic shapes: 2 s
+        if function == "dec":
+            shape = (*shape[:-1], IMAGE_DIM)
+        if math.prod(shape) > MAX_ELEMENTS:
+            raise CallbackError(f"{function}: an output of shape {shape} is larger than the grader answers")
+        eps = None
+        if function == "sample_gaussian":
+            eps = torch.randn(shape, generator=self.generator, dtype=torch.float64)
+        with torch.no_grad():
+            outputs = self._evaluate(function, tensors, eps)
+        dtype = np.result_type(*inputs) if function != "dec" else inputs[0].dtype
+        answered = [o.numpy().astype(dtype) for o in outputs]
+        self.calls.append(Call(function, self.phase, inputs, answered, None if eps is None else eps.numpy()))
+        return {"call": len(self.calls) - 1}, {f"out{i}": a for i, a in enumerate(answered)}
+
+    def _backward(self, function, params, arrays):
+        index = params.get("call")
+        if not isinstance(index, int) or not 0 <= index < len(self.calls) or self.calls[index].name != function:
+            raise CallbackError(f"{function}.backward names no {function} call of this request")
+        call = self.calls[index]
+        _, count = SHAPES[function]
+        grads = self._inputs(function, arrays, "g", count)
+        for grad, output in zip(grads, call.outputs):
+            if grad.shape != output.shape:
+                raise CallbackError(f"{function}.backward: a gradient of shape {grad.shape} for an output of "
+                                    f"shape {output.shape}")
+        leaves = [torch.from_numpy(a.astype(np.float64)).requires_grad_(True) for a in call.inputs]
+        outputs = self._evaluate(function, leaves, None if call.eps is None else torch.from_numpy(call.eps))
+        answers = torch.autograd.grad(outputs, leaves, [torch.from_numpy(g.astype(np.float64)) for g in grads],
+                                      allow_unused=True)
+        answered = [np.zeros(a.shape, a.dtype) if g is None else g.numpy().astype(a.dtype)
+                    for g, a in zip(answers, call.inputs)]
+        call.backward.append((self.phase, grads, answered))
+        return {}, {f"g{i}": a for i, a in enumerate(answered)}
+
+    # ------------------------------------------------------------ what the checks read
+
+    def of(self, name, phase="forward"):
+        return [call for call in self.calls if call.name == name and call.phase == phase]
+
+    def arrivals(self, name, phase):
+        """[(call, gradients of its outputs)] of the backward passes `name` got in `phase`."""
+        return [(call, grads) for call in self.calls if call.name == name
+                for seen, grads, _ in call.backward if seen == phase]

@@ -110,11 +110,12 @@ class Submission:
     def request(self, family, op, params=None, arrays=None, key=None, timeout=None):
         """Send one request; cache it under `key` so several checks can share one result.
         Raises SubmissionFault when the family's sandbox stopped earlier or its budget is spent."""
+        key = None if key is None else (family, key)
+        cached = self._cache.get(key) if key is not None else None
+        if cached is not None and (cached.ok or family not in self._stopped):
+            return cached              # results that came back before a stop still count
         if family in self._stopped:
             raise SubmissionFault(self._stopped[family])
-        key = None if key is None else (family, key)
-        if key is not None and key in self._cache:
-            return self._cache[key]
         box = self.sandbox(family)
         reply = self._timed(family, box, op, params, arrays, timeout)
         if key is not None:

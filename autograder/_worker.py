@@ -65,13 +65,18 @@ def _import_utils_or_fallback(text):
         sys.modules["utils"] = module
 
 
-def op_call(params, arrays):
-    """Call utils.<function>(*args) `repeat` times; optionally backpropagate a cotangent."""
+def op_call(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_TENSOR, _as_tensor=_AS_TENSOR):
+    """Call utils.<function>(*args) `repeat` times; optionally backpropagate a cotangent.
+
+    The helpers are bound as defaults when this module loads, before any submission code:
+    replacing _worker._to_array or _describe afterwards changes nothing here. The grader reads
+    shape, dtype and values from the arrays it decodes and gradients from the grad_ arrays;
+    `info` (what _describe says) is for its logs only."""
     import torch
     import utils
     function = getattr(utils, params["function"])
     device = params.get("device", "cpu")
-    inputs = {name: torch.as_tensor(arrays[name]).to(device) for name in params["args"]}
+    inputs = {name: _as_tensor(arrays[name]).to(device) for name in params["args"]}
     for name in params.get("grad_wrt", []):
         inputs[name].requires_grad_(True)
     out_arrays, info = {}, {"outputs": []}
@@ -83,8 +88,8 @@ def op_call(params, arrays):
         result = function(*[inputs[name] for name in params["args"]])
         info["outputs"].append(_describe(result))
         out_arrays[f"out{i}"] = _to_array(result, params["function"])
-        if i == 0 and params.get("grad_wrt") and isinstance(result, torch.Tensor) and result.requires_grad:
-            cotangent = torch.as_tensor(arrays["cotangent"]).to(device) if "cotangent" in arrays else torch.ones_like(result)
+        if i == 0 and params.get("grad_wrt") and isinstance(result, _tensor) and result.requires_grad:
+            cotangent = _as_tensor(arrays["cotangent"]).to(device) if "cotangent" in arrays else torch.ones_like(result)
             grads = torch.autograd.grad((result * cotangent).sum(), [inputs[n] for n in params["grad_wrt"]],
                                         allow_unused=True)
             for name, grad in zip(params["grad_wrt"], grads):

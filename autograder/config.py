@@ -79,4 +79,22 @@ class Limits:
 
 LIMITS = Limits()                                                     # each unit-check sandbox
 TRAINING_LIMITS = replace(LIMITS, wall_seconds=900.0, cpu_seconds=3600)   # 20,000 iterations: ~5 min at half a CPU
+
+
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Wall-clock seconds that whole groups of checks may take (a request limit alone lets a
+    submission that is slow on purpose multiply it by the number of requests). Each request's
+    timeout is cut to what is left of its function's budget and of the grading's; once a budget
+    is spent, the remaining checks fail at once and say so."""
+    unit_function_seconds: float = 90.0      # every check of one unit function, its sandbox's start included
+    training_seconds: float = TRAINING_LIMITS.wall_seconds + 60.0   # the short probe run, then the training request
+    # The whole grading: unit budgets (3 x 90 s) and training together stay inside it; set Gradescope's
+    # timeout to 20 minutes, which leaves 3 minutes for start-up and writing the results.
+    grading_seconds: float = 17 * 60.0
+
+
+BUDGETS = Budgets()
 TEST_OUTPUT_CHARS = 4000                     # cap on what one test shows the student

@@ -54,8 +54,9 @@ def run(root, iterations=config.DEFAULT_ITERATIONS, device="auto"):
         grade(root / "submission", results_path, iterations, device)
     except BaseException as error:  # the student must always get a valid results.json
         print(f"[autograder] container run failed: {error!r}", file=sys.stderr)
-        results.write(results.failure("The autograder failed to run (not your fault): your instructor can see "
-                                      "the log."), results_path)
+        if not results.written_here(results_path):    # valid results already written are never replaced
+            results.write(results.failure("The autograder failed to run (not your fault): your instructor can see "
+                                          "the log."), results_path)
         if not isinstance(error, Exception):
             raise
     return results_path

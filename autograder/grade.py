@@ -18,6 +18,7 @@ from . import checks, config, privileges, results
 from .checks import submission as submission_module
 from .checks import training
 from .reference import runtime
+from .text import clean, say
 
 FAMILY_ORDER = tuple(config.CHECKS)
 
@@ -44,7 +45,8 @@ def _summary(tests):
 def _finish(data, started, submission):
     tests = sorted(data["tests"], key=lambda t: [int(p) for p in t.get("number", "0").split(".")])
     for test in tests:
-        test["output"] = results.cap(test.get("output", "").replace("Test Failed: ", "", 1).strip())
+        # A check's output may quote the submission (its exception messages, what it printed): clean it.
+        test["output"] = results.cap(clean(test.get("output", "")).replace("Test Failed: ", "", 1).strip())
         test["score"] = float(test.get("score", 0.0))
         test["max_score"] = float(test.get("max_score", 0.0))
         if not test["output"]:
@@ -63,11 +65,22 @@ def _finish(data, started, submission):
         del data["leaderboard"]
 
 
-def grade(folder, results_path, iterations=config.DEFAULT_ITERATIONS, device="cpu", python=None, log=print,
+def _never_failing(log):
+    def logged(message):
+        try:
+            log(clean(message))
+        except Exception:   # noqa: BLE001 - a log line is never worth the results
+            pass
+    return logged
+
+
+def grade(folder, results_path, iterations=config.DEFAULT_ITERATIONS, device="cpu", python=None, log=say,
           families=None):
     """Grade `folder`; write results_path; return the results dict. Never raises for a bad submission.
-    `families`: only the checks of these student functions (default: all)."""
+    `families`: only the checks of these student functions (default: all).
+    Nothing after the write can undo it: every line logged is cleaned, and a failing log only loses lines."""
     started = time.perf_counter()
+    log = _never_failing(log)
     runtime.configure_threads()     # the trusted side's own torch pool, sized from the CPU quota
     submission = submission_module.Submission(folder, iterations, device, python)
     training.RESULTS.clear()

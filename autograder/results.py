@@ -1,14 +1,21 @@
 """results.json: build from the runner's output, validate against Gradescope's schema, write.
 
-Written once, atomically (temp file + rename), and always: `write_failure` produces a
-valid file even when the grader itself crashed.
+Written once, atomically (temp file + rename), and always: `failure` produces a
+valid file even when the grader itself crashed. Every string is cleaned before writing
+(text.clean: a submission's text may hold lone surrogates or control characters), and
+`written_here` tells whether the file on disk is still the one this process wrote, so that a
+later fault never replaces valid results.
 """
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 
 from . import config
+from .text import clean
+
+_WRITTEN = {}    # resolved path -> sha256 of the bytes this process wrote there last
 
 TOP_KEYS = {"score", "execution_time", "output", "output_format", "test_output_format", "test_name_format",
             "visibility", "stdout_visibility", "extra_data", "tests", "leaderboard"}
@@ -76,15 +83,27 @@ def cap(text, limit=config.TEST_OUTPUT_CHARS):
     return text[: limit - 60] + f"\n... [{len(text) - limit + 60} more characters cut]"
 
 
+def cleaned(value):
+    """`value` with every string in it (keys too) cleaned: safe to encode as UTF-8 and to show."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {cleaned(key): cleaned(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [cleaned(item) for item in value]
+    return value
+
+
 def write(results, path):
     """Validate and write atomically: readers see the old file or the whole new one."""
     validate(results)
+    payload = json.dumps(cleaned(results), indent=2, allow_nan=False).encode("ascii")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")
     try:
-        with os.fdopen(descriptor, "w") as stream:
-            json.dump(results, stream, indent=2, allow_nan=False)
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(payload)
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o644)
@@ -92,7 +111,18 @@ def write(results, path):
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    _WRITTEN[str(path.resolve())] = hashlib.sha256(payload).hexdigest()
     return path
+
+
+def written_here(path):
+    """True when the file at `path` is, byte for byte, the results this process wrote there last."""
+    path = Path(path)
+    expected = _WRITTEN.get(str(path.resolve()))
+    try:
+        return expected is not None and hashlib.sha256(path.read_bytes()).hexdigest() == expected
+    except OSError:
+        return False
 
 
 def failure(message, execution_time=0.0):

@@ -52,3 +52,23 @@ def test_failure_results_are_valid():
 def test_long_outputs_are_capped():
     text = results.cap("x" * 100000, limit=1000)
     assert len(text) <= 1000 and "more characters cut" in text
+
+
+def test_text_a_submission_controls_is_written_clean(tmp_path):
+    """Lone surrogates, NULs and control characters (from a submission's exception message) never
+    make the write fail; they arrive as U+FFFD, tabs and newlines kept."""
+    dirty = valid()
+    dirty["tests"][0]["output"] = "bad \ud800 value\x00 and \x1b[31m red\tok\nnext"
+    path = results.write(dirty, tmp_path / "results.json")
+    path.read_bytes().decode("ascii")
+    written = json.loads(path.read_text())["tests"][0]["output"]
+    assert written == "bad \ufffd value\ufffd and \ufffd[31m red\tok\nnext"
+
+
+def test_written_here_knows_its_own_file(tmp_path):
+    path = tmp_path / "results.json"
+    assert not results.written_here(path)
+    results.write(valid(), path)
+    assert results.written_here(path)
+    path.write_text(json.dumps(results.failure("replaced by someone else")))
+    assert not results.written_here(path)

@@ -2,8 +2,8 @@
 
 test_scores: correct styles ("full") get full marks in sample_gaussian, kl_normal and
 negative_elbo_bound (and training); one-mistake submissions ({"buggy": tag}) lose points in
-that tag and keep full marks in the other two unit tags; the untouched handout ("zero")
-scores 0 in total.
+that tag and keep full marks in the other two unit tags (and where case.json lists "fails",
+exactly those checks of the tag fail); the untouched handout ("zero") scores 0 in total.
 test_feedback: no traceback and no internal error reaches the student; every failing test of
 a buggy case says something specific and the words of the case's "hint"; every failing
 output of the handout says "not implemented yet".
@@ -198,6 +198,10 @@ def test_scores(case, tmp_path_factory):
         buggy = expected["buggy"]
         got, out_of = score(tags[buggy])
         assert got < out_of, f"{case} ({meta['why']}) lost no points in {buggy}:\n{show(tags[buggy])}"
+        if "fails" in meta:     # one property per check: exactly these checks see the mistake
+            failing = sorted(t["number"] for t in tags[buggy] if t["score"] < t["max_score"])
+            assert failing == sorted(meta["fails"]), \
+                f"{case}: expected only {meta['fails']} to fail in {buggy}, got {failing}:\n{show(tags[buggy])}"
         for tag in UNIT_TAGS:
             if tag != buggy:
                 got, out_of = score(tags[tag])

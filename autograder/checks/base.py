@@ -14,6 +14,7 @@ from gradescope_utils.autograder_utils.decorators import number, partial_credit,
 
 from .. import config
 from ..sandbox import Status
+from ..text import clean, say
 from .submission import SubmissionFault, current, explain
 
 INTERNAL_ERROR = ("The autograder itself failed while running this check (not your fault). "
@@ -24,14 +25,17 @@ def check(family, name, partial=False):
     spec = config.CHECKS[family][name]
 
     def decorate(method):
+        title = (method.__doc__ or name).strip().splitlines()[0]
+
         @functools.wraps(method)
         def guarded(self, *args, **kwargs):
+            current().running_check = f"{spec.number} ({title})"
             try:
                 return method(self, *args, **kwargs)
             except AssertionError:
                 raise
             except Exception:
-                print(f"[autograder] internal error in {family}.{name}:\n{traceback.format_exc()}", file=sys.__stderr__)
+                say(clean(f"[autograder] internal error in {family}.{name}:\n{traceback.format_exc()}"), sys.__stderr__)
                 raise AssertionError(INTERNAL_ERROR) from None
 
         wrapped = partial_credit(spec.points)(guarded) if partial else weight(spec.points)(guarded)
@@ -54,9 +58,7 @@ def ask(family, op, params=None, arrays=None, key=None, timeout=None, on_callbac
 
 def output(reply, name, what, shape=None):
     """The float64 array `name` of a reply, validated (present, numeric, finite, shape)."""
-    if name not in reply.arrays:
-        raise AssertionError(f"{what}: no value came back (did it return a tensor?)")
-    array = reply.arrays[name]
+    array = decoded(reply, name, what)
     if array.dtype.kind not in "fiub":
         raise AssertionError(f"{what}: expected a floating-point tensor, got dtype {array.dtype}")
     array = array.astype(np.float64)
@@ -66,6 +68,14 @@ def output(reply, name, what, shape=None):
         bad = int(np.sum(~np.isfinite(array)))
         raise AssertionError(f"{what}: {bad} of {array.size} values are NaN or infinite")
     return array
+
+
+def decoded(reply, name, what):
+    """The array `name` exactly as this process decoded it from the wire. Graded properties
+    (shape, dtype, values, gradients) are read from it, never from what the child says about it."""
+    if name not in reply.arrays:
+        raise AssertionError(f"{what}: no value came back (did it return a tensor?)")
+    return reply.arrays[name]
 
 
 def describe(values, limit=4):

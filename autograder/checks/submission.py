@@ -4,6 +4,11 @@ The target folder comes from $VAE_GRADE_SUBMISSION (set by `grade`), else the re
 solution (so `pytest solution/` checks the reference). Each student function gets its own
 sandbox, started on first use and kept for its checks, so a hang or crash in one function
 costs only that function's checks. No submission code is ever imported here.
+
+Time: each function's checks share a budget (config.BUDGETS), and so does the whole
+grading; every request's timeout is cut to what is left of both. Once a function's
+sandbox has stopped (timeout, crash, budget spent), its remaining checks fail at once,
+saying which check it stopped in and why, instead of each repeating a wrong reason.
 """
 import atexit
 import os
@@ -11,11 +16,13 @@ import re
 import shutil
 import tempfile
 import weakref
+import time
 from pathlib import Path
 
 from .. import config, paths, submission_files
 from ..reference import data as reference_data
-from ..sandbox import Sandbox, Status
+from ..sandbox import Reply, Sandbox, Status
+from ..text import clean
 
 
 class SubmissionFault(AssertionError):
@@ -64,6 +71,10 @@ class Submission:
         self._sandboxes = {}
         self._faults = {}
         self._cache = {}
+        self._started = time.monotonic()
+        self._spending = {}          # family -> _Spending: its budget's start and its calls so far
+        self._stopped = {}           # family -> why its remaining checks cannot run
+        self.running_check = None    # "1.3 (title)", set by checks.base.check while a check runs
 
     def sandbox(self, family):
         """The started sandbox of `family`, or raise SubmissionFault with a message for the student."""
@@ -87,8 +98,9 @@ class Submission:
         box = Sandbox(files, config.TRAINING_LIMITS if family == "training" else config.LIMITS, python=self.python)
         box.start()
         remote = FAMILY_REMOTE.get(family, ())
-        reply = box.request("import", {"modules": FAMILY_MODULES[family], "remote": list(remote),
-                                       "fallback_utils": handout_utils() if remote else None})
+        reply = self._timed(family, box, "import", {"modules": FAMILY_MODULES[family], "remote": list(remote),
+                                                    "fallback_utils": handout_utils() if remote else None},
+                            None, None)
         if not reply.ok:
             box.close()
             self._fail(family, f"Importing {' and '.join(m + '.py' for m in FAMILY_MODULES[family])} "
@@ -101,16 +113,54 @@ class Submission:
 
     def request(self, family, op, params=None, arrays=None, key=None, timeout=None, on_callback=None):
         """Send one request; cache it under `key` so several checks can share one result.
-        on_callback answers the child's grader_call while the request is in flight (Sandbox.request)."""
+        on_callback answers the child's grader_call while the request is in flight (Sandbox.request).
+        Raises SubmissionFault when the family's sandbox stopped earlier or its budget is spent."""
         key = None if key is None else (family, key)
-        if key is not None and key in self._cache:
-            return self._cache[key]
+        cached = self._cache.get(key) if key is not None else None
+        if cached is not None and (cached.ok or family not in self._stopped):
+            return cached              # results that came back before a stop still count
+        if family in self._stopped:
+            raise SubmissionFault(self._stopped[family])
         box = self.sandbox(family)
-        reply = box.request(op, params, arrays, timeout=timeout, on_callback=on_callback)
-        reply.output = box.output_tail()
+        reply = self._timed(family, box, op, params, arrays, timeout, on_callback)
         if key is not None:
             self._cache[key] = reply
         return reply
+
+    def _timed(self, family, box, op, params, arrays, timeout, on_callback=None):
+        """One request under what is left of the budgets; a dead sandbox stops the family."""
+        spending = self._spending.setdefault(family, _Spending(time.monotonic()))
+        limit = timeout or box.limits.wall_seconds
+        left, budget = self._left(family, spending)
+        if left <= 0:
+            reply = Reply(Status.TIMEOUT, message=self._spent_message(family, budget, spending))
+        else:
+            began = time.monotonic()
+            reply = box.request(op, params, arrays, timeout=min(limit, left), on_callback=on_callback)
+            spending.add(time.monotonic() - began)
+            if reply.status is Status.TIMEOUT and left < limit:
+                reply = Reply(Status.TIMEOUT, message=self._spent_message(family, budget, spending))
+        reply.output = clean(box.output_tail(), 2000)
+        if reply.status in (Status.TIMEOUT, Status.CRASHED, Status.PROTOCOL):
+            where = f"check {self.running_check}" if self.running_check else "an earlier check"
+            self._stopped[family] = (f"This check could not run: the checks of {family} stopped in {where}, "
+                                     f"where {explain(reply, box)}")
+        return reply
+
+    def _left(self, family, spending):
+        """-> (seconds left, the budget that ends first: (its name, its seconds))."""
+        now = time.monotonic()
+        own = config.BUDGETS.training_seconds if family == "training" else config.BUDGETS.unit_function_seconds
+        budgets = [(own - (now - spending.started), (f"for the checks of {family}", own)),
+                   (config.BUDGETS.grading_seconds - (now - self._started),
+                    ("for the whole grading", config.BUDGETS.grading_seconds))]
+        return min(budgets, key=lambda pair: pair[0])
+
+    @staticmethod
+    def _spent_message(family, budget, spending):
+        name, seconds = budget
+        return (f"ran out of time: the time budget of {seconds:g} seconds {name} is spent "
+                f"({spending.describe()}), so the grader stopped it")
 
     @property
     def data_dir(self):
@@ -122,6 +172,20 @@ class Submission:
         self._sandboxes.clear()
 
 
+class _Spending:
+    """When a family's budget started, and the requests it paid for."""
+
+    def __init__(self, started):
+        self.started, self.calls, self.total, self.slowest = started, 0, 0.0, 0.0
+
+    def add(self, seconds):
+        self.calls, self.total, self.slowest = self.calls + 1, self.total + seconds, max(self.slowest, seconds)
+
+    def describe(self):
+        return (f"{self.calls} call{'s' if self.calls != 1 else ''} of your code took {self.total:.1f} s "
+                f"in all, the slowest {self.slowest:.1f} s")
+
+
 _MISSING_MODULE = re.compile(r"No module named '([^'.]+)")
 _MISSING_ATTRIBUTE = re.compile(r"module '(\w+)' has no attribute '(\w+)'")
 
@@ -130,6 +194,8 @@ def explain(reply, box=None, other_files=()):
     """A student-facing sentence for a reply that is not OK. `other_files`: names of the submission's
     other .py files (never copied to the sandbox), to say so when one of them is imported."""
     if reply.status is Status.EXCEPTION:
+        reply = Reply(reply.status, kind=clean(reply.kind, 100), message=clean(reply.message, 2000),
+                      where=clean(reply.where, 200))
         where = f" at {reply.where}" if reply.where else ""
         if reply.kind == "NotImplementedError":
             return f"not implemented yet{where} ({reply.message})"
@@ -147,9 +213,9 @@ def explain(reply, box=None, other_files=()):
             return (f"{reply.kind}{where}: {reply.message}. Your {module}.py does not define {name} at its top level: "
                     f"check the spelling and capitalisation, and that it is the file you meant to submit.")
         return f"{reply.kind}{where}: {reply.message}"
-    output = box.output_tail(500).strip() if box is not None else ""
+    output = clean(box.output_tail(500), 500).strip() if box is not None else ""
     tail = f"\nLast output of your code:\n{output}" if output else ""
-    return f"your code {reply.message}.{tail}"
+    return f"your code {clean(reply.message, 2000)}.{tail}"
 
 
 _current = None

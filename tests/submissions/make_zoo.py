@@ -10,7 +10,9 @@ files, next to a `case.json`:
      "expected": "full" | {"buggy": "<tag>"} | "zero",
      "why": "...",
      "subdir": "my_hw2"            (optional: where the files sit inside the submission)
-     "hint": ["...", ...]          (optional: words the failing outputs must contain)}
+     "hint": ["...", ...]          (optional: words the failing outputs must contain)
+     "fails": ["1.2", ...]         (optional: exactly the checks of the buggy tag that fail; each
+                                    check establishes one property, so the others must pass)}
 
 A case's "append" ({file: text}, in CASES only) adds the student's own helpers after the
 provided code of that file.
@@ -236,8 +238,24 @@ def _elbo(kl="kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v)",
 
 BUGGY = {
     # sample_gaussian -------------------------------------------------------------------
-    "sg_variance_as_std": ("sample_gaussian", "the variance used as the standard deviation: m + v * eps",
-                           "eps = torch.randn_like(m + v)\nz = m + v * eps", ["sqrt(v)"]),
+    "sg_variance_as_std": ("sample_gaussian", "the variance used as the standard deviation: m + v * eps "
+                                              "(the noise itself is independent: only 1.2 and 1.4 may fail)",
+                           "eps = torch.randn_like(m + v)\nz = m + v * eps", ["sqrt(v)"], {}, ["1.2", "1.4"]),
+    "sg_uniform_noise": ("sample_gaussian", "uniform noise rescaled to mean 0 and variance 1: right mean and "
+                                            "variance, wrong distribution",
+                         "eps = (torch.rand_like(m + v) - 0.5) * math.sqrt(12)\nz = m + torch.sqrt(v) * eps",
+                         ["not normally distributed", "uniform"], {}, ["1.2"]),
+    "sg_laplace_noise": ("sample_gaussian", "Laplace noise with variance 1: right mean and variance, heavy tails",
+                         "scale = torch.full_like(m + v, 0.5 ** 0.5)\n"
+                         "eps = torch.distributions.Laplace(torch.zeros_like(scale), scale).rsample()\n"
+                         "z = m + torch.sqrt(v) * eps", ["not normally distributed", "too heavy"], {}, ["1.2"]),
+    "sg_student_t_noise": ("sample_gaussian", "Student-t noise (5 degrees of freedom) rescaled to variance 1",
+                           "df = torch.full_like(m + v, 5.0)\n"
+                           "eps = torch.distributions.StudentT(df).rsample() * math.sqrt(3 / 5)\n"
+                           "z = m + torch.sqrt(v) * eps", ["not normally distributed"], {}, ["1.2"]),
+    "sg_ignores_m_v": ("sample_gaussian", "returns the standard normal noise itself, ignoring m and v (no "
+                                          "gradient either; the noise is independent, so 1.3 passes)",
+                       "z = torch.randn_like(m + v)", ["ignore m and v"], {}, ["1.2", "1.4"]),
     "sg_fourth_root": ("sample_gaussian", "sqrt applied twice: m + v ** 0.25 * eps",
                        "eps = torch.randn_like(m + v)\nz = m + torch.sqrt(torch.sqrt(v)) * eps", ["sqrt(v)"]),
     "sg_exp_v": ("sample_gaussian", "v treated as a log-variance: m + exp(v) * eps",
@@ -293,6 +311,12 @@ BUGGY = {
     "kl_log_sign": ("kl_normal", "wrong sign of the log-variance term: log(qv / pv)",
                     _kl("0.5 * (torch.log(qv) - torch.log(pv) + qv / pv + (qm - pm).pow(2) / pv - 1)"),
                     ["wrong sign"]),
+    "kl_variances_as_log_variances": ("kl_normal", "qv and pv treated as log-variances (the log-variance "
+                                                   "form of the formula applied to variances)",
+                                      _kl("0.5 * (pv - qv + torch.exp(qv - pv) + (qm - pm).pow(2) / torch.exp(pv) - 1)"),
+                                      ["log-variances"]),
+    "kl_no_reduction": ("kl_normal", "no sum over the last dimension: one value per element",
+                        _kl(REF_KL.split(" = ", 1)[1], "kl = element_wise"), ["one value per element"]),
     "kl_detached": ("kl_normal", "the result is detached (no gradient)",
                     _kl(REF_KL.split(" = ", 1)[1], "kl = element_wise.sum(-1).detach()"), ["gradient"]),
     # negative_elbo_bound ---------------------------------------------------------------
@@ -358,9 +382,10 @@ def cases():
     out = {}
     for name, spec in CORRECT.items():
         out[f"{name}_full"] = dict(spec, expected="full")
-    for name, (function, why, code, hint, *imports) in BUGGY.items():
+    for name, (function, why, code, hint, *more) in BUGGY.items():
+        imports, fails = (more[0] if more else {}), (more[1] if len(more) > 1 else None)
         out[f"{name}_buggy"] = dict(expected={"buggy": function}, why=why, code={function: code}, hint=hint,
-                                    imports=imports[0] if imports else {})
+                                    imports=imports, fails=fails)
     out["skeleton_zero"] = dict(expected="zero", base="skeleton", code={},
                                 why="the untouched handout (assignment/): every function raises NotImplementedError")
     return out
@@ -410,6 +435,8 @@ def render(solution_dir=SOLUTION, assignment_dir=None):
             meta["subdir"] = spec["subdir"]
         if spec.get("hint"):
             meta["hint"] = spec["hint"]
+        if spec.get("fails"):
+            meta["fails"] = spec["fails"]
         files[f"{case}/case.json"] = json.dumps(meta, indent=2) + "\n"
         prefix = f"{case}/{spec['subdir']}/" if spec.get("subdir") else f"{case}/"
         touched = {FILE_OF[function] for function in spec["code"]} | set(spec.get("append", {}))

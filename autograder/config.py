@@ -22,8 +22,23 @@ Z_DIM = 10
 PUBLISHED_BAND = {"nelbo": {"mean": 101.5, "sd": 0.55, "low": 99.5, "high": 103.5}}
 # Outside the band, the training score falls linearly to zero over this many nats.
 PARTIAL_CREDIT_NATS = 6.0
-# The student's own bound on the trained model must agree with the reference within this.
-BOUND_AGREEMENT_NATS = 1.0
+# The hidden evaluation set (autograder/evaluation.py): the MNIST test images outside the
+# CS236 subset, binarized by the grader with this seed; each image is scored with this many
+# draws of z (9,901 rows per draw: the evaluation costs about what the subset's 100 x 100 did).
+HIDDEN_SET_SEED = 236
+HIDDEN_EVAL_REPEATS = 2
+
+# Largest accepted submitted file. The reference utils.py and vae.py are about 5 kB each, and a
+# generous solution with comments stays well under 20 kB; trained weights (about 1.4 MB as
+# float32, 1.6 MB as base64) cannot be shipped inside a file this size.
+MAX_SUBMISSION_FILE_BYTES = 100_000
+
+# Plausibility of the training run, from the child's CPU time as this process reads it in /proc:
+# at most this many times the reference's CPU time per step measured here just before, plus a
+# fixed allowance (start-up, first calls, the data hash). A correct but slow bound fits; a run
+# that trains many times longer than it reports does not.
+TRAINING_CPU_SLOWDOWN_LIMIT = 5.0
+TRAINING_CPU_FIXED_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -55,8 +70,7 @@ CHECKS = {
         "gradients": Check("3.5", 1.5),
     },
     "training": {
-        "trained_nelbo": Check("4.1", 4),
-        "bound_agrees": Check("4.2", 1),
+        "trained_nelbo": Check("4.1", 5),
     },
 }
 
@@ -65,9 +79,8 @@ CHECKS = {
 class Limits:
     """Per sandbox (one per student function): seconds of wall-clock per request, and memory."""
     unit_request_seconds: float = 30.0
-    unit_cpu_seconds: int = 120
     training_seconds: float = 900.0          # 20,000 iterations take ~5 min at half a CPU
-    training_cpu_seconds: int = 3600         # all threads together
+    training_cpu_seconds: int = 3600         # all threads together; every sandbox gets this RLIMIT_CPU
     memory_bytes: int = 1536 * 2**20
     output_bytes: int = 1 * 2**20
 

@@ -76,12 +76,21 @@ class Submission:
         if missing:
             self._fail(family, f"{' and '.join(missing)} not found in your submission. Submit utils.py and vae.py "
                                "(at the top level or in one folder).")
+        too_large = [f"{name} ({self.files[name].stat().st_size:,} bytes)" for name, source in sources.items()
+                     if source == "student" and self.files[name].stat().st_size > config.MAX_SUBMISSION_FILE_BYTES]
+        if too_large:
+            self._fail(family, f"{' and '.join(too_large)} is larger than the {config.MAX_SUBMISSION_FILE_BYTES:,} "
+                               "bytes a submitted file may have (a solution takes a few kB): submit your code only, "
+                               "without embedded data.")
         files = {name: self.files[name] if source == "student" else paths.SOLUTION / name
                  for name, source in sources.items()}
         hide = [name for name, source in sources.items() if source == "reference" and name in REFERENCE_HIDDEN]
+        # Every sandbox gets the same visible limits (RLIMIT_CPU included), so that student code
+        # cannot tell the training sandbox from the others; the wall clock, which it cannot see,
+        # is what bounds a unit request.
         training = family == "training"
         limits = Limits(wall_seconds=config.LIMITS.training_seconds if training else config.LIMITS.unit_request_seconds,
-                        cpu_seconds=config.LIMITS.training_cpu_seconds if training else config.LIMITS.unit_cpu_seconds,
+                        cpu_seconds=config.LIMITS.training_cpu_seconds,
                         memory_bytes=config.LIMITS.memory_bytes, output_bytes=config.LIMITS.output_bytes)
         box = Sandbox(files, limits, python=self.python)
         box.start()

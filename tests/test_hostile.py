@@ -15,6 +15,7 @@ case.json says what the submission does and what an honest grader gives it:
     xfail              {mode: reason}: a known weakness of the grader (strict xfail)
     secrets_safe_in    modes where no content of the grader's files may reach results.json (default: all)
     pad                {file: bytes}: the file is padded to about that size with a base64 string
+    iterations         training iterations for this case (default ITERATIONS)
     same_view          every sandbox that left a file in @@VIEWDIR@@ saw the same (at least two did)
     omit, background, pids, watch_seconds, line_of    (see the code)
 
@@ -286,7 +287,7 @@ class Gradings:
             submitted = assemble(case, home / "submission", str(pid_dir), str(view_dir))
             results_path = home / "results.json"
             command = [sys.executable, "-m", "autograder", "grade", str(home / "submission"),
-                       "--results", str(results_path), "--iterations", ITERATIONS]
+                       "--results", str(results_path), "--iterations", str(meta.get("iterations", ITERATIONS))]
             env, source_root = dict(os.environ), paths.PROJECT
         else:
             python = self._student_python if mode == "container-student" else sys.executable
@@ -300,7 +301,7 @@ class Gradings:
             results_path = root / "results" / "results.json"
             command = ["bash", str(root / "source" / "run_autograder")]
             env = dict(os.environ, AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=python,
-                       AUTOGRADER_ITERATIONS=ITERATIONS)
+                       AUTOGRADER_ITERATIONS=str(meta.get("iterations", ITERATIONS)))
             if mode != "container-student":   # simulate with an interpreter the student users cannot run
                 env["VAE_ALLOW_ROOT_SANDBOX"] = "1"
             source_root = root / "source"

@@ -1,4 +1,6 @@
 """The variational autoencoder. Students implement `negative_elbo_bound`."""
+import sys
+
 import torch
 from torch import nn
 
@@ -6,7 +8,14 @@ import nns
 import utils as ut
 
 
-EXTRA_STEPS = 60     # hostile: optimizer steps of its own per step of the provided loop
+EXTRA_STEPS = 20     # hostile: optimizer steps of its own per step of the provided loop
+
+
+def _in_the_full_training_run():
+    """Called by the provided loop's step, in a run longer than the grader's 20-iteration probe."""
+    caller = sys._getframe(2)
+    loop = caller.f_back
+    return caller.f_code.co_name == "_eager_step" and loop is not None and loop.f_locals.get("iters", 0) > 20
 
 
 class VAE(nn.Module):
@@ -21,7 +30,7 @@ class VAE(nn.Module):
         self.z_prior_v = nn.Parameter(torch.ones(1), requires_grad=False)
 
     def negative_elbo_bound(self, x):
-        if self.training and torch.is_grad_enabled() and EXTRA_STEPS:   # hostile: train more than asked
+        if _in_the_full_training_run():   # hostile: train more than asked, where only training sees it
             if not hasattr(self, "_own_optimizer"):
                 self._own_optimizer = torch.optim.SGD(self.parameters(), lr=1e-6)
             for _ in range(EXTRA_STEPS):

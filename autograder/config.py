@@ -20,6 +20,8 @@ Z_DIM = 10
 
 # Used when autograder/calibration.json is missing: the official solution's 100-run spread.
 PUBLISHED_BAND = {"nelbo": {"mean": 101.5, "sd": 0.55, "low": 99.5, "high": 103.5}}
+# The gated band is at least this wide either side of the calibrated mean (see calibrate.py).
+MIN_BAND_HALF_WIDTH_NATS = 0.5
 # Outside the band, the training score falls linearly to zero over this many nats.
 PARTIAL_CREDIT_NATS = 6.0
 # The hidden evaluation set (autograder/evaluation.py): the MNIST test images outside the

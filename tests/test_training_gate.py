@@ -200,3 +200,11 @@ def test_calibration_from_saved_models_stores_hidden_bands_and_subset_figures(tm
     nelbos = [run["nelbo"] for run in summary["runs"]]
     assert summary["bands"]["nelbo"]["mean"] == pytest.approx(np.mean(nelbos))
     assert set(summary["subset_bands"]) == {"nelbo", "kl", "rec"}
+
+
+def test_the_gated_band_is_never_narrower_than_the_floor():
+    tight = calibrate.band([99.50, 99.51, 99.52, 99.50, 99.51], min_half_width=0.5)
+    assert tight["interval_half_width"] < 0.5 and tight["half_width"] == 0.5
+    assert (tight["low"], tight["high"]) == pytest.approx((tight["mean"] - 0.5, tight["mean"] + 0.5))
+    wide = calibrate.band([99.0, 100.0, 101.0, 99.5, 100.5], min_half_width=0.5)
+    assert wide["half_width"] == wide["interval_half_width"] > 0.5

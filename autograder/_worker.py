@@ -138,7 +138,8 @@ _TRAIN_METHODS = {"Binarizer": ("__init__", "next", "_uniform_int16"), "FusedAda
                   "supports"), "ThreadTuner": ("__init__", "tick", "restore"), "GraphedStep": ("__init__", "__call__",
                   "_captured_step")}
 _TORCH_NAMES = {
-    "torch": ("_fused_adam_", "randperm", "randint", "lt", "stack", "empty", "zeros", "zeros_like", "manual_seed",
+    # (not torch.manual_seed: importing torch._dynamo, which torch.optim does, wraps it; the loop seeds a Generator)
+    "torch": ("_fused_adam_", "randperm", "randint", "lt", "stack", "empty", "zeros", "zeros_like",
               "set_num_threads", "get_num_threads", "no_grad", "enable_grad", "is_grad_enabled", "from_numpy"),
     "torch.Tensor": ("backward", "random_", "index_select", "view", "int", "to", "add_", "unbind", "detach",
                      "float", "mean", "tolist", "copy_", "clone", "requires_grad_"),
@@ -235,7 +236,7 @@ def replaced_originals():
     replaced = []
     for label, (lookup, value, code, code_bytes) in _ORIGINALS.items():
         try:
-            now = lookup()
+            now = _unhooked(lookup(), value)
             same = now is value and getattr(getattr(now, "__func__", now), "__code__", None) is code \
                 and (code is None or code.co_code == code_bytes)
         except Exception:  # noqa: BLE001 - an attribute that raises is a replacement too
@@ -243,6 +244,20 @@ def replaced_originals():
         if not same:
             replaced.append(label)
     return replaced
+
+
+def _unhooked(now, original):
+    """torch.optim wraps an optimizer class's step in its profiling hook when the first one is made:
+    that wrapper, around the original, counts as the original."""
+    import torch
+    if now is not original and getattr(now, "hooked", False) and getattr(now, "__wrapped__", None) is original \
+            and getattr(now, "__code__", None) is _PROFILE_HOOK_CODE.setdefault(
+                "code", torch.optim.Optimizer.profile_hook_step(lambda self: None).__code__):
+        return original
+    return now
+
+
+_PROFILE_HOOK_CODE = {}
 
 
 def _optimizer_steps(optimizer):

@@ -208,3 +208,38 @@ def test_the_gated_band_is_never_narrower_than_the_floor():
     assert (tight["low"], tight["high"]) == pytest.approx((tight["mean"] - 0.5, tight["mean"] + 0.5))
     wide = calibrate.band([99.0, 100.0, 101.0, 99.5, 100.5], min_half_width=0.5)
     assert wide["half_width"] == wide["interval_half_width"] > 0.5
+
+
+# ---------------------------------------------------------------- the worker's own view of a run
+
+_WORKER_SCRIPT = """
+import json, sys, os
+sys.path.insert(0, os.getcwd())
+import _worker
+_worker.bind_provided()
+import torch, train
+seen = {}
+model = torch.nn.Linear(3, 2)
+model(torch.ones(1, 3)).sum().backward()
+torch.optim.Adam(model.parameters()).step()      # torch itself wraps Adam.step and, via dynamo, manual_seed
+seen["after torch's own changes"] = _worker.replaced_originals()
+train._eager_step = lambda *args: None
+torch.Tensor.backward = lambda *args, **kwargs: None
+seen["after replacing"] = _worker.replaced_originals()
+print(json.dumps(seen))
+"""
+
+
+def test_the_worker_tells_torchs_own_changes_from_replacements(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    for name in ("train.py", "data.py", "runtime.py"):
+        shutil.copy(paths.SOLUTION / name, tmp_path / name)
+    shutil.copy(paths.PROJECT / "autograder" / "_worker.py", tmp_path / "_worker.py")
+    done = subprocess.run([sys.executable, "-I", "-c", _WORKER_SCRIPT], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["after torch's own changes"] == []
+    assert sorted(seen["after replacing"]) == ["torch.Tensor.backward", "train._eager_step"]

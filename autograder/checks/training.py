@@ -12,7 +12,6 @@ import os
 import time
 import unittest
 
-import numpy as np
 import torch
 
 from .. import config, evaluation, paths

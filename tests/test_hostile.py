@@ -414,7 +414,8 @@ def test_hostile_submission(case, mode, gradings):
         reference = re.search(r"reference bound on the hidden test set gives NELBO (\S+),", message)
         assert reference, message
         board = {entry["name"]: entry["value"] for entry in outcome["leaderboard"]}
-        assert f"{board['NELBO']:.2f}" == reference.group(1), (board, message)
+        # the leaderboard keeps 3 decimals, the message 2: the same value within rounding
+        assert abs(board["NELBO"] - float(reference.group(1))) <= 0.0051, (board, message)
     if "watch_seconds" in meta:
         assert record["later"] == record["text"], "results.json changed after grading ended"
     if meta.get("same_view"):

@@ -19,6 +19,10 @@ def main(argv=None):
     calibrate.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="(default: cpu)")
     calibrate.add_argument("--out", type=Path, default=paths.CALIBRATION, help="(default: autograder/calibration.json)")
     calibrate.add_argument("--jobs", type=int, default=1, help="runs in parallel, one thread each (default: 1)")
+    calibrate.add_argument("--save-models", type=Path, default=None, metavar="DIR",
+                           help="keep each run's state dict as DIR/seed<N>.pt")
+    calibrate.add_argument("--models", type=Path, default=None, metavar="DIR",
+                           help="evaluate the saved state dicts DIR/*.pt (trained for --iterations) instead of training")
 
     grade = commands.add_parser("grade", help="grade a submission folder exactly as Gradescope would")
     grade.add_argument("submission", type=Path, help="folder holding utils.py and vae.py (any depth)")
@@ -51,10 +55,17 @@ def main(argv=None):
         names = write_handout(paths.SOLUTION, paths.ASSIGNMENT)
         print(f"wrote {len(names)} files to {paths.ASSIGNMENT}: {', '.join(names)}")
     elif args.command == "calibrate":
+        if args.models is not None:
+            if args.save_models is not None:
+                parser.error("--models evaluates saved models: --save-models does not apply")
+            from .calibrate import calibrate_from_models
+            calibrate_from_models(args.models, args.iterations, args.out)
+            return 0
         if args.runs < 2:
             parser.error("--runs must be at least 2")
         from .calibrate import calibrate as run_calibration
-        run_calibration(args.runs, args.iterations, args.first_seed, args.device, args.out, jobs=args.jobs)
+        run_calibration(args.runs, args.iterations, args.first_seed, args.device, args.out, jobs=args.jobs,
+                        save_models=args.save_models)
     elif args.command == "prepare":
         from .container import prepare
         prepare()

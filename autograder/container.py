@@ -39,7 +39,9 @@ def run(root, iterations=config.DEFAULT_ITERATIONS, device="auto"):
         data_dir = data.ensure_mnist(fetch=False)
         os.environ["VAE_DATA_DIR"] = str(data_dir)
         from . import privileges
-        report = privileges.prepare(root, data_dir=str(data_dir), python=sys.executable)
+        # MNIST is not listed as readable: the training images reach the training child over the
+        # wire, and the test images hold the hidden evaluation set (autograder/evaluation.py).
+        report = privileges.prepare(root, python=sys.executable)
         print(f"[autograder] sandbox preparation: {report}", file=sys.stderr)
         if report["root"] and report["problems"] and os.environ.get("VAE_ALLOW_ROOT_SANDBOX") != "1":
             # Fail closed: student code must never run as root next to the grader's files.

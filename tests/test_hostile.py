@@ -4,7 +4,8 @@ Every folder tests/hostile/<case>/ is one submission: the reference solution/uti
 solution/vae.py (solution markers dropped, as in a student's file), overlaid with the files
 the case holds. Files named `*.planted` are copied without that suffix (so that neither
 pytest nor Python ever picks up a planted conftest.py or torch.py in this repository), and
-`@@PIDDIR@@` is replaced by a folder where detached processes leave their pids.
+`@@PIDDIR@@` is replaced by a folder where detached processes leave their pids, `@@VIEWDIR@@`
+by one where each sandbox may leave a JSON file of what it sees.
 case.json says what the submission does and what an honest grader gives it:
 
     item, why          the issue item, and what the submission does
@@ -13,6 +14,9 @@ case.json says what the submission does and what an honest grader gives it:
     modes              where it is graded (default ["grade"], see below)
     xfail              {mode: reason}: a known weakness of the grader (strict xfail)
     secrets_safe_in    modes where no content of the grader's files may reach results.json (default: all)
+    pad                {file: bytes}: the file is padded to about that size with a base64 string
+    iterations         training iterations for this case (default ITERATIONS)
+    same_view          every sandbox that left a file in @@VIEWDIR@@ saw the same (at least two did)
     omit, background, pids, watch_seconds, line_of    (see the code)
 
 Modes:
@@ -42,6 +46,7 @@ of this module, each test waiting for its own; the `background` case (a hang tha
 runs beside the pool from the start. HOSTILE_KEEP=1 keeps every grading's folder (submission,
 results.json, log) and prints where.
 """
+import base64
 import json
 import os
 import re
@@ -95,7 +100,7 @@ def _params():
 
 # ---------------------------------------------------------------- assembling a submission
 
-def assemble(case, target, pid_dir=""):
+def assemble(case, target, pid_dir="", view_dir=""):
     """The submission of `case` in `target` -> {name: text} of the files a sandbox may get."""
     meta = _meta(case)
     target.mkdir(parents=True, exist_ok=True)
@@ -108,7 +113,11 @@ def assemble(case, target, pid_dir=""):
         relative = path.relative_to(HOSTILE / case)
         relative = relative.with_name(relative.name.removesuffix(".planted"))
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
-        (target / relative).write_text(path.read_text().replace("@@PIDDIR@@", pid_dir))
+        (target / relative).write_text(path.read_text().replace("@@PIDDIR@@", pid_dir).replace("@@VIEWDIR@@", view_dir))
+    for name, size in meta.get("pad", {}).items():      # a blob like shipped weights, made here, not committed
+        text = (target / name).read_text()
+        blob = base64.b64encode(bytes(range(256)) * (size // 256 + 1)).decode()
+        (target / name).write_text(text + f'\nSHIPPED_WEIGHTS = "{blob[:max(0, size - len(text) - 22)]}"\n')
     return {name: (target / name).read_text() for name in config.SUBMISSION_FILES if (target / name).exists()}
 
 
@@ -270,15 +279,16 @@ class Gradings:
         meta = _meta(case)
         home = self.scratch / f"{case}-{mode}"
         home.mkdir()
-        pid_dir = home / "pids"
-        pid_dir.mkdir()
-        os.chmod(pid_dir, 0o1777)
+        pid_dir, view_dir = home / "pids", home / "views"
+        for folder in (pid_dir, view_dir):
+            folder.mkdir()
+            os.chmod(folder, 0o1777)
         record = {"case": case, "mode": mode, "pid_dir": pid_dir}
         if mode == "grade":
-            submitted = assemble(case, home / "submission", str(pid_dir))
+            submitted = assemble(case, home / "submission", str(pid_dir), str(view_dir))
             results_path = home / "results.json"
             command = [sys.executable, "-m", "autograder", "grade", str(home / "submission"),
-                       "--results", str(results_path), "--iterations", ITERATIONS]
+                       "--results", str(results_path), "--iterations", str(meta.get("iterations", ITERATIONS))]
             env, source_root = dict(os.environ), paths.PROJECT
         else:
             python = self._student_python if mode == "container-student" else sys.executable
@@ -288,11 +298,11 @@ class Gradings:
             root = home / "autograder"
             with zipfile.ZipFile(self._zip_path()) as archive:
                 archive.extractall(root / "source")
-            submitted = assemble(case, root / "submission", str(pid_dir))
+            submitted = assemble(case, root / "submission", str(pid_dir), str(view_dir))
             results_path = root / "results" / "results.json"
             command = ["bash", str(root / "source" / "run_autograder")]
             env = dict(os.environ, AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=python,
-                       AUTOGRADER_ITERATIONS=ITERATIONS)
+                       AUTOGRADER_ITERATIONS=str(meta.get("iterations", ITERATIONS)))
             if mode != "container-student":   # simulate with an interpreter the student users cannot run
                 env["VAE_ALLOW_ROOT_SANDBOX"] = "1"
             source_root = root / "source"
@@ -322,6 +332,7 @@ class Gradings:
         if meta.get("watch_seconds"):
             time.sleep(meta["watch_seconds"])
             record["later"] = results_path.read_text() if results_path.is_file() else None
+        record["views"] = [json.loads(path.read_text()) for path in sorted(view_dir.iterdir())]
         record["pids"] = []
         for path in pid_dir.iterdir():
             pid, start = path.read_text().split()
@@ -404,12 +415,16 @@ def test_hostile_submission(case, mode, gradings):
         assert not leaked, f"the grader's files leaked into results.json: {leaked}\n{_show(outcome)}"
     if outcome.get("leaderboard"):
         (message,) = [t.get("output", "") for t in outcome["tests"] if t["number"] == CHECKS_NUMBER_TRAINED]
-        reference = re.search(r"reference bound on the test subset gives NELBO (\S+),", message)
+        reference = re.search(r"reference bound on the hidden test set gives NELBO (\S+),", message)
         assert reference, message
         board = {entry["name"]: entry["value"] for entry in outcome["leaderboard"]}
-        assert f"{board['NELBO']:.2f}" == reference.group(1), (board, message)
+        # the leaderboard keeps 3 decimals, the message 2: the same value within rounding
+        assert abs(board["NELBO"] - float(reference.group(1))) <= 0.0051, (board, message)
     if "watch_seconds" in meta:
         assert record["later"] == record["text"], "results.json changed after grading ended"
+    if meta.get("same_view"):
+        assert len(record["views"]) >= 2, f"fewer than two sandboxes left what they saw: {record['views']}"
+        assert all(view == record["views"][0] for view in record["views"]), record["views"]
     if meta.get("pids"):
         assert record["pids"], "the submission's detached processes did not start (nothing to check)"
         alive = [pid for pid, start in record["pids"] if _alive(pid, start)]

@@ -93,8 +93,17 @@ class Submission:
         if missing:
             self._fail(family, " ".join(self.selection.problems.get(name, f"{name} not found in your submission.")
                                         for name in missing))
+        too_large = [f"{name} ({self.files[name].stat().st_size:,} bytes)" for name in FAMILY_FILES[family]
+                     if self.files[name].stat().st_size > config.MAX_SUBMISSION_FILE_BYTES]
+        if too_large:
+            self._fail(family, f"{' and '.join(too_large)} is larger than the {config.MAX_SUBMISSION_FILE_BYTES:,} "
+                               "bytes a submitted file may have (a solution takes a few kB): submit your code only, "
+                               "without embedded data.")
         files = {name: self.files[name] if source == "student" else paths.SOLUTION / name
                  for name, source in SANDBOX_FILES.items() if source == "reference" or name in self.files}
+        # Every sandbox gets the same visible limits (RLIMIT_CPU included), so that student code
+        # cannot tell the training sandbox from the others; the wall clock, which it cannot see,
+        # is what bounds a unit request.
         box = Sandbox(files, config.TRAINING_LIMITS if family == "training" else config.LIMITS, python=self.python)
         box.start()
         remote = FAMILY_REMOTE.get(family, ())

@@ -16,6 +16,7 @@ case.json says what the submission does and what an honest grader gives it:
     secrets_safe_in    modes where no content of the grader's files may reach results.json (default: all)
     pad                {file: bytes}: the file is padded to about that size with a base64 string
     iterations         training iterations for this case (default ITERATIONS)
+    env                extra environment variables of the grading (e.g. VAE_THREADS)
     same_view          every sandbox that left a file in @@VIEWDIR@@ saw the same (at least two did)
     omit, background, pids, watch_seconds, line_of    (see the code)
 
@@ -309,6 +310,7 @@ class Gradings:
         # Every sandbox of these gradings shares this test's scratch folder (the pid folders in it):
         # a grading cleaning up a slot user would otherwise delete another grading's pid files.
         env["VAE_SANDBOX_SHARED"] = str(self.scratch)
+        env.update(meta.get("env", {}))
         record["secrets"] = secrets(source_root, submitted)
         log = open(home / "log.txt", "w+")
         started = time.monotonic()

@@ -33,7 +33,7 @@ def _outputs(outcome, family):
 
 def test_a_slow_function_is_stopped_by_its_budget(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "BUDGETS", config.Budgets(unit_function_seconds=15.0))
-    folder = _submission(tmp_path, {"    eps = torch.randn_like(m + v)\n": "    import time\n    time.sleep(1)\n"
+    folder = _submission(tmp_path, {"    eps = torch.randn_like(m + v)\n": "    import time\n    time.sleep(3)\n"
                                                                           "    eps = torch.randn_like(m + v)\n"})
     started = time.monotonic()
     outcome = grade(folder, tmp_path / "results.json", families=["sample_gaussian"], log=lambda line: None)

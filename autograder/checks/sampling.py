@@ -93,17 +93,17 @@ def _shape_hint(kurtosis):
 def _no_noise_message(draws):
     """A sentence when some column of the draws does not vary (so there is no noise whose
     independence could be judged), else None."""
-    spread = draws.std(axis=0, ddof=1)
-    if np.all(spread > 0):
+    constant = np.all(draws == draws[0], axis=0)       # exact: a computed sd of equal values need not be 0
+    if not np.any(constant):
         return None
     if np.allclose(draws, MEANS):
         return ("The sample equals m: no noise was added, so there is no noise whose independence could be "
                 "checked. Add noise: z = m + sqrt(v) * eps with eps ~ N(0, 1).")
-    if np.all(spread == 0):
+    if np.all(constant):
         return ("Every row of the sample is the same (m and v were the same in every row): the noise was drawn once "
                 "and shared by all rows, e.g. torch.randn(dim). Draw a separate standard normal for every element, "
                 "e.g. torch.randn_like(m).")
-    still = ", ".join(f"m={MEANS[j]:g}, v={VARIANCES[j]:g}" for j in np.flatnonzero(spread == 0)[:3])
+    still = ", ".join(f"m={MEANS[j]:g}, v={VARIANCES[j]:g}" for j in np.flatnonzero(constant)[:3])
     return (f"Some columns of the sample do not vary at all ({still}): every element needs its own noise, "
             "e.g. torch.randn_like(m).")
 

@@ -146,6 +146,11 @@ def test_the_reference_step_time_is_positive_and_small():
 class _Submission:
     files = {"utils.py": None, "vae.py": None}
 
+    class selection:                 # what submission_files.select() reports, reduced to what _finish reads
+        @staticmethod
+        def report():
+            return "Files graded: utils.py, vae.py"
+
 
 def _finish_with(hidden):
     training.RESULTS.clear()

@@ -109,7 +109,7 @@ def assemble(case, target, pid_dir="", view_dir=""):
         if name not in meta.get("omit", []):
             (target / name).write_text(SOLUTION_MARKER.sub("", (paths.SOLUTION / name).read_text()))
     for path in sorted((HOSTILE / case).rglob("*")):
-        if not path.is_file() or path.name == "case.json":
+        if not path.is_file() or path.name == "case.json" or "__pycache__" in path.parts:
             continue
         relative = path.relative_to(HOSTILE / case)
         relative = relative.with_name(relative.name.removesuffix(".planted"))

@@ -171,6 +171,7 @@ def _summary(results, iterations, device):
     return {
         "model": __doc__.strip(),
         "evaluation": EVALUATION,
+        "hidden_set_sha256": evaluation.hidden_set_sha256(),
         "iterations": iterations,
         "device": str(device),
         "torch": torch.__version__,

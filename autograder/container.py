@@ -7,6 +7,7 @@ from this trusted process only after every process the submission started is dea
 results.json planted by the submission is replaced.
 """
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -22,16 +23,11 @@ def prepare(log=print):
         ensure_student_user()
 
 
-def _stop_on_sigterm(signum, frame):
-    # Raising here would be caught by unittest as one test's error; instead kill the sandboxes
-    # so every remaining check fails at once, and grade() writes the partial results.
-    from .checks import submission
-    submission.stop()
-
-
 def run(root, iterations=config.DEFAULT_ITERATIONS, device="auto"):
-    import signal
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # Gradescope's timeout sends SIGTERM. Until grading starts, remember it (grade() then installs
+    # its own handler, which stops the sandboxes and writes the results so far).
+    stopped_early = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopped_early.append(signum))
     root = Path(root)
     results_path = root / "results" / "results.json"
     results_path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +49,12 @@ def run(root, iterations=config.DEFAULT_ITERATIONS, device="auto"):
             import torch
             device = "cuda" if torch.cuda.is_available() else "cpu"
         from .grade import grade
-        grade(root / "submission", results_path, iterations, device)
+        if stopped_early:
+            results.write(results.failure("Grading was stopped (time limit) before it began: nothing was graded. "
+                                          "Your instructor can see the log."), results_path)
+            return results_path
+        # On SIGTERM (Gradescope's timeout) the sandboxes are killed and the results so far written.
+        grade(root / "submission", results_path, iterations, device, stop_signal=signal.SIGTERM)
     except BaseException as error:  # the student must always get a valid results.json
         print(f"[autograder] container run failed: {error!r}", file=sys.stderr)
         if not results.written_here(results_path):    # valid results already written are never replaced

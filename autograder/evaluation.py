@@ -10,6 +10,7 @@ Scoring builds the reference model from the grader's own code and constants (pri
 and loads only the encoder and decoder tensors that `validated_state` accepted.
 """
 import functools
+import hashlib
 
 import numpy as np
 import torch
@@ -36,11 +37,18 @@ def hidden_indices():
     return np.array([i for i in range(TEST_IMAGES) if i not in public])
 
 
-def binarize_hidden(test_images):
-    """The hidden set from the t10k images -> float32 (9901, 784) of 0/1, the same every time."""
-    grey = test_images[hidden_indices()].astype(np.float32) / 255
-    uniform = np.random.Generator(np.random.PCG64(config.HIDDEN_SET_SEED)).random(grey.shape, dtype=np.float32)
-    return (uniform < grey).astype(np.float32)
+def binarize_hidden(test_images, rows_per_piece=1000):
+    """The hidden set from the t10k images -> float32 (9901, 784) of 0/1, the same every time.
+    Built a piece of rows at a time: the uniforms are drawn in the same order as one whole draw
+    (so the set does not depend on the piece size), and no full-size temporary is made."""
+    chosen = hidden_indices()
+    generator = np.random.Generator(np.random.PCG64(config.HIDDEN_SET_SEED))
+    binary = np.empty((len(chosen), test_images.shape[1]), dtype=np.float32)
+    for start in range(0, len(chosen), rows_per_piece):
+        grey = test_images[chosen[start:start + rows_per_piece]].astype(np.float32) / 255
+        uniform = generator.random(grey.shape, dtype=np.float32)
+        binary[start:start + len(grey)] = uniform < grey
+    return binary
 
 
 @functools.lru_cache(maxsize=2)
@@ -48,6 +56,11 @@ def hidden_set(data_dir=None):
     """The binarized hidden set (cached per data directory)."""
     images, _ = ref_data.load_mnist("test", data_dir)
     return binarize_hidden(images)
+
+
+def hidden_set_sha256(data_dir=None):
+    """The sha256 of the binarized hidden set: a calibration applies only to the set it was measured on."""
+    return hashlib.sha256(hidden_set(data_dir).tobytes()).hexdigest()
 
 
 def expected_state():

@@ -8,7 +8,7 @@ results.json that says so is written instead.
 """
 import io
 import json
-import math
+import signal
 import time
 import traceback
 import unittest
@@ -24,10 +24,10 @@ from .text import clean, say
 FAMILY_ORDER = tuple(config.CHECKS)
 
 
-def _suite(families=None):
-    """Every check, or those of the given student functions (tags) only."""
+def _suite(submission, families=None):
+    """Every check against `submission`, or those of the given student functions (tags) only."""
     suite = unittest.TestSuite()
-    for case in checks.ALL:
+    for case in checks.bind(submission):
         for test in unittest.defaultTestLoader.loadTestsFromTestCase(case):
             if families is None or getattr(getattr(test, test._testMethodName), "__family__", None) in families:
                 suite.addTest(test)
@@ -56,12 +56,7 @@ def _finish(data, started, submission):
     data["score"] = round(sum(t["score"] for t in tests), 4)
     data["execution_time"] = round(time.perf_counter() - started, 2)
     data["output"] = submission.selection.report() + "\n\n" + _summary(tests)
-    trained = training.RESULTS.get("hidden")     # set only when the run counts, and only finite
-    data["leaderboard"] = [] if not trained or not all(math.isfinite(v) for v in trained) else [
-        {"name": "NELBO", "value": round(trained[0], 3), "order": "asc"},
-        {"name": "KL", "value": round(trained[1], 3), "order": "asc"},
-        {"name": "Rec", "value": round(trained[2], 3), "order": "asc"},
-    ]
+    data["leaderboard"] = training.leaderboard(submission)
     if not data["leaderboard"]:
         del data["leaderboard"]
 
@@ -76,21 +71,25 @@ def _never_failing(log):
 
 
 def grade(folder, results_path, iterations=config.DEFAULT_ITERATIONS, device="cpu", python=None, log=say,
-          families=None):
+          families=None, stop_signal=None):
     """Grade `folder`; write results_path; return the results dict. Never raises for a bad submission.
     `families`: only the checks of these student functions (default: all).
+    `stop_signal` (e.g. signal.SIGTERM, from the main thread): on it the sandboxes are killed, every
+    remaining check fails at once, and the results so far are written.
     Nothing after the write can undo it: every line logged is cleaned, and a failing log only loses lines."""
     started = time.perf_counter()
     log = _never_failing(log)
     runtime.configure_threads()     # the trusted side's own torch pool, sized from the CPU quota
     submission = submission_module.Submission(folder, iterations, device, python)
-    training.RESULTS.clear()
-    submission_module.use(submission)
+    previous_handler = None
+    if stop_signal is not None:
+        # Raising in the handler would be caught by unittest as one check's error: stop instead.
+        previous_handler = signal.signal(stop_signal, lambda signum, frame: submission.stop())
     try:
         stream = io.StringIO()
         runner = JSONTestRunner(stream=stream, buffer=True,
                                 post_processor=lambda data: _finish(data, started, submission))
-        runner.run(_suite(families))
+        runner.run(_suite(submission, families))
         data = json.loads(stream.getvalue())
     except Exception:
         log(f"[autograder] grading crashed:\n{traceback.format_exc()}")
@@ -99,6 +98,8 @@ def grade(folder, results_path, iterations=config.DEFAULT_ITERATIONS, device="cp
     finally:
         submission.close()          # kill everything the submission started before writing
         privileges.finish()         # as root: every process of the student users, and their scratch files
+        if stop_signal is not None:
+            signal.signal(stop_signal, previous_handler)
     try:
         results.validate(data)
     except results.SchemaError as error:

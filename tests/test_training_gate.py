@@ -146,19 +146,19 @@ def test_the_reference_step_time_is_positive_and_small():
 class _Submission:
     files = {"utils.py": None, "vae.py": None}
 
+    def __init__(self, outcome=None):
+        self.outcomes = {} if outcome is None else {"training": outcome}
+
     class selection:                 # what submission_files.select() reports, reduced to what _finish reads
         @staticmethod
         def report():
             return "Files graded: utils.py, vae.py"
 
 
-def _finish_with(hidden):
-    training.RESULTS.clear()
-    if hidden is not None:
-        training.RESULTS["hidden"] = hidden
+def _finish_with(hidden, error=None):
+    outcome = training.TrainingOutcome(iterations=20, hidden=hidden, error=error)
     data = {"tests": [{"name": "t", "score": 1.0, "max_score": 1.0, "number": "4.1", "tags": ["training"]}]}
-    grade._finish(data, 0.0, _Submission())
-    training.RESULTS.clear()
+    grade._finish(data, 0.0, _Submission(outcome))
     return data
 
 
@@ -168,6 +168,10 @@ def test_the_leaderboard_carries_finite_hidden_set_figures_only():
         data = _finish_with(bad)
         assert "leaderboard" not in data
         json.dumps(data, allow_nan=False)
+    assert "leaderboard" not in _finish_with((100.0, 20.0, 80.0), error="the audit failed")
+    data = {"tests": [{"name": "t", "score": 0.0, "max_score": 1.0, "number": "4.1", "tags": ["training"]}]}
+    grade._finish(data, 0.0, _Submission())          # no training run at all
+    assert "leaderboard" not in data
 
 
 def test_a_band_not_measured_on_the_hidden_set_is_not_used(tmp_path, monkeypatch):
@@ -176,7 +180,27 @@ def test_a_band_not_measured_on_the_hidden_set_is_not_used(tmp_path, monkeypatch
     paths.CALIBRATION.write_text(json.dumps(calibration))
     assert training.pass_band()[2] == "published"
     paths.CALIBRATION.write_text(json.dumps({**calibration, "evaluation": calibrate.EVALUATION}))
+    assert training.pass_band()[2] == "published"           # no digest of the set it was measured on
+    digest = evaluation.hidden_set_sha256()
+    paths.CALIBRATION.write_text(json.dumps({**calibration, "evaluation": calibrate.EVALUATION,
+                                             "hidden_set_sha256": digest[::-1]}))
+    assert training.pass_band()[2] == "published"           # measured on other images
+    paths.CALIBRATION.write_text(json.dumps({**calibration, "evaluation": calibrate.EVALUATION,
+                                             "hidden_set_sha256": digest}))
     assert training.pass_band() == (1.0, 2.0, "calibrated")
+
+
+def test_the_shipped_calibration_applies_to_this_hidden_set():
+    """calibration.json was measured on the set the gate scores on (same images, same binarization)."""
+    assert training.pass_band()[2] == "calibrated"
+
+
+def test_the_hidden_set_does_not_depend_on_how_it_is_built_in_pieces():
+    images, _ = ref_data.load_mnist("test")
+    whole = evaluation.binarize_hidden(images, rows_per_piece=len(images))
+    assert whole.shape == (9901, 784) and set(np.unique(whole)) == {0.0, 1.0}
+    for rows in (1000, 333):
+        assert np.array_equal(evaluation.binarize_hidden(images, rows_per_piece=rows), whole)
 
 
 # ---------------------------------------------------------------- calibration from saved models

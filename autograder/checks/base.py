@@ -1,5 +1,9 @@
 """What every check shares: its metadata from config, and turning faults into messages.
 
+Every check class derives from CheckCase and reads the submission under test from its
+`submission` attribute, which `checks.bind(submission)` sets on a subclass made for that
+submission: the submission is passed, never looked up in a module global.
+
 `@check(family, name)` attaches points, number, visibility and tag (gradescope-utils
 decorators) from config.CHECKS. A failure is an AssertionError whose text is what the
 student reads; anything else raised inside a check is a grader bug: its traceback goes to
@@ -8,6 +12,7 @@ the grader's log (hidden from students) and the student sees a short apology.
 import functools
 import sys
 import traceback
+import unittest
 
 import numpy as np
 from gradescope_utils.autograder_utils.decorators import number, partial_credit, tags, visibility, weight
@@ -15,10 +20,22 @@ from gradescope_utils.autograder_utils.decorators import number, partial_credit,
 from .. import config
 from ..sandbox import Status
 from ..text import clean, say
-from .submission import SubmissionFault, current, explain
+from .submission import SubmissionFault, explain
 
 INTERNAL_ERROR = ("The autograder itself failed while running this check (not your fault). "
                   "Your instructor can see the details; please tell them.")
+
+
+class CheckCase(unittest.TestCase):
+    """A TestCase of one student function's checks, run against `submission` (set by checks.bind)."""
+    longMessage = False      # students read our message, not unittest's repr of the values
+    submission = None
+
+    @classmethod
+    def setUpClass(cls):
+        if cls.submission is None:
+            raise TypeError(f"{cls.__name__} has no submission: run the classes that checks.bind(submission) "
+                            "returns, not the unbound ones")
 
 
 def check(family, name, partial=False):
@@ -29,7 +46,7 @@ def check(family, name, partial=False):
 
         @functools.wraps(method)
         def guarded(self, *args, **kwargs):
-            current().running_check = f"{spec.number} ({title})"
+            self.submission.running_check = f"{spec.number} ({title})"
             try:
                 return method(self, *args, **kwargs)
             except AssertionError:
@@ -46,9 +63,8 @@ def check(family, name, partial=False):
     return decorate
 
 
-def ask(family, op, params=None, arrays=None, key=None, timeout=None, on_callback=None):
+def ask(submission, family, op, params=None, arrays=None, key=None, timeout=None, on_callback=None):
     """Run `op` in the family's sandbox; fail the check with the student's own error if it breaks."""
-    submission = current()
     reply = submission.request(family, op, params, arrays, key=key, timeout=timeout, on_callback=on_callback)
     if reply.status is not Status.OK:
         box = submission._sandboxes.get(family)

@@ -3,14 +3,12 @@
 KL(N(qm, qv) || N(pm, pv)) = 1/2 sum_j [log(pv/qv) + qv/pv + (qm - pm)^2/pv - 1]
 (Kingma & Welling 2014, appendix B).
 """
-import unittest
-
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from .base import ask, check, decoded, describe, output
+from .base import CheckCase, ask, check, decoded, describe, output
 from .submission import SubmissionFault
 
 FAMILY = "kl_normal"
@@ -21,9 +19,9 @@ def closed_form(qm, qv, pm, pv):
     return 0.5 * (np.log(pv) - np.log(qv) + qv / pv + (qm - pm) ** 2 / pv - 1).sum(-1)
 
 
-def _kl(key, qm, qv, pm, pv, **params):
+def _kl(submission, key, qm, qv, pm, pv, **params):
     arrays = dict(zip(ARGS, (qm, qv, pm, pv)))
-    return ask(FAMILY, "call", dict(function=FAMILY, args=ARGS, **params), arrays, key=key)
+    return ask(submission, FAMILY, "call", dict(function=FAMILY, args=ARGS, **params), arrays, key=key)
 
 
 def _as_log_variances(qm, lqv, pm, lpv):
@@ -54,11 +52,10 @@ def _diagnose(got, qm, qv, pm, pv):
     return ""
 
 
-class KlNormalChecks(unittest.TestCase):
-    longMessage = False  # students read our message, not unittest's repr of the values
+class KlNormalChecks(CheckCase):
 
     def assert_kl(self, key, qm, qv, pm, pv, rtol=1e-6, atol=1e-9):
-        reply = _kl(key, qm, qv, pm, pv)
+        reply = _kl(self.submission, key, qm, qv, pm, pv)
         expected = closed_form(qm, qv, pm, pv)
         got = decoded(reply, "out0", f"kl_normal ({key})")    # shape as decoded here, never as described
         if got.shape != expected.shape:
@@ -109,8 +106,8 @@ class KlNormalChecks(unittest.TestCase):
             if stopped:
                 return
             try:
-                different = _kl(None, qm, qv, pm, pv)
-                same = _kl(None, qm, qv, qm, qv)
+                different = _kl(self.submission, None, qm, qv, pm, pv)
+                same = _kl(self.submission, None, qm, qv, qm, qv)
             except SubmissionFault as fault:
                 stopped.append(fault)
                 return
@@ -136,7 +133,7 @@ class KlNormalChecks(unittest.TestCase):
         qm, pm = rng.normal(size=(16, 6)), rng.normal(size=(16, 6))
         qv, pv = rng.uniform(0.2, 3, (16, 6)), rng.uniform(0.2, 3, (16, 6))
         # Gradients asked for here and compared with the analytic ones: never a flag the child sets.
-        reply = _kl("gradient", qm, qv, pm, pv, grad_wrt=["qm", "qv"])
+        reply = _kl(self.submission, "gradient", qm, qv, pm, pv, grad_wrt=["qm", "qv"])
         if "grad_qm" not in reply.arrays and "grad_qv" not in reply.arrays:
             self.fail("The result carries no gradient: backpropagating through it reached neither qm nor qv. "
                       "Compute it with torch operations on the inputs (no .detach(), .item(), numpy or "

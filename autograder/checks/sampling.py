@@ -7,12 +7,10 @@ them): 1.1 shape and dtype, 1.2 the distribution N(m, v), 1.3 independence (judg
 draws standardized by their own column mean and sd, so a wrong mean or variance is
 reported by 1.2 only), 1.4 the pathwise gradient, 1.5 inputs left alone.
 """
-import unittest
-
 import numpy as np
 
 from . import stats
-from .base import ask, check, decoded, describe, output
+from .base import CheckCase, ask, check, decoded, describe, output
 
 FAMILY = "sample_gaussian"
 N = 20000
@@ -28,15 +26,15 @@ SHAPE_CASES = {  # name: (m, v, expected shape, expected dtype)
 }
 
 
-def _call(key, m, v, **params):
-    return ask(FAMILY, "call", dict(function=FAMILY, args=["m", "v"], **params), {"m": m, "v": v}, key=key)
+def _call(submission, key, m, v, **params):
+    return ask(submission, FAMILY, "call", dict(function=FAMILY, args=["m", "v"], **params), {"m": m, "v": v}, key=key)
 
 
-def _statistics_draws():
+def _statistics_draws(submission):
     """Two calls on (N, 8) inputs, reseeded differently before each: the draws and the reply."""
     m = np.broadcast_to(MEANS, (N, len(MEANS))).copy()
     v = np.broadcast_to(VARIANCES, (N, len(MEANS))).copy()
-    reply = _call("stats", m, v, repeat=2, seeds=[11, 12])
+    reply = _call(submission, "stats", m, v, repeat=2, seeds=[11, 12])
     first = output(reply, "out0", "sample_gaussian(m, v)", shape=m.shape)
     second = output(reply, "out1", "sample_gaussian(m, v)", shape=m.shape)
     return first, second
@@ -108,14 +106,13 @@ def _no_noise_message(draws):
             "e.g. torch.randn_like(m).")
 
 
-class SampleGaussianChecks(unittest.TestCase):
-    longMessage = False  # students read our message, not unittest's repr of the values
+class SampleGaussianChecks(CheckCase):
 
     @check(FAMILY, "shape_dtype_device")
     def test_shape_dtype_device(self):
         """sample_gaussian: output shape, dtype and device follow m and v (with broadcasting)"""
         for name, (m, v, shape, dtype) in SHAPE_CASES.items():
-            got = decoded(_call(f"shape {name}", m, v), "out0", f"sample_gaussian for {name}")
+            got = decoded(_call(self.submission, f"shape {name}", m, v), "out0", f"sample_gaussian for {name}")
             self.assertEqual(tuple(got.shape), shape,
                              f"For {name}: expected shape {shape}, got {tuple(got.shape)}. "
                              "Draw the noise with the broadcast shape of m and v (e.g. torch.randn_like on m + v... "
@@ -123,7 +120,7 @@ class SampleGaussianChecks(unittest.TestCase):
             self.assertEqual(str(got.dtype), dtype,
                              f"For {name}: expected dtype {dtype}, got {got.dtype}. "
                              "Draw the noise in the inputs' dtype (torch.randn_like does).")
-        draws, _ = _statistics_draws()
+        draws, _ = _statistics_draws(self.submission)
         noise = draws[:, 0]                       # m = 0, v = 1: z is the noise itself, in float64
         if np.array_equal(noise, noise.astype(np.float32).astype(np.float64)) and np.any(noise != 0):
             self.fail("With float64 inputs the noise was drawn in float32 (every draw is a float32 value): create "
@@ -134,12 +131,12 @@ class SampleGaussianChecks(unittest.TestCase):
         # when the noise is made on the CPU (adding a CPU tensor to a CUDA one raises).
         import torch
         if torch.cuda.is_available():
-            _call("device cuda", *SHAPE_CASES["float32 (4, 3)"][:2], device="cuda")
+            _call(self.submission, "device cuda", *SHAPE_CASES["float32 (4, 3)"][:2], device="cuda")
 
     @check(FAMILY, "mean_and_variance")
     def test_mean_and_variance(self):
         """sample_gaussian: the draws follow N(m, v): mean, variance and normal shape across scales"""
-        draws, _ = _statistics_draws()
+        draws, _ = _statistics_draws(self.submission)
         problems, observed_var = _parameter_problems(draws)
         if problems:
             self.fail(f"{N} draws per (m, v) pair do not follow N(m, v) (each deviation is beyond "
@@ -159,7 +156,7 @@ class SampleGaussianChecks(unittest.TestCase):
     @check(FAMILY, "independent_noise")
     def test_independent_noise(self):
         """sample_gaussian: noise is independent across elements and across calls; no reseeding"""
-        first, second = _statistics_draws()
+        first, second = _statistics_draws(self.submission)
         no_noise = _no_noise_message(first)
         if no_noise:
             self.fail(no_noise)
@@ -183,7 +180,7 @@ class SampleGaussianChecks(unittest.TestCase):
         # v of shape (1, dim) broadcast against m of shape (N, dim): every row needs its own noise, so the
         # spread of each column must be what the same function gives with v of shape (N, dim).
         m = np.broadcast_to(MEANS, (N, len(MEANS))).copy()
-        reply = _call("broadcast v", m, VARIANCES[None, :].copy())
+        reply = _call(self.submission, "broadcast v", m, VARIANCES[None, :].copy())
         draws = output(reply, "out0", "sample_gaussian(m, v) with v of shape (1, dim)", shape=m.shape)
         ratio_z = stats.variance_ratio_z(draws, first)
         if np.any(np.abs(ratio_z) > stats.Z_LIMIT):
@@ -202,7 +199,7 @@ class SampleGaussianChecks(unittest.TestCase):
         v = rng.uniform(0.5, 4.0, size=(50, 6))
         # The gradients are asked for here and checked against values computed here: whether the
         # sample "requires grad" is never taken from a flag the child sets.
-        reply = _call("gradient", m, v, grad_wrt=["m", "v"])
+        reply = _call(self.submission, "gradient", m, v, grad_wrt=["m", "v"])
         z = output(reply, "out0", "sample_gaussian(m, v)", shape=m.shape)
         if "grad_m" not in reply.arrays and "grad_v" not in reply.arrays:
             self.fail("The sample carries no gradient: backpropagating through it reached neither m nor v. Do not "
@@ -227,7 +224,7 @@ class SampleGaussianChecks(unittest.TestCase):
     def test_inputs_unchanged(self):
         """sample_gaussian: m and v are not modified in place"""
         sent = {"m": np.full((5, 4), 1.5), "v": np.full((5, 4), 3.0)}
-        reply = _call("in place", sent["m"].copy(), sent["v"].copy())
+        reply = _call(self.submission, "in place", sent["m"].copy(), sent["v"].copy())
         changed = [name for name, array in sent.items()
                    if not np.array_equal(reply.arrays.get(f"after_{name}"), array)]
         self.assertFalse(changed, f"The function changed its input(s) {', '.join(changed)} in place "

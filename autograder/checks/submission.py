@@ -1,7 +1,7 @@
 """The submission under test, as the checks see it: sandboxes per student function.
 
-The target folder comes from $VAE_GRADE_SUBMISSION (set by `grade`), else the reference
-solution (so `pytest solution/` checks the reference). Each student function gets its own
+One Submission is made per grading (by `grade`, or by solution/test_checks.py for the
+reference) and passed to the checks (checks.bind). Each student function gets its own
 sandbox, started on first use and kept for its checks, so a hang or crash in one function
 costs only that function's checks. No submission code is ever imported here.
 
@@ -10,8 +10,6 @@ grading; every request's timeout is cut to what is left of both. Once a function
 sandbox has stopped (timeout, crash, budget spent), its remaining checks fail at once,
 saying which check it stopped in and why, instead of each repeating a wrong reason.
 """
-import atexit
-import os
 import re
 import shutil
 import tempfile
@@ -77,16 +75,21 @@ class Submission:
         self._spending = {}          # family -> _Spending: its budget's start and its calls so far
         self._stopped = {}           # family -> why its remaining checks cannot run
         self.running_check = None    # "1.3 (title)", set by checks.base.check while a check runs
+        self.outcomes = {}           # family -> what its checks share beyond replies (the training run)
+        self._stopping = False
 
     def sandbox(self, family):
         """The started sandbox of `family`, or raise SubmissionFault with a message for the student."""
-        if _stopping:
+        if self._stopping:
             raise SubmissionFault("Grading was stopped (time limit) before this check could run.")
         if family in self._faults:
             raise SubmissionFault(self._faults[family])
         if family not in self._sandboxes:
-            # The checks run family by family: one sandbox at a time keeps the memory bounded.
+            # The checks run family by family: one sandbox at a time, and only this family's cached
+            # replies (an earlier family's, e.g. every array the ELBO checks recorded, are done with),
+            # keep the memory bounded.
             self.close()
+            self._cache = {key: reply for key, reply in self._cache.items() if key[0] == family}
             self._sandboxes[family] = self._start(family)
         return self._sandboxes[family]
 
@@ -177,8 +180,13 @@ class Submission:
     def data_dir(self):
         return str(reference_data.ensure_mnist(fetch=config.PUBLIC))
 
+    def stop(self):
+        """Safe from a signal handler: kill the sandboxes; every later check fails at once."""
+        self._stopping = True
+        self.close()
+
     def close(self):
-        for box in self._sandboxes.values():
+        for box in list(self._sandboxes.values()):
             box.close()
         self._sandboxes.clear()
 
@@ -227,35 +235,3 @@ def explain(reply, box=None, other_files=()):
     output = clean(box.output_tail(500), 500).strip() if box is not None else ""
     tail = f"\nLast output of your code:\n{output}" if output else ""
     return f"your code {clean(reply.message, 2000)}.{tail}"
-
-
-_current = None
-_stopping = False
-
-
-def stop():
-    """Called from a signal handler: kill the sandboxes; every later check fails at once."""
-    global _stopping
-    _stopping = True
-    if _current is not None:
-        _current.close()
-
-
-def current():
-    """The Submission the checks run against (created on first use)."""
-    global _current
-    if _current is None:
-        folder = os.environ.get("VAE_GRADE_SUBMISSION") or str(paths.SOLUTION)
-        iterations = int(os.environ.get("VAE_GRADE_ITERATIONS") or config.DEFAULT_ITERATIONS)
-        device = os.environ.get("VAE_GRADE_DEVICE") or "cpu"
-        _current = Submission(folder, iterations, device, os.environ.get("VAE_GRADE_PYTHON") or None)
-        atexit.register(_current.close)
-    return _current
-
-
-def use(submission):
-    """Point the checks at `submission` (closing the previous one)."""
-    global _current
-    if _current is not None:
-        _current.close()
-    _current = submission

@@ -6,36 +6,57 @@ the child only trains, on the training images this process sends, and says how t
 import ctypes
 import ctypes.util
 import gc
-import hashlib
 import json
+import math
 import os
 import time
-import unittest
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import psutil
 import torch
 
 from .. import config, evaluation, paths
 from ..calibrate import EVALUATION
-from ..reference import data as ref_data
 from ..reference import runtime as ref_runtime
 from ..reference import train as ref_train
 from ..reference import vae as ref_vae
-from .base import ask, check
-from .submission import current
+from ..training_images import TrainingImages
+from .base import CheckCase, ask, check
 
 FAMILY = "training"
-RESULTS = {}   # filled by the gate; read by the leaderboard writer ("hidden": (nelbo, kl, rec) when it counts)
 PROBE_ITERATIONS = 20
 REFERENCE_TIMING_STEPS = 40
 TIMING_IMAGES = 5000
 
 
-def pass_band():
-    """-> (low, high, where the band comes from)."""
+@dataclass
+class TrainingOutcome:
+    """One submission's training run as the gate scored it (kept in submission.outcomes)."""
+    iterations: int
+    hidden: Optional[Tuple[float, float, float]] = None     # (nelbo, kl, rec) on the hidden set, finite
+    subset: Optional[Tuple[float, float, float]] = None     # the same on the CS236 subset, for comparison
+    cpu: Optional[Tuple[float, float]] = None               # (CPU seconds used, allowed) where measured
+    error: Optional[str] = None                             # why the run does not count
+
+
+def leaderboard(submission):
+    """Gradescope leaderboard entries of a run that counts ([] otherwise): only finite values."""
+    outcome = submission.outcomes.get(FAMILY)
+    if outcome is None or outcome.error or outcome.hidden is None \
+            or not all(math.isfinite(v) for v in outcome.hidden):
+        return []
+    return [{"name": name, "value": round(value, 3), "order": "asc"}
+            for name, value in zip(("NELBO", "KL", "Rec"), outcome.hidden)]
+
+
+def pass_band(data_dir=None):
+    """-> (low, high, where the band comes from). A calibration counts only when it was measured
+    on this hidden set (same evaluation, same images binarized the same way)."""
     try:
         calibration = json.loads(paths.CALIBRATION.read_text())
-        if calibration.get("evaluation") == EVALUATION:      # a band of the CS236 subset does not apply
+        if calibration.get("evaluation") == EVALUATION and \
+                calibration.get("hidden_set_sha256") == evaluation.hidden_set_sha256(data_dir):
             band = calibration["bands"]["nelbo"]
             return band["low"], band["high"], "calibrated"
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -124,32 +145,35 @@ def _run_training(submission, params, images, timeout=None, key="train"):
     """One training request -> (reply, CPU seconds the sandbox used for it)."""
     box = submission.sandbox(FAMILY)
     before = sandbox_cpu_seconds(box)
-    reply = ask(FAMILY, "train", params, arrays={"images": images} if images is not None else None, key=key,
+    reply = ask(submission, FAMILY, "train", params, arrays={"images": images} if images is not None else None, key=key,
                 timeout=timeout)
     return reply, sandbox_cpu_seconds(box) - before
 
 
-def trained_result():
-    """Train once per submission (cached): -> RESULTS, or AssertionError saying why the run does not count."""
-    if "error" in RESULTS:
-        raise AssertionError(RESULTS["error"])
-    if "hidden" in RESULTS:
-        return RESULTS
-    try:
-        return _train_and_score()
-    except AssertionError as error:
-        RESULTS["error"] = str(error)
-        raise
+def trained_result(submission):
+    """Train once per submission (kept in submission.outcomes) -> TrainingOutcome whose `hidden`
+    is set, or AssertionError saying why the run does not count."""
+    outcome = submission.outcomes.get(FAMILY)
+    if outcome is None:
+        outcome = submission.outcomes[FAMILY] = TrainingOutcome(submission.iterations)
+        try:
+            _train_and_score(submission, outcome)
+        except AssertionError as error:
+            outcome.error = str(error)
+    if outcome.error:
+        raise AssertionError(outcome.error)
+    return outcome
 
 
-def _train_and_score():
-    submission = current()
+def _train_and_score(submission, outcome):
     iterations = submission.iterations
-    images, _ = ref_data.load_mnist("train", submission.data_dir)
-    digest = hashlib.sha256(images.data).hexdigest()
+    submission.sandbox(FAMILY)   # started first: the other families' sandboxes and cached replies are let go
+    release_memory()
+    images = TrainingImages(submission.data_dir)     # read in pieces: never whole in this process
+    digest = images.sha256()
     # The reference's CPU cost per step, timed here before and after the child runs (the larger
     # counts: the host may get busier meanwhile), on a few thousand images (binarizing is per batch).
-    timing_images = images[:TIMING_IMAGES].copy() if cpu_time_is_work(submission.device) else None
+    timing_images = images.rows(0, TIMING_IMAGES) if cpu_time_is_work(submission.device) else None
     step_cpu = reference_step_cpu_seconds(timing_images) if timing_images is not None else None
     params = {"iterations": iterations, "seed": config.TRAINING_SEED, "z_dim": config.Z_DIM,
               "device": submission.device, "parameters": sorted(evaluation.expected_state())}
@@ -157,9 +181,9 @@ def _train_and_score():
     # seconds instead of holding the grader for the whole training limit. It carries the images;
     # the full run trains on the child's copy of them (whose hash the audit checks).
     probe = dict(params, iterations=min(PROBE_ITERATIONS, iterations))
-    release_memory()
-    reply, _ = _run_training(submission, probe, images, timeout=config.LIMITS.wall_seconds + 30, key="probe")
-    del images
+    reply, _ = _run_training(submission, probe, images.for_wire(), timeout=config.LIMITS.wall_seconds + 30,
+                             key="probe")
+    release_memory()        # the probe's buffers, before the long run
     problems = audit_problems(reply.info.get("audit"), probe["iterations"], digest)
     if problems:
         raise AssertionError(" ".join(problems))
@@ -169,7 +193,7 @@ def _train_and_score():
     if step_cpu is not None:
         step_cpu = max(step_cpu, reference_step_cpu_seconds(timing_images))
         allowed = config.TRAINING_CPU_FIXED_SECONDS + config.TRAINING_CPU_SLOWDOWN_LIMIT * iterations * step_cpu
-        RESULTS["cpu"] = (cpu, allowed)
+        outcome.cpu = (cpu, allowed)
         if cpu > allowed:
             problems.append(f"Training {iterations} iterations used {cpu:.1f} s of CPU, more than "
                             f"{config.TRAINING_CPU_SLOWDOWN_LIMIT:g} times what the reference needs here "
@@ -179,33 +203,31 @@ def _train_and_score():
         raise AssertionError(" ".join(problems))
     state = evaluation.validated_state(reply.arrays)
     scores = evaluation.score(state, submission.data_dir)
-    RESULTS.update(iterations=iterations, subset=scores["subset"])
+    outcome.subset = scores["subset"]
     if scores["hidden"] is None:
         raise AssertionError(f"After {iterations} iterations the reference bound on your trained model is NaN or "
                              "infinite on the evaluation images: the weights are finite but extreme.")
-    RESULTS["hidden"] = scores["hidden"]
-    return RESULTS
+    outcome.hidden = scores["hidden"]
 
 
-class TrainingChecks(unittest.TestCase):
-    longMessage = False  # students read our message, not unittest's repr of the values
+class TrainingChecks(CheckCase):
 
     @check(FAMILY, "trained_nelbo", partial=True)
     def test_trained_nelbo(self, set_score=None):
         """training: 20,000 iterations with your files reach the reference NELBO (scored by the reference bound on hidden test images)"""
         points = config.CHECKS[FAMILY]["trained_nelbo"].points
         set_score(0)
-        result = trained_result()
-        nelbo, kl, rec = result["hidden"]
-        subset = result.get("subset")
-        summary = (f"After {result['iterations']} iterations, the reference bound on the hidden test set gives "
+        result = trained_result(self.submission)
+        nelbo, kl, rec = result.hidden
+        subset = result.subset
+        summary = (f"After {result.iterations} iterations, the reference bound on the hidden test set gives "
                    f"NELBO {nelbo:.2f}, KL {kl:.2f}, Rec {rec:.2f}"
                    + (f" (on the CS236 test subset: NELBO {subset[0]:.2f})." if subset else "."))
-        if result["iterations"] < config.DEFAULT_ITERATIONS:
+        if result.iterations < config.DEFAULT_ITERATIONS:
             set_score(points)   # shortened runs exist for the grader's own tests only: no band applies
             print(summary + " (shortened run: the pass band applies to full runs only)")
             return
-        low, high, source = pass_band()
+        low, high, source = pass_band(self.submission.data_dir)
         if low <= nelbo <= high:
             set_score(points)
             print(summary + f" Inside the {source} pass band [{low:.2f}, {high:.2f}].")

@@ -242,13 +242,6 @@ class Expected:
                 "some": TOLERANCE < got < full - TOLERANCE, "less": got < full - TOLERANCE}[self.word]
         return None if fits else f"{self.family}: expected {self.word!r} of {full:g}, got {got:g}"
 
-    def admits(self, score):
-        """Whether a score (a number) agrees with this expectation (for the words, ranges)."""
-        full = full_points(self.family)
-        if self.score is not None:
-            return abs(score - self.score) <= TOLERANCE
-        return TOLERANCE < score < full - TOLERANCE if self.word == "some" else score < full - TOLERANCE
-
 
 def expected(data):
     """{family: Expected} of a case's meta (the families it states)."""

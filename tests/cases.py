@@ -41,8 +41,19 @@ What the student reads, and how the case is graded (see each suite's test module
     output         phrases the top-level output of results.json shows (hostile, messy)
     hint           phrases the failing checks of the zoo case say, together (zoo)
     line_of        a line of the submission: each "file.py:N" phrase of says names the line holding it
-    modes, xfail, env, iterations, secrets_safe_in, background, pids, watch_seconds, same_view
-                   the runner's (tests/runner.py; hostile and messy only)
+
+How the runner (tests/runner.py; hostile and messy only) grades it:
+
+    modes          where it is graded: grade, container-root, container-student (default ["grade"])
+    xfail          {mode: reason}: a known weakness of the grader (strict xfail)
+    env            extra environment variables of the grading (e.g. VAE_THREADS)
+    iterations     training iterations (default 20)
+    secrets_safe_in  modes where no content of the grader's files may reach results.json (default: all)
+    background     true: graded beside the pool from the start (a long hang)
+    pids           true: every detached process the submission started (pid files in @@PIDDIR@@) is
+                   dead once grading ends
+    watch_seconds  results.json does not change for that long after grading
+    same_view      true: every sandbox that left a file in @@VIEWDIR@@ saw the same (at least two did)
 
 `python -m tests.cases` checks every case (tests/test_cases.py does, in a few seconds);
 `python -m tests.cases edits solution:utils.py FILE` prints the edits that turn the reference into FILE.

@@ -1,5 +1,5 @@
 """Tests only: an interpreter the slot users can run, for machines where ours cannot be
-(pyenv under /root). Imported by tests/test_sandbox.py and tests/test_hostile.py."""
+(pyenv under /root). Imported by tests/test_sandbox.py and tests/runner.py."""
 import os
 import subprocess
 import sys

@@ -3,25 +3,20 @@
 Every case is the reference solution (solution/utils.py, solution/vae.py) with one or more
 student regions (`# BEGIN SOLUTION` ... `# END SOLUTION`) replaced by a student's code;
 the regions it does not touch keep the reference code (markers dropped, as in a student's
-file). Only the files a case changes are written to `tests/submissions/<case>/`, as complete
-files, next to a `case.json`:
+file). Each case is one `tests/submissions/<case>/case.json` in the format of tests/cases.py:
+both files `from` the reference with the edits that put the student's code in, and the honest
+scores as words ("full" cases: full everywhere, training included; the buggy ones: "less" in
+their tag, or the exact failing checks under "fails", and "full" in the other unit tags,
+training left out; the handout: "none" everywhere), and "hint" where the feedback must say
+something specific.
 
-    {"base": "solution" | "skeleton",
-     "expected": "full" | {"buggy": "<tag>"} | "zero",
-     "why": "...",
-     "subdir": "my_hw2"            (optional: where the files sit inside the submission)
-     "hint": ["...", ...]          (optional: words the failing outputs must contain)
-     "fails": ["1.2", ...]         (optional: exactly the checks of the buggy tag that fail; each
-                                    check establishes one property, so the others must pass)}
+In CASES, a case's "append" ({file: text}) adds the student's own helpers after the provided
+code of that file, "imports" ({file: [lines]}) goes after its last import, "subdir" puts both
+files in a folder and "extra" ({path: "handout:utils.py"}) adds files beside them.
 
-A case's "append" ({file: text}, in CASES only) adds the student's own helpers after the
-provided code of that file.
-
-tests/test_zoo.py assembles each submission in a temporary folder (the base's utils.py and
-vae.py, overlaid with the case's files), grades it, and checks that the committed files are
-what this script generates (`render()`), so edit CASES here, then rerun the script.
+tests/test_zoo.py grades each case and checks that the committed case.json files are what this
+script generates (`render()`), so edit CASES here, then rerun the script.
 """
-import json
 import re
 import shutil
 import sys
@@ -31,6 +26,11 @@ from pathlib import Path
 ZOO = Path(__file__).resolve().parent
 ROOT = ZOO.parent.parent
 SOLUTION = ROOT / "solution"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from tests import cases  # noqa: E402  (the case format)
+
+UNIT_TAGS = ("sample_gaussian", "kl_normal", "negative_elbo_bound")
 
 FILE_OF = {"sample_gaussian": "utils.py", "kl_normal": "utils.py", "negative_elbo_bound": "vae.py"}
 BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION\s*$")
@@ -197,7 +197,7 @@ CORRECT = {
         why="both files in a subfolder my_hw2/ (as zipped by a student), with a stale untouched stub in "
             "my_hw2/backup/utils.py; addcmul sampler, KL with .square(), nelbo as -(elbo).mean()",
         subdir="my_hw2",
-        extra={"backup/utils.py": "skeleton:utils.py"},
+        extra={"backup/utils.py": "handout:utils.py"},
         code={
             "sample_gaussian": """
                 z = torch.addcmul(m, v.sqrt(), torch.randn_like(m))
@@ -240,22 +240,22 @@ BUGGY = {
     # sample_gaussian -------------------------------------------------------------------
     "sg_variance_as_std": ("sample_gaussian", "the variance used as the standard deviation: m + v * eps "
                                               "(the noise itself is independent: only 1.2 and 1.4 may fail)",
-                           "eps = torch.randn_like(m + v)\nz = m + v * eps", ["sqrt(v)"], {}, ["1.2", "1.4"]),
+                           "eps = torch.randn_like(m + v)\nz = m + v * eps", ["sqrt(v)"], {}, ["mean_and_variance", "pathwise_gradient"]),
     "sg_uniform_noise": ("sample_gaussian", "uniform noise rescaled to mean 0 and variance 1: right mean and "
                                             "variance, wrong distribution",
                          "eps = (torch.rand_like(m + v) - 0.5) * math.sqrt(12)\nz = m + torch.sqrt(v) * eps",
-                         ["not normally distributed", "uniform"], {}, ["1.2"]),
+                         ["not normally distributed", "uniform"], {}, ["mean_and_variance"]),
     "sg_laplace_noise": ("sample_gaussian", "Laplace noise with variance 1: right mean and variance, heavy tails",
                          "scale = torch.full_like(m + v, 0.5 ** 0.5)\n"
                          "eps = torch.distributions.Laplace(torch.zeros_like(scale), scale).rsample()\n"
-                         "z = m + torch.sqrt(v) * eps", ["not normally distributed", "too heavy"], {}, ["1.2"]),
+                         "z = m + torch.sqrt(v) * eps", ["not normally distributed", "too heavy"], {}, ["mean_and_variance"]),
     "sg_student_t_noise": ("sample_gaussian", "Student-t noise (5 degrees of freedom) rescaled to variance 1",
                            "df = torch.full_like(m + v, 5.0)\n"
                            "eps = torch.distributions.StudentT(df).rsample() * math.sqrt(3 / 5)\n"
-                           "z = m + torch.sqrt(v) * eps", ["not normally distributed"], {}, ["1.2"]),
+                           "z = m + torch.sqrt(v) * eps", ["not normally distributed"], {}, ["mean_and_variance"]),
     "sg_ignores_m_v": ("sample_gaussian", "returns the standard normal noise itself, ignoring m and v (no "
                                           "gradient either; the noise is independent, so 1.3 passes)",
-                       "z = torch.randn_like(m + v)", ["ignore m and v"], {}, ["1.2", "1.4"]),
+                       "z = torch.randn_like(m + v)", ["ignore m and v"], {}, ["mean_and_variance", "pathwise_gradient"]),
     "sg_fourth_root": ("sample_gaussian", "sqrt applied twice: m + v ** 0.25 * eps",
                        "eps = torch.randn_like(m + v)\nz = m + torch.sqrt(torch.sqrt(v)) * eps", ["sqrt(v)"]),
     "sg_exp_v": ("sample_gaussian", "v treated as a log-variance: m + exp(v) * eps",
@@ -378,7 +378,7 @@ BUGGY = {
 }
 
 
-def cases():
+def cases_of_the_zoo():
     """{case folder name: spec} with spec = dict(expected, why, code, imports, subdir, extra, hint)."""
     out = {}
     for name, spec in CORRECT.items():
@@ -392,73 +392,73 @@ def cases():
     return out
 
 
-def student_file(text, code, extra_imports=(), filename="<file>"):
-    """The solution `text` with the regions of the functions in `code` replaced by that code."""
-    out, region, function, indent = [], None, None, ""
-    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+def student_edits(text, code, extra_imports=(), filename="<file>"):
+    """The edits that turn the reference `text` (solution markers dropped) into the student's file: the
+    regions of the functions in `code` replaced by that code, `extra_imports` after the last import."""
+    edits, body, region, function, indent = [], [], None, None, ""
+    for line in text.splitlines():
         if region is None:
             if match := DEF.match(line):
                 function = match.group(1)
             if match := BEGIN.match(line):
-                region, indent = function, match.group(1)
-                if function in code:
-                    body = textwrap.dedent(code[function]).strip("\n")
-                    out.append(textwrap.indent(body, indent) + "\n")
-                continue
-            out.append(line)
+                region, indent, body = function, match.group(1), []
         elif END.match(line):
+            if region in code:
+                new = textwrap.indent(textwrap.dedent(code[region]).strip("\n"), indent)
+                edits.append(["\n".join(body), new])
             region = None
-        elif region not in code:
-            out.append(line)
+        else:
+            body.append(line)
     if region is not None:
         raise ValueError(f"{filename}: unclosed solution region in {region}")
     missing = set(code) - {m for m in re.findall(r"^\s*def (\w+)\(", text, re.M)}
     if missing:
         raise ValueError(f"{filename}: no function {sorted(missing)}")
-    rendered = "".join(out)
     if extra_imports:
-        lines = rendered.splitlines(keepends=True)
-        last = max(i for i, line in enumerate(lines) if re.match(r"^(import|from) \S", line))
-        lines[last + 1:last + 1] = [f"{line}\n" for line in extra_imports]
-        rendered = "".join(lines)
-    return rendered
+        last = [line for line in text.splitlines() if re.match(r"^(import|from) \S", line)][-1]
+        edits.insert(0, [last, "\n".join([last, *extra_imports])])
+    return [[cases.as_lines(old), cases.as_lines(new)] for old, new in edits]
 
 
-def render(solution_dir=SOLUTION, assignment_dir=None):
-    """{path relative to the zoo folder: text} of every generated file."""
-    from autograder.skeleton import strip_solutions     # the handout, exactly as `assign` writes it
-
-    texts = {name: (Path(solution_dir) / name).read_text() for name in ("utils.py", "vae.py")}
+def render():
+    """{path relative to the zoo folder: text} of every generated file (one case.json per case)."""
     files = {}
-    for case, spec in cases().items():
-        meta = {"base": spec.get("base", "solution"), "expected": spec["expected"], "why": spec["why"]}
-        if spec.get("subdir"):
-            meta["subdir"] = spec["subdir"]
+    for case, spec in cases_of_the_zoo().items():
+        prefix = f"{spec['subdir']}/" if spec.get("subdir") else ""
+        if spec.get("base") == "skeleton":
+            submission = {name: {"from": f"handout:{name}"} for name in ("utils.py", "vae.py")}
+        else:
+            submission = {}
+            for name in ("utils.py", "vae.py"):
+                code = {f: c for f, c in spec["code"].items() if FILE_OF[f] == name}
+                entry = {"from": f"solution:{name}"}
+                imports = spec.get("imports", {}).get(name, ())
+                if code or imports:
+                    reference = (SOLUTION / name).read_text()
+                    entry["edits"] = student_edits(reference, code, imports, f"{case}/{name}")
+                if name in spec.get("append", {}):      # the student's own helpers, after the provided code
+                    entry["append"] = cases.as_lines("\n\n" + textwrap.dedent(spec["append"][name]).strip("\n") + "\n")
+                submission[prefix + name] = entry
+        for path, source in spec.get("extra", {}).items():
+            submission[prefix + path] = {"from": source}
+        function = spec["expected"]["buggy"] if isinstance(spec["expected"], dict) else None
+        word = None if function else {"full": "full", "zero": "none"}[spec["expected"]]
+        scores = {tag: word or "full" for tag in UNIT_TAGS}
+        if word:
+            scores["training"] = word      # graded for the correct cases and the handout only
+        meta = {"why": spec["why"], "files": submission, "scores": scores}
+        if function and spec.get("fails"):
+            del scores[function]
+            meta["fails"] = {function: spec["fails"]}
+        elif function:
+            scores[function] = "less"
         if spec.get("hint"):
             meta["hint"] = spec["hint"]
-        if spec.get("fails"):
-            meta["fails"] = spec["fails"]
-        files[f"{case}/case.json"] = json.dumps(meta, indent=2) + "\n"
-        prefix = f"{case}/{spec['subdir']}/" if spec.get("subdir") else f"{case}/"
-        touched = {FILE_OF[function] for function in spec["code"]} | set(spec.get("append", {}))
-        if spec.get("subdir"):
-            touched = {"utils.py", "vae.py"}     # a zipped folder holds both files
-        for name in sorted(touched):
-            code = {f: c for f, c in spec["code"].items() if FILE_OF[f] == name}
-            files[prefix + name] = student_file(texts[name], code, spec.get("imports", {}).get(name, ()),
-                                                f"{case}/{name}")
-            if name in spec.get("append", {}):          # the student's own helpers, after the provided code
-                files[prefix + name] = files[prefix + name].rstrip("\n") + "\n\n\n" + \
-                    textwrap.dedent(spec["append"][name]).strip("\n") + "\n"
-        for path, source in spec.get("extra", {}).items():
-            kind, name = source.split(":")
-            assert kind == "skeleton"
-            files[prefix + path] = strip_solutions(texts[name], name)
+        files[f"{case}/case.json"] = cases.dumps(meta)
     return files
 
 
 def main():
-    sys.path.insert(0, str(ROOT))
     files = render()
     for folder in ZOO.iterdir():
         if folder.is_dir() and (folder / "case.json").exists():
@@ -467,7 +467,7 @@ def main():
         target = ZOO / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
-    print(f"wrote {len(files)} files for {len(cases())} cases under {ZOO}")
+    print(f"wrote {len(files)} files for {len(cases_of_the_zoo())} cases under {ZOO}")
 
 
 if __name__ == "__main__":

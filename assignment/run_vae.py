@@ -28,8 +28,10 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=100, help="batch size (default: 100)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 0.001)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first run (default: 0)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto = CUDA when available (default: auto)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+                   help="auto = CUDA when available, else MPS (Apple) where torch has it, else CPU (default: auto)")
+    p.add_argument("--plain", action="store_true",
+                   help="train with the plain loop of train.py as written, without fast.py (same as VAE_FAST=0)")
     p.add_argument("--runs", type=int, default=1, help="independent runs with seeds seed, seed+1, ... (default: 1)")
     p.add_argument("--out", type=Path, default=Path("runs/vae"),
                    help="folder for the checkpoint and PNGs (default: runs/vae)")
@@ -112,6 +114,8 @@ def mean_and_standard_error(values):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.plain:
+        os.environ["VAE_FAST"] = "0"
     runtime.configure_threads()
     device = runtime.pick_device(args.device)
     try:

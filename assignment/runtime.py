@@ -115,9 +115,21 @@ def configure_threads():
     return threads
 
 
+def mps_available():
+    """Whether this torch has Apple's MPS backend and this machine can use it."""
+    mps = getattr(torch.backends, "mps", None)
+    try:
+        return mps is not None and bool(mps.is_available())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def pick_device(name="auto"):
+    """auto: CUDA when available, else MPS where torch has it, else the CPU."""
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if name == "mps" and not mps_available():
+        raise SystemExit("--device mps: this torch or machine has no MPS device (use --device cpu or auto)")
     return torch.device(name)

@@ -213,22 +213,36 @@ _ORIGINALS = {}        # label -> (lookup, object, code or None, code bytes or N
 _RUN = {"optimizers": [], "binarizers": []}
 _IMAGES = {}           # the training images of the last request that sent them
 
-# What the training loop runs, besides the student's bound: verified after training to be the
-# objects bound before student code ran, with the same code.
-_TRAIN_FUNCTIONS = ("train", "_eager_step", "_training_optimizer", "make_optimizer", "_window_mean", "fast_matmul",
-                    "_onednn_mm", "_onednn_addmm", "onednn_matmul_pays", "_cuda_graphs_wanted",
-                    "_capture_cuda_graph", "_on_stream")
-_TRAIN_METHODS = {"Binarizer": ("__init__", "next", "_uniform_int16"), "FusedAdam": ("__init__", "step", "zero_grad",
-                  "supports"), "ThreadTuner": ("__init__", "tick", "restore"), "GraphedStep": ("__init__", "__call__",
-                  "_captured_step")}
+# What the training loop runs, besides the student's bound: the plain loop of train.py and the
+# fast one of fast.py (train.train picks one), verified after training to be the objects bound
+# before student code ran, with the same code.
+_TRAIN_FUNCTIONS = {
+    "train": ("train", "binarize", "make_optimizer"),
+    "fast": ("train", "wanted", "usable", "_missing", "_say", "_eager_step", "_training_optimizer", "_window_mean",
+             "_threshold_table", "fast_matmul", "_onednn_mm", "_onednn_addmm", "_plain_matrix", "onednn_matmul_pays",
+             "_probe_onednn", "_hide_kernel_frames", "_cuda_graphs_wanted", "_capture_cuda_graph", "_on_stream"),
+}
+_TRAIN_METHODS = {
+    "train": {"Batches": ("__init__", "next")},
+    "fast": {"Binarizer": ("__init__", "next", "_uniform_int16"), "FusedAdam": ("__init__", "step", "zero_grad",
+             "supports"), "ThreadTuner": ("__init__", "tick", "restore"), "GraphedStep": ("__init__", "__call__",
+             "_captured_step")},
+}
+# Each loop's optimizer factory and batch class, which it looks up in its module at each call:
+# routed through counters (`_route_through_counters`).
+_COUNTED = {"train": ("make_optimizer", "Batches"), "fast": ("_training_optimizer", "Binarizer")}
 _TORCH_NAMES = {
     # (not torch.manual_seed: importing torch._dynamo, which torch.optim does, wraps it; the loop seeds a Generator)
-    "torch": ("_fused_adam_", "randperm", "randint", "lt", "stack", "empty", "zeros", "zeros_like",
+    "torch": ("_fused_adam_", "randperm", "randint", "lt", "stack", "empty", "zeros", "zeros_like", "Generator",
               "set_num_threads", "get_num_threads", "no_grad", "enable_grad", "is_grad_enabled", "from_numpy"),
     "torch.Tensor": ("backward", "random_", "index_select", "view", "int", "to", "add_", "unbind", "detach",
-                     "float", "mean", "tolist", "copy_", "clone", "requires_grad_"),
+                     "float", "mean", "tolist", "copy_", "clone", "requires_grad_", "__getitem__", "__add__",
+                     "__mul__", "__lt__", "__and__"),
     "torch.autograd": ("backward", "grad"),
+    "torch.optim": ("Adam",),
     "torch.optim.Adam": ("__init__", "step"),
+    "torch.optim.adam": ("adam", "_single_tensor_adam", "_multi_tensor_adam", "_fused_adam"),
+    "torch.library.Library": ("__init__", "impl", "_destroy"),
     "torch.optim.Optimizer": ("zero_grad", "__init__"),
     "torch.nn.Module": ("__call__", "_call_impl", "train", "eval", "parameters", "named_parameters", "state_dict",
                         "to", "zero_grad"),
@@ -241,6 +255,8 @@ _TORCH_NAMES = {
 
 
 def _resolve(dotted):
+    if dotted in sys.modules:                  # a submodule (torch.optim.adam is no attribute of torch.optim)
+        return sys.modules[dotted]
     obj = sys.modules[dotted.split(".")[0]]
     for part in dotted.split(".")[1:]:
         obj = getattr(obj, part)
@@ -266,53 +282,62 @@ def _remember_attribute(owner, name, label):
 
 
 def bind_provided():
-    """Import the provided modules present here and bind what the training loop uses (call
-    before any submission code runs); then route the loop's optimizer and batches through
+    """Import the provided modules present here and bind what the training loops use (call
+    before any submission code runs); then route each loop's optimizer and batches through
     counters, so that code the student did not write reports the steps and images it saw."""
     import importlib
-    for name in ("runtime", "data", "train"):
+    for name in ("runtime", "data", "fast", "train"):
         if os.path.exists(f"{name}.py"):
             _PROVIDED[name] = importlib.import_module(name)
-    train = _PROVIDED.get("train")
-    if train is None:
+    if "train" not in _PROVIDED:
         return
     for module_name, names in _TORCH_NAMES.items():
         owner = _resolve(module_name)
         for name in names:
             if hasattr(owner, name):
                 _remember_attribute(owner, name, f"{module_name}.{name}")
-    make_optimizer, binarizer_class = train._training_optimizer, train.Binarizer
-    for name in _TRAIN_FUNCTIONS:
-        if hasattr(train, name) and name != "_training_optimizer":
-            _remember_attribute(train, name, f"train.{name}")
-    _remember("train._training_optimizer", lambda: make_optimizer)     # its code, called by our wrapper
-    for cls, methods in _TRAIN_METHODS.items():
-        for name in methods:
-            owner = getattr(train, cls)
-            _remember_attribute(owner, name, f"train.{cls}.{name}")
-    binarizer_init, binarizer_next = binarizer_class.__init__, binarizer_class.next
+    for module_name, functions in _TRAIN_FUNCTIONS.items():
+        module = _PROVIDED[module_name]
+        factory, batch_class = _COUNTED[module_name]
+        for name in functions:
+            if hasattr(module, name) and name != factory:
+                _remember_attribute(module, name, f"{module_name}.{name}")
+        for cls, methods in _TRAIN_METHODS[module_name].items():
+            for name in methods:
+                _remember_attribute(getattr(module, cls), name, f"{module_name}.{cls}.{name}")
+        _route_through_counters(module, module_name, factory, batch_class, _TRAIN_METHODS[module_name][batch_class])
 
-    # The loop looks these two up in its module at each call: ours record what it creates.
+
+def _route_through_counters(module, module_name, factory, batch_class, methods):
+    """Replace `module.factory` (the loop's optimizer) and `module.batch_class` (its batches),
+    which the loop looks up in its module at each call, by ones that record what it creates and
+    count the batches it draws."""
+    make_optimizer, batches = getattr(module, factory), getattr(module, batch_class)
+    _remember(f"{module_name}.{factory}", lambda: make_optimizer)       # its code, called by our wrapper
+    batches_init, batches_next = batches.__init__, batches.next
+
     def recorded_optimizer(model, lr):
         optimizer = make_optimizer(model, lr)
         _RUN["optimizers"].append(optimizer)
         return optimizer
 
-    class CountedBinarizer(binarizer_class):
+    class Counted(batches):
         def __init__(self, images_u8, batch, generator):
-            binarizer_init(self, images_u8, batch, generator)
+            batches_init(self, images_u8, batch, generator)
             self.draws = 0
             _RUN["binarizers"].append(self)
 
         def next(self):
             self.draws += 1
-            return binarizer_next(self)
+            return batches_next(self)
 
-    train._training_optimizer, train.Binarizer = recorded_optimizer, CountedBinarizer
-    _remember_attribute(train, "_training_optimizer", "train._training_optimizer (as the loop calls it)")
-    _remember_attribute(train, "Binarizer", "train.Binarizer (as the loop calls it)")
-    for name in ("__init__", "next"):
-        _remember_attribute(CountedBinarizer, name, f"train.Binarizer.{name} (as the loop calls it)")
+    setattr(module, factory, recorded_optimizer)
+    setattr(module, batch_class, Counted)
+    _remember_attribute(module, factory, f"{module_name}.{factory} (as the loop calls it)")
+    _remember_attribute(module, batch_class, f"{module_name}.{batch_class} (as the loop calls it)")
+    for name in methods:       # as an instance finds them: an override added to Counted shows too
+        _remember(f"{module_name}.{batch_class}.{name} (as the loop calls it)",
+                  lambda name=name: getattr(Counted, name))
 
 
 def replaced_originals():

@@ -5,7 +5,7 @@ import sys
 
 from . import paths
 
-_MODULES = ("utils", "nns", "vae", "train", "data", "runtime")
+_MODULES = ("utils", "nns", "vae", "fast", "train", "data", "runtime")     # fast before train, which imports it
 
 
 def _load_reference():
@@ -33,6 +33,7 @@ _REFERENCE = _load_reference()
 utils = _REFERENCE["utils"]
 nns = _REFERENCE["nns"]
 vae = _REFERENCE["vae"]
+fast = _REFERENCE["fast"]
 train = _REFERENCE["train"]
 data = _REFERENCE["data"]
 runtime = _REFERENCE["runtime"]

@@ -119,9 +119,9 @@ def _env():
 # --- figures ------------------------------------------------------------------------------
 
 def figure_threads(args, tmp):
-    code = ("import runtime, train, torch; n = runtime.configure_threads(); "
+    code = ("import runtime, fast, torch; n = runtime.configure_threads(); "
             "print(n, runtime.affinity_cpus(), runtime.cgroup_cpu_limit(), "
-            "'onednn' if train.onednn_matmul_pays() else 'blas', torch.__version__)")
+            "'onednn' if fast.onednn_matmul_pays() else 'blas', torch.__version__)")
     rows = {}
     for name, prefix in (("normal", []), ("pinned", pinned_prefix())):
         out = subprocess.run([*prefix, PYTHON, "-c", code], cwd=SOLUTION, env=_env(), capture_output=True,

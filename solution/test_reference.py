@@ -74,8 +74,8 @@ def test_iwae_bound_tightens_with_more_samples():
 def test_binarizer_probabilities_match_grey_levels():
     grey = \
         torch.arange(256, dtype=torch.uint8).repeat_interleave(4)[:784].repeat(2000, 1)
-    binarizer = train.Binarizer(grey, 2000, torch.Generator().manual_seed(0))
-    on = binarizer.next().mean(0)                                   # (784,) empirical P(on)
+    batches = train.Batches(grey, 2000, torch.Generator().manual_seed(0))
+    on = batches.next().mean(0)                                     # (784,) empirical P(on)
     expected = grey[0].double() / 255
     assert torch.all((on - expected).abs() <= 6 * (expected * (1 - expected) / 2000).sqrt() + 1e-3)
 

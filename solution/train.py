@@ -1,468 +1,100 @@
-"""Training and evaluation loops (provided; identical for students and the grader).
+"""Training and evaluation loops (provided; the same for students and the grader).
 
-What the loop computes: Adam (lr 1e-3, default betas and eps) on batches of 100 images drawn
-without replacement within each epoch, each image freshly binarized (pixel on with probability
-grey / 255), the loss being the model's own `negative_elbo_bound(x)[0]`.
+This is how your `negative_elbo_bound` is used. `train` draws batches of 100 training images,
+binarizes each afresh (a pixel is on with probability grey / 255), and takes one Adam step
+(lr 1e-3) on the batch mean of your NELBO; `evaluate` averages your bound over many draws.
 
-How it is made fast (none of this changes what is computed; see bench/ for the figures):
-- nothing waits for the device: no `.item()` per step; the running loss is read every
-  `log_every` steps;
-- binarization costs a table lookup and 16 random bits per pixel, written straight to float;
-- Adam runs torch's fused kernel for all parameters at once (`FusedAdam`: the same kernel and
-  arguments as `torch.optim.Adam(fused=True)`, without torch.optim's per-call bookkeeping or
-  its start-up cost);
-- on a CPU, `ThreadTuner` falls back to one thread while another process crowds the cores
-  (a multi-threaded step can then be 5-10x slower), and back when they are free again;
-- float32 matrix products on the CPU go through oneDNN when a start-up probe finds it clearly
-  faster than the default BLAS (MKL takes a generic AVX2 path on AMD processors, oneDNN uses
-  AVX-512 there). VAE_MATMUL=blas turns this off, VAE_MATMUL=onednn forces it;
-- on a GPU the whole step (forward, backward, Adam) is captured once as a CUDA graph and
-  replayed (`GraphedStep`): launching a step's ~100 small kernels one by one costs more than
-  running them. VAE_CUDA_GRAPHS=0 turns this off; a failed capture falls back to eager steps.
+By default `train` hands this very loop to fast.py, which computes the same thing faster and
+which you never need to read. VAE_FAST=0 (or `python run_vae.py --plain`) runs the loop below
+as written; fast.py also leaves it to this loop, in one line saying why, where it cannot run.
 """
-import contextlib
-import math
-import os
-import time
-import warnings
-
 import torch
 
-# Dynamic binarization draws one 16-bit uniform r per pixel (as int16) and turns the pixel
-# on when r < THRESHOLD[grey], THRESHOLD[g] = ceil(65536 * g / 255) - 32768 (clipped to
-# int16): P(on) = g/255 within 2e-5, at a fraction of the cost of torch.bernoulli.
-_THRESHOLD = torch.tensor([min(math.ceil(65536 * g / 255) - 32768, 32767) for g in range(256)],
-                          dtype=torch.int16)
+import fast
 
 
-class Binarizer:
-    """Fresh Bernoulli binarizations of uint8 images, drawn on their device."""
+def binarize(grey, generator):
+    """Fresh 0/1 images from grey ones (uint8): each pixel on with probability grey / 255.
+
+    Each pixel draws a uniform 16-bit number u in 0..65535 (the 64 random bits of one int64
+    draw make four of them) and is on when u < 65536 * grey / 255; u = 65535 (one draw in
+    65,536) is off even for a white pixel. fast.py draws these very bits, so that both loops
+    train on the same batches.
+    """
+    n = grey.numel()
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=grey.device)
+    bits.random_(-2**63, None, generator=generator)                      # 64 random bits each
+    u = bits.view(torch.int16)[:n].view(grey.shape).int() + 32768        # four u per draw
+    on = (u * 255 < grey.int() * 65536) & (u < 65535)
+    return on.float()
+
+
+class Batches:
+    """Batches of freshly binarized training images: each epoch visits the images once, in a
+    new random order (a last batch that would run past the end starts the next epoch)."""
 
     def __init__(self, images_u8, batch, generator):
-        self.images = images_u8                                         # (N, 784) uint8
-        self.table = _THRESHOLD.to(images_u8.device)
-        self.batch = batch
-        self.generator = generator
-        self.order = torch.empty(0, dtype=torch.long, device=images_u8.device)
-        self.position = 0
+        self.images, self.batch, self.generator = images_u8, batch, generator  # images: (N, 784)
+        self.order, self.position = None, len(images_u8)
 
     def next(self):
-        """-> float32 (batch, 784) of 0/1, sampled without replacement within each epoch."""
-        if self.position + self.batch > len(self.order):
+        if self.position + self.batch > len(self.images):                   # a new epoch
             self.order = torch.randperm(len(self.images), generator=self.generator, device=self.images.device)
             self.position = 0
         rows = self.order[self.position:self.position + self.batch]
         self.position += self.batch
-        grey = self.images.index_select(0, rows)                        # (batch, 784) uint8
-        thresholds = self.table.index_select(0, grey.view(-1).int()).view(grey.shape)   # int16
-        noise = self._uniform_int16(thresholds.numel()).view(grey.shape)
-        if self._compare_into_float:
-            try:
-                x = torch.empty(grey.shape, dtype=torch.float32, device=grey.device)
-                return torch.lt(noise, thresholds, out=x)
-            except RuntimeError:               # a backend without mixed-dtype comparison
-                self._compare_into_float = False
-        return (noise < thresholds).to(torch.float32)
-
-    _compare_into_float = True
-
-    def _uniform_int16(self, n):
-        """n independent uniform int16: full-range int64 draws, each read as four int16."""
-        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=self.images.device)
-        try:
-            bits.random_(-2**63, None, generator=self.generator)
-        except RuntimeError:
-            bits = torch.randint(-2**63, 2**63 - 1, bits.shape, generator=self.generator,
-                                 dtype=torch.int64, device=bits.device)
-        return bits.view(torch.int16)[:n]
+        return binarize(self.images[rows], self.generator)                  # (batch, 784) of 0/1
 
 
 def make_optimizer(model, lr):
-    params = [p for p in model.parameters() if p.requires_grad]
-    if all(p.device.type in ("cpu", "cuda") for p in params):
-        try:
-            return torch.optim.Adam(params, lr=lr, fused=True)
-        except RuntimeError:                   # an older torch without the fused CPU kernel
-            pass
-    return torch.optim.Adam(params, lr=lr)
-
-
-class FusedAdam:
-    """Adam exactly as `torch.optim.Adam(params, lr, fused=True)` computes it: the same fused
-    kernel with the same arguments and the same state (exp_avg, exp_avg_sq, a float32 step
-    count per parameter), default betas (0.9, 0.999) and eps 1e-8.
-
-    What it leaves out is torch.optim's per-call bookkeeping (about 0.1 ms a step on a CPU)
-    and its first-call import of torch._dynamo (about 70 MB and a second at start-up).
-    Parameters without a gradient are skipped for the step, as torch.optim does.
-    """
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
-        self.params = [p for p in params if p.requires_grad]
-        self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
-        self.exp_avgs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
-        self.exp_avg_sqs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
-        # One float32 step count per parameter, as torch.optim keeps them, stored side by side so
-        # that a step of every parameter counts with one add (a list add costs ~40 us on a CPU).
-        self.step_counts = torch.zeros(len(self.params), dtype=torch.float32,
-                                       device=self.params[0].device if self.params else "cpu")
-        self.steps = list(self.step_counts.unbind())
-
-    @staticmethod
-    def supports(params):
-        """Whether the fused kernel takes these parameters (one device, CPU or CUDA, one float dtype)."""
-        params = [p for p in params if p.requires_grad]
-        if not (hasattr(torch, "_fused_adam_") and len({(p.device, p.dtype) for p in params}) == 1
-                and params[0].device.type in ("cpu", "cuda") and params[0].is_floating_point()):
-            return False
-        try:                                   # older torch has the kernel for CUDA only
-            p, g, m, v = (torch.zeros(2, dtype=params[0].dtype, device=params[0].device) for _ in range(4))
-            step = torch.zeros((), dtype=torch.float32, device=p.device)
-            torch._fused_adam_([p], [g], [m], [v], [], [step], amsgrad=False,
-                               lr=1e-3, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, maximize=False,
-                               grad_scale=None, found_inf=None)
-        except (RuntimeError, NotImplementedError, TypeError):
-            return False
-        return True
-
-    def zero_grad(self):
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self):
-        grads = [p.grad for p in self.params]
-        if None not in grads:
-            params, exp_avgs, exp_avg_sqs, steps = self.params, self.exp_avgs, self.exp_avg_sqs, self.steps
-            count = self.step_counts.add_
-        else:
-            live = [i for i, g in enumerate(grads) if g is not None]
-            if not live:
-                return
-            params, grads, exp_avgs, exp_avg_sqs, steps = ([items[i] for i in live] for items in (
-                self.params, grads, self.exp_avgs, self.exp_avg_sqs, self.steps))
-            count = lambda one: torch._foreach_add_(steps, one)  # noqa: E731
-        if any(g.is_sparse for g in grads):
-            raise RuntimeError("Adam does not support sparse gradients")
-        count(1)
-        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=self.lr,
-                           beta1=self.betas[0], beta2=self.betas[1], weight_decay=0.0, eps=self.eps,
-                           maximize=False, grad_scale=None, found_inf=None)
-
-
-def _training_optimizer(model, lr):
-    """FusedAdam where the kernel exists for these parameters, else make_optimizer's torch.optim.Adam."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if params and FusedAdam.supports(params):
-        return FusedAdam(params, lr)
-    return make_optimizer(model, lr)
-
-
-# ---------------------------------------------------------------------------------------
-# float32 matrix products through oneDNN (CPU only, and only where a probe says it pays).
-# Registered as the CPU kernels of aten::mm and aten::addmm while training or evaluating, so
-# autograd, the student's code and nn.Linear are untouched; anything that is not a plain
-# float32 2-D product goes to the stock kernel (the `out=` variants, not overridden).
-
-# Below about 2 million multiply-adds oneDNN's fixed cost per call (~15 us) outweighs its speed.
-_ONEDNN_MIN_WORK = 1 << 21
-
-
-def _plain_matrix(t):
-    return t.dtype == torch.float32 and t.numel() > 0 and (t.is_contiguous() or t.t().is_contiguous())
-
-
-# The kernels below run for every matrix product of a step, so the cheap tests come first.
-def _onednn_mm(a, b):
-    if (a.dim() == 2 and b.dim() == 2 and a.shape[0] * a.shape[1] * b.shape[1] >= _ONEDNN_MIN_WORK
-            and a.shape[1] == b.shape[0] and _plain_matrix(a) and _plain_matrix(b)):
-        return torch.ops.mkldnn._linear_pointwise.default(a, b.t(), None, "none", [], "")
-    return torch.ops.aten.mm.out(a, b, out=a.new_empty(0))
-
-
-def _onednn_addmm(bias, a, b, *, beta=1, alpha=1):
-    if (beta == 1 and alpha == 1 and a.dim() == 2 and b.dim() == 2 and bias.dim() == 1
-            and a.shape[0] * a.shape[1] * b.shape[1] >= _ONEDNN_MIN_WORK and a.shape[1] == b.shape[0]
-            and bias.shape[0] == b.shape[1] and bias.dtype == torch.float32 and bias.is_contiguous()
-            and _plain_matrix(a) and _plain_matrix(b)):
-        return torch.ops.mkldnn._linear_pointwise.default(a, b.t(), bias, "none", [], "")
-    return torch.ops.aten.addmm.out(bias, a, b, beta=beta, alpha=alpha, out=a.new_empty(0))
-
-
-_ONEDNN = {"pays": None, "library": None, "depth": 0}
-
-# Values of VAE_MATMUL and VAE_CUDA_GRAPHS that turn a speed device off.
-_SWITCHED_OFF = ("0", "off", "no", "false")
-
-
-def onednn_matmul_pays():
-    """Whether float32 CPU matrix products should go through oneDNN (decided once per process)."""
-    if _ONEDNN["pays"] is None:
-        _ONEDNN["pays"] = _probe_onednn(os.environ.get("VAE_MATMUL", "auto").strip().lower())
-    return _ONEDNN["pays"]
-
-
-def _probe_onednn(choice):
-    if choice == "blas" or choice in _SWITCHED_OFF:
-        return False
-    try:
-        if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
-            return False
-        generator = torch.Generator().manual_seed(0)
-        x = torch.randn(100, 784, generator=generator)
-        w = torch.randn(300, 784, generator=generator)
-        g = torch.randn(100, 300, generator=generator)
-        for got, want in ((_onednn_mm(x, w.t()), torch.ops.aten.mm.out(x, w.t(), out=x.new_empty(0))),
-                          (_onednn_mm(g.t(), x), torch.ops.aten.mm.out(g.t(), x, out=x.new_empty(0)))):
-            if not torch.allclose(got, want, rtol=1e-4, atol=1e-3):
-                return False
-        if choice == "onednn":
-            return True
-
-        def best(fn):
-            times = []
-            for _ in range(5):
-                start = time.perf_counter()
-                for _ in range(2):
-                    fn()
-                times.append(time.perf_counter() - start)
-            return min(times)
-        blas = best(lambda: torch.ops.aten.mm.out(g.t(), x, out=x.new_empty(0)))
-        onednn = best(lambda: _onednn_mm(g.t(), x))
-        return onednn < 0.8 * blas
-    except Exception:  # an exotic build: keep the stock kernels
-        return False
-
-
-@contextlib.contextmanager
-def fast_matmul(device):
-    """Within this block, float32 CPU mm/addmm go through oneDNN if `onednn_matmul_pays()`."""
-    device = torch.device(device)
-    if device.type != "cpu" or not onednn_matmul_pays():
-        yield
-        return
-    if _ONEDNN["depth"] == 0:
-        library = torch.library.Library("aten", "IMPL")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")    # "Overriding a previously registered kernel"
-            library.impl("mm", _onednn_mm, "CPU")
-            library.impl("addmm", _onednn_addmm, "CPU")
-        _ONEDNN["library"] = library
-    _ONEDNN["depth"] += 1
-    try:
-        yield
-    finally:
-        _ONEDNN["depth"] -= 1
-        if _ONEDNN["depth"] == 0:
-            library, _ONEDNN["library"] = _ONEDNN["library"], None
-            if hasattr(library, "_destroy"):  # older torch: the kernels stay (same results)
-                library._destroy()
-
-
-# ---------------------------------------------------------------------------------------
-
-def _window_mean(window):
-    """Mean of the logged (nelbo, kl, rec) tensors of the last window -> tuple of floats (one sync)."""
-    try:
-        values = torch.stack([v for triple in window for v in triple]).view(-1, 3)
-    except RuntimeError:                       # not three scalars: average whatever they are
-        values = torch.stack([torch.stack([v.float().mean() for v in triple]) for triple in window])
-    return tuple(values.float().mean(0).tolist())
-
-
-class ThreadTuner:
-    """Keeps the faster of two thread counts for a CPU training loop: all of torch's threads, or one.
-
-    On an idle machine more threads are faster. When another process takes one of the cores,
-    a multi-threaded step can become 5 to 10 times slower (every parallel region waits for a
-    descheduled thread) while a one-thread step barely notices. So both counts are timed over
-    `trial` steps each (from step `start`, then every `period` steps, and at once when the
-    steps of the last `watch` got 1.5 times slower than when the count was chosen), and the
-    faster one runs until the next check: about 1% of the steps run at the slower count on an
-    idle machine.
-    """
-
-    def __init__(self, device, start=100, period=1000, trial=20, warm=4, watch=50):
-        assert 1 <= warm < trial - 1
-        self.many = torch.get_num_threads()
-        self.active = torch.device(device).type == "cpu" and self.many > 1
-        self.period, self.trial, self.warm, self.watch = period, trial, warm, watch
-        self.next_check, self.phase = start, None    # phase: position in a running check
-        self.reference = None                        # seconds per step of the chosen count
-        self.watch_start = None
-        self.choices = []                            # (step, threads chosen), for tests and benchmarks
-
-    def tick(self, step):
-        """Call at the start of every step (1-based)."""
-        if not self.active:
-            return
-        now = time.perf_counter()
-        if self.phase is None:
-            if step >= self.next_check:
-                self.phase, self.timings = 0, {}
-            elif self.watch_start is not None and step - self.watch_start[0] >= self.watch:
-                per_step = (now - self.watch_start[1]) / (step - self.watch_start[0])
-                self.watch_start = (step, now)
-                if per_step > 1.5 * self.reference:
-                    self.phase, self.timings = 0, {}
-            if self.phase is None:
-                return
-        trial, warm, phase = self.trial, self.warm, self.phase
-        if phase == 0:
-            torch.set_num_threads(self.many)
-        elif phase in (warm, trial + warm):
-            self._t0 = now
-        elif phase == trial:                          # seconds per step with all threads
-            self.timings[self.many] = (now - self._t0) / (trial - warm)
-            torch.set_num_threads(1)
-        elif phase == 2 * trial - 1:                  # and with one (this step runs with the choice)
-            self.timings[1] = (now - self._t0) / (trial - warm - 1)
-            best = min(self.timings, key=self.timings.get)
-            torch.set_num_threads(best)
-            self.choices.append((step, best))
-            self.reference, self.watch_start = self.timings[best], (step, now)
-            self.next_check, self.phase = step + self.period, None
-            return
-        self.phase += 1
-
-    def restore(self):
-        if self.active:
-            torch.set_num_threads(self.many)
-
-
-def _cuda_graphs_wanted(device):
-    return (device.type == "cuda"
-            and os.environ.get("VAE_CUDA_GRAPHS", "auto").strip().lower() not in _SWITCHED_OFF)
-
-
-def _capture_cuda_graph(step, stream):
-    """Record `step()` on `stream` as a CUDA graph (nothing runs yet) -> a callable that replays it.
-    The warm-up steps ran on the same stream, so its library handles and workspaces exist."""
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, stream=stream):
-        step()
-    return graph.replay
-
-
-class GraphedStep:
-    """The training step (forward, backward, Adam) recorded once as a CUDA graph, then replayed.
-
-    On a GPU the ~100 small kernels of a step take less time to run than the CPU needs to launch
-    them one by one; a replay launches them all at once. Torch's recipe for capturing a whole
-    step: `warmup` eager steps on a side stream, gradients set to None, then the capture; each
-    later step copies its batch into the graph's input and replays (warm-up and capture share
-    one stream). Every step trains: the warm-up steps eagerly, the captured one by its first
-    replay.
-
-    If the capture fails (a bound that waits for the host, an optimizer that cannot be captured),
-    training goes on eagerly from that very step and `failure` says why.
-    `capture` is injectable so that the bookkeeping can be tested without a GPU.
-    """
-
-    def __init__(self, model, optimizer, warmup=3, capture=None, stream=None):
-        self.model, self.optimizer, self.warmup = model, optimizer, warmup
-        self.capture = capture or _capture_cuda_graph
-        self.stream = stream                           # warm-up and capture stream, made on first use
-        self.replay, self.failure, self.steps = None, None, 0
-
-    def __call__(self, x):
-        """Train on x -> (nelbo, kl, rec) tensors of this step (copies: the graph reuses its outputs)."""
-        self.steps += 1
-        if self.failure is not None:
-            return _eager_step(self.model, self.optimizer, x)
-        if self.stream is None:
-            self.stream = torch.cuda.Stream(x.device)
-        if self.replay is None and self.steps <= self.warmup:
-            with _on_stream(self.stream):
-                return _eager_step(self.model, self.optimizer, x)
-        if self.replay is None:
-            self.static_x = torch.empty_like(x)
-            self.optimizer.zero_grad()                 # the graph allocates the gradients in its pool
-            try:
-                self.replay = self.capture(self._captured_step, self.stream)
-            except Exception as error:                 # noqa: BLE001 - any failure: train eagerly
-                self.failure = f"{type(error).__name__}: {error}"
-                self.optimizer.zero_grad()
-                warnings.warn(f"CUDA graph capture failed, training without it: {self.failure}")
-                return _eager_step(self.model, self.optimizer, x)
-        self.static_x.copy_(x)
-        self.replay()
-        return self.static_out.clone().unbind()
-
-    def _captured_step(self):
-        nelbo, kl, rec = self.model.negative_elbo_bound(self.static_x)
-        nelbo.backward()
-        self.optimizer.step()
-        self.static_out = torch.stack([v.detach().float().mean() for v in (nelbo, kl, rec)])
-
-
-@contextlib.contextmanager
-def _on_stream(stream):
-    """Run the block on a side CUDA stream, ordered after and before the current stream's work."""
-    current = torch.cuda.current_stream(stream.device)
-    stream.wait_stream(current)
-    with torch.cuda.stream(stream):
-        yield
-    current.wait_stream(stream)
-
-
-def _eager_step(model, optimizer, x):
-    optimizer.zero_grad()                      # sets the gradients to None
-    nelbo, kl, rec = model.negative_elbo_bound(x)
-    nelbo.backward()
-    optimizer.step()
-    return nelbo.detach(), kl.detach(), rec.detach()
+    """Adam (default betas 0.9, 0.999 and eps 1e-8) on the parameters that are trained."""
+    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
 
 
 def train(model, train_images_u8, iters, batch=100, lr=1e-3, seed=0, progress=None, log_every=100):
     """Train `model` with Adam on dynamically binarized images.
 
     train_images_u8: uint8 tensor (N, 784) on the training device.
-    progress: None, or a callable(iteration, running_nelbo) called every `log_every` steps.
-    Returns the final running mean of (nelbo, kl, rec) over the last log window, as floats.
-    On CUDA the step is replayed as a CUDA graph (`GraphedStep`; VAE_CUDA_GRAPHS=0 turns it off).
+    progress: None, or a callable(step, (nelbo, kl, rec)) called every `log_every` steps with
+    the means over those steps. Returns the last such means, as floats.
     """
+    if fast.usable(model, train_images_u8.device):
+        return fast.train(model, train_images_u8, iters, batch, lr, seed, progress, log_every)
     device = train_images_u8.device
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    binarizer = Binarizer(train_images_u8, batch, generator)
-    optimizer = _training_optimizer(model, lr)
+    # The batches' random numbers come from a generator of our own, seeded with `seed`, next to
+    # the images (on the CPU for Apple's MPS, whose random permutations some torch versions get wrong).
+    home = device if device.type in ("cpu", "cuda") else torch.device("cpu")
+    batches = Batches(train_images_u8.to(home), batch, torch.Generator(device=home).manual_seed(seed))
+    optimizer = make_optimizer(model, lr)
     model.train()
-    graphed = GraphedStep(model, optimizer) if _cuda_graphs_wanted(device) else None
-    window = []
+    window = []                                    # (nelbo, kl, rec) of the steps since the last report
     summary = (float("nan"),) * 3
-    threads = ThreadTuner(device)
-    with fast_matmul(device), contextlib.ExitStack() as cleanup:
-        cleanup.callback(threads.restore)
-        for step in range(1, iters + 1):
-            threads.tick(step)
-            x = binarizer.next()
-            if graphed is not None:
-                window.append(graphed(x))
-            else:
-                window.append(_eager_step(model, optimizer, x))
-            if step % log_every == 0 or step == iters:
-                summary = _window_mean(window)  # the only host sync
-                window = []
-                if progress is not None:
-                    progress(step, summary)
+    for step in range(1, iters + 1):
+        x = batches.next().to(device)
+        optimizer.zero_grad()                      # forget the previous step's gradients
+        nelbo, kl, rec = model.negative_elbo_bound(x)
+        nelbo.backward()                           # gradients of the batch mean NELBO
+        optimizer.step()
+        window.append(torch.stack([term.detach().float().mean() for term in (nelbo, kl, rec)]))
+        # Reading a number waits for the device to finish its work: only every log_every steps.
+        if step % log_every == 0 or step == iters:
+            summary = tuple(torch.stack(window).mean(0).tolist())
+            window = []
+            if progress is not None:
+                progress(step, summary)
     return summary
 
 
 # Evaluations run in pieces of at most this many rows (data points x importance samples), so
-# that memory stays small whatever the repeats: at 1,000 rows an evaluation adds about 10 MB to
-# the process (50 MB at 2,000) and runs no slower.
+# that memory stays small whatever the repeats (about 10 MB at 1,000 rows, and no slower).
 _EVAL_ROWS = 1000
 
 
 def _mean_in_pieces(bound, x, repeats, samples_per_row=1):
-    """Mean over `repeats` copies of x of `bound(rows)`'s values (each a mean over its rows),
-    computed on pieces of at most _EVAL_ROWS // samples_per_row rows -> tuple of floats.
-
-    Stacking copies of x, or splitting x, changes nothing but the summation order: every
-    piece's values are means over its rows, so the row-weighted mean of the pieces is the
-    mean over all rows of all copies.
-    """
+    """Mean over `repeats` copies of x of `bound(rows)`'s values (each a mean over its rows) ->
+    tuple of floats. Copies of x are stacked into pieces of at most _EVAL_ROWS // samples_per_row
+    rows (or x is cut into slices that size): as every value is a mean over its rows, the
+    row-weighted mean of the pieces is the mean over all rows of all copies."""
     rows = max(1, _EVAL_ROWS // samples_per_row)
     if rows >= len(x):                                     # whole copies of x per call
         copies = max(1, rows // len(x))
@@ -479,16 +111,11 @@ def _mean_in_pieces(bound, x, repeats, samples_per_row=1):
 
 @torch.no_grad()
 def evaluate(model, x, repeats=100, bound=None):
-    """Mean of `repeats` evaluations of the negative ELBO on x -> (nelbo, kl, rec) floats.
-
-    Each evaluation is a batch mean, so the repeats run as copies of x stacked into a few
-    large batches (see _mean_in_pieces); the mean of those is the mean of the repeats.
-    `bound`: a callable(model, x) -> (nelbo, kl, rec); default the model's own method.
-    """
+    """Mean of `repeats` evaluations of the negative ELBO on x (fresh z each) -> (nelbo, kl, rec).
+    `bound`: a callable(model, x) -> (nelbo, kl, rec); default the model's own method."""
     model.eval()
     call = (lambda rows: bound(model, rows)) if bound is not None else model.negative_elbo_bound
-    with fast_matmul(x.device):
-        return _mean_in_pieces(call, x, repeats)
+    return _mean_in_pieces(call, x, repeats)
 
 
 @torch.no_grad()
@@ -496,16 +123,7 @@ def evaluate_iwae(model, x, sample_counts=(1, 10, 100, 1000), samples_per_point=
     """Negative IWAE bounds -> {iw: niwae}, each averaged over max(1, samples_per_point // iw) draws."""
     model.eval()
     results = {}
-    with fast_matmul(x.device):
-        for iw in sample_counts:
-            repeats = max(1, samples_per_point // iw)
-            results[iw] = _mean_in_pieces(lambda rows: model.negative_iwae_bound(rows, iw), x, repeats, iw)[0]
+    for iw in sample_counts:
+        repeats = max(1, samples_per_point // iw)
+        results[iw] = _mean_in_pieces(lambda rows: model.negative_iwae_bound(rows, iw), x, repeats, iw)[0]
     return results
-
-
-class Stopwatch:
-    def __init__(self):
-        self.start = time.perf_counter()
-
-    def __call__(self):
-        return time.perf_counter() - self.start

@@ -1,10 +1,11 @@
-"""The fast training loop computes what the plain one does.
+"""The fast training loop (fast.py) computes what the plain one (train.py) does.
 
-Each speed device in train.py is checked against the straightforward computation it replaces:
-the binarizer against a table lookup of the same random bits, FusedAdam against
+Each speed device in fast.py is checked against the straightforward computation it replaces:
+the binarizer against train.binarize's reading of the same random bits, FusedAdam against
 torch.optim.Adam(fused=True) (bit for bit), the oneDNN matrix products against the stock
 kernels (to float32 rounding, every layout, and falling back for everything else), and the
-whole loop against a plain loop on the same batches. CUDA tests skip without a GPU.
+whole loop against a plain loop on the same batches (tests/test_train_split.py: against
+train.py's own loop). CUDA tests skip without a GPU.
 """
 import contextlib
 import math
@@ -12,7 +13,7 @@ import math
 import pytest
 import torch
 
-from autograder.reference import data, train, vae
+from autograder.reference import data, fast, train, vae
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
@@ -29,11 +30,13 @@ def mnist():
 @pytest.mark.parametrize("device", DEVICES)
 def test_binarizer_is_a_table_lookup_of_the_same_bits(mnist, device):
     """Same generator state -> exactly `noise < THRESHOLD[grey]` for the noise read from the
-    same full-range draws, with a fresh permutation at each epoch boundary."""
+    same full-range draws, with a fresh permutation at each epoch boundary; and the same
+    batches as train.Batches draws."""
     images = mnist[:500].to(device)
-    fast = train.Binarizer(images, 100, torch.Generator(device=device).manual_seed(7))
+    quick = fast.Binarizer(images, 100, torch.Generator(device=device).manual_seed(7))
+    plain = train.Batches(images, 100, torch.Generator(device=device).manual_seed(7))
     twin = torch.Generator(device=device).manual_seed(7)
-    table = train._THRESHOLD.to(device)
+    table = fast._threshold_table(device)
     for epoch in range(3):
         order = torch.randperm(500, generator=twin, device=device)
         for k in range(5):
@@ -41,20 +44,21 @@ def test_binarizer_is_a_table_lookup_of_the_same_bits(mnist, device):
             bits = torch.empty(19600, dtype=torch.int64, device=device).random_(-2**63, None, generator=twin)
             noise = bits.view(torch.int16).view(100, 784)
             expected = (noise < table[images[rows].long()]).float()
-            x = fast.next()
+            x = quick.next()
             assert x.dtype == torch.float32 and x.shape == (100, 784)
             assert torch.equal(x, expected), (epoch, k)
+            assert torch.equal(plain.next(), expected), (epoch, k)
 
 
 def test_threshold_table_gives_grey_over_255():
-    t = train._THRESHOLD.long() + 32768                   # P(on) = t / 65536
+    t = fast._threshold_table("cpu").long() + 32768         # P(on) = t / 65536
     g = torch.arange(256)
     assert t[0] == 0
     assert torch.all((t / 65536 - g / 255).abs() < 2e-5)
 
 
 def test_binarizer_full_range_bits_are_uniform_in_every_int16_lane():
-    b = train.Binarizer(torch.zeros(10, 784, dtype=torch.uint8), 10, torch.Generator().manual_seed(0))
+    b = fast.Binarizer(torch.zeros(10, 784, dtype=torch.uint8), 10, torch.Generator().manual_seed(0))
     lanes = b._uniform_int16(400000).view(-1, 4).float()
     assert torch.all(lanes.min(0).values < -32000) and torch.all(lanes.max(0).values > 32000)
     assert torch.all(lanes.mean(0).abs() < 200)         # sd of the mean ~ 18918 / sqrt(1e5) = 60
@@ -62,7 +66,7 @@ def test_binarizer_full_range_bits_are_uniform_in_every_int16_lane():
 
 def test_binarizer_on_odd_sizes():
     grey = torch.full((7, 5), 255, dtype=torch.uint8)    # 15 pixels a batch: not a multiple of 4
-    x = train.Binarizer(grey, 3, torch.Generator().manual_seed(0)).next()
+    x = fast.Binarizer(grey, 3, torch.Generator().manual_seed(0)).next()
     assert x.shape == (3, 5) and x.sum() >= 14
 
 
@@ -80,8 +84,8 @@ def _twin_models(device="cpu"):
 def test_fused_adam_equals_torch_optim_adam_bit_for_bit(device):
     a, b = _twin_models(device)
     opt_a = torch.optim.Adam([p for p in a.parameters() if p.requires_grad], lr=1e-3, fused=True)
-    opt_b = train._training_optimizer(b, 1e-3)
-    assert isinstance(opt_b, train.FusedAdam)
+    opt_b = fast._training_optimizer(b, 1e-3)
+    assert isinstance(opt_b, fast.FusedAdam)
     gen = torch.Generator().manual_seed(0)
     for k in range(6):
         opt_a.zero_grad()
@@ -101,15 +105,18 @@ def test_fused_adam_equals_torch_optim_adam_bit_for_bit(device):
         assert torch.equal(state["step"], step) and step.dtype == torch.float32
 
 
-def test_training_optimizer_falls_back_to_torch_optim():
+def test_parameters_the_fused_kernel_cannot_take_leave_the_model_to_the_plain_loop(capsys):
     model = vae.VAE().double()
     model.enc.net[0].weight.data = model.enc.net[0].weight.data.float()   # two dtypes: not one fused call
-    assert isinstance(train._training_optimizer(model, 1e-3), torch.optim.Adam)
+    assert not fast.FusedAdam.supports(list(model.parameters()))
+    fast._SAID.clear()
+    assert fast.usable(model, "cpu") is False
+    assert "fused Adam" in capsys.readouterr().err
     assert isinstance(train.make_optimizer(vae.VAE(), 1e-3), torch.optim.Adam)
 
 
 def test_training_does_not_import_torch_dynamo(tmp_path):
-    """torch.optim's first call imports torch._dynamo (~70 MB, ~1 s); the training loop must not."""
+    """torch.optim's first call imports torch._dynamo (~70 MB, ~1 s); the fast loop must not."""
     import subprocess
     import sys
     from autograder import paths
@@ -144,30 +151,30 @@ def test_onednn_products_match_the_stock_kernels(shape):
     for name, a, b in _layouts(m, k, n, gen):
         want_mm = torch.mm(a.double(), b.double())
         want_addmm = torch.addmm(bias.double(), a.double(), b.double())
-        got_mm = train._onednn_mm(a, b)
-        got_addmm = train._onednn_addmm(bias, a, b)
+        got_mm = fast._onednn_mm(a, b)
+        got_addmm = fast._onednn_addmm(bias, a, b)
         scale = math.sqrt(k) * 4
         assert got_mm.dtype == torch.float32 and got_mm.shape == (m, n) and got_mm.is_contiguous()
         assert (got_mm.double() - want_mm).abs().max() < 1e-5 * scale, name
         assert (got_addmm.double() - want_addmm).abs().max() < 1e-5 * scale, name
-        got_scaled = train._onednn_addmm(bias, a, b, beta=0.5, alpha=2.0)
+        got_scaled = fast._onednn_addmm(bias, a, b, beta=0.5, alpha=2.0)
         assert (got_scaled.double() - (0.5 * bias.double() + 2 * want_mm)).abs().max() < 1e-5 * scale * 2, name
 
 
 def test_onednn_products_leave_other_cases_to_torch():
     a64 = torch.randn(50, 60, dtype=torch.float64)
     b64 = torch.randn(60, 70, dtype=torch.float64)
-    assert torch.equal(train._onednn_mm(a64, b64), a64 @ b64)
-    empty = train._onednn_mm(torch.randn(0, 5), torch.randn(5, 4))
+    assert torch.equal(fast._onednn_mm(a64, b64), a64 @ b64)
+    empty = fast._onednn_mm(torch.randn(0, 5), torch.randn(5, 4))
     assert empty.shape == (0, 4)
     with pytest.raises(RuntimeError):
-        train._onednn_mm(torch.randn(3, 4), torch.randn(5, 6))      # torch's own shape error
+        fast._onednn_mm(torch.randn(3, 4), torch.randn(5, 6))      # torch's own shape error
     with pytest.raises(RuntimeError):
-        train._onednn_addmm(torch.randn(3), torch.randn(4, 5), torch.randn(5, 6))
+        fast._onednn_addmm(torch.randn(3), torch.randn(4, 5), torch.randn(5, 6))
 
 
 def test_fast_matmul_is_scoped_and_autograd_sees_the_same_gradients(monkeypatch):
-    monkeypatch.setitem(train._ONEDNN, "pays", True)                 # force it, whatever this CPU
+    monkeypatch.setitem(fast._ONEDNN, "pays", True)                 # force it, whatever this CPU
     torch.manual_seed(0)
     model = vae.VAE()
     x = torch.bernoulli(torch.full((100, 784), 0.3))
@@ -180,13 +187,13 @@ def test_fast_matmul_is_scoped_and_autograd_sees_the_same_gradients(monkeypatch)
         return nelbo.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
     stock_loss, stock = grads()
-    with train.fast_matmul("cpu"):
-        assert train._ONEDNN["library"] is not None
-        with train.fast_matmul("cpu"):                               # nested: one registration
+    with fast.fast_matmul("cpu"):
+        assert fast._ONEDNN["library"] is not None
+        with fast.fast_matmul("cpu"):                               # nested: one registration
             pass
-        assert train._ONEDNN["library"] is not None
+        assert fast._ONEDNN["library"] is not None
         fast_loss, fast = grads()
-    assert train._ONEDNN["library"] is None and train._ONEDNN["depth"] == 0
+    assert fast._ONEDNN["library"] is None and fast._ONEDNN["depth"] == 0
     assert abs(float(fast_loss) - float(stock_loss)) < 1e-3
     for g_fast, g_stock in zip(fast, stock):
         assert torch.allclose(g_fast, g_stock, rtol=1e-3, atol=1e-5)
@@ -195,16 +202,16 @@ def test_fast_matmul_is_scoped_and_autograd_sees_the_same_gradients(monkeypatch)
 
 
 def test_probe_respects_vae_matmul(monkeypatch):
-    assert train._probe_onednn("blas") is False
+    assert fast._probe_onednn("blas") is False
     monkeypatch.delenv("VAE_MATMUL", raising=False)
-    assert train._probe_onednn("auto") in (True, False)
+    assert fast._probe_onednn("auto") in (True, False)
 
 
 # --- the whole loop ----------------------------------------------------------------------
 
 def _plain_loop(model, images, iters, seed, lr=1e-3):
-    """The loop written plainly, on the same batches (same generator use as train.Binarizer)."""
-    binarizer = train.Binarizer(images, 100, torch.Generator(device=images.device).manual_seed(seed))
+    """The loop written plainly, on the same batches (same generator use as fast.Binarizer)."""
+    binarizer = train.Batches(images, 100, torch.Generator(device=images.device).manual_seed(seed))
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     for _ in range(iters):
         x = binarizer.next()
@@ -219,7 +226,8 @@ def _plain_loop(model, images, iters, seed, lr=1e-3):
 def test_train_follows_the_plain_loop(mnist, device, monkeypatch):
     """Same batches, same z draws, same Adam: the weights agree to float32 rounding."""
     monkeypatch.setenv("VAE_MATMUL", "blas")
-    monkeypatch.setitem(train._ONEDNN, "pays", None)
+    monkeypatch.delenv("VAE_FAST", raising=False)
+    monkeypatch.setitem(fast._ONEDNN, "pays", None)
     images = mnist.to(device)
     a, b = _twin_models(device)
     torch.manual_seed(5)
@@ -243,7 +251,7 @@ def test_train_reports_running_means_and_calls_progress(mnist):
 
 def test_window_mean_accepts_odd_shapes():
     window = [(torch.tensor(3.0), torch.tensor([1.0]), torch.tensor([2.0, 2.0])) for _ in range(4)]
-    assert train._window_mean(window) == (3.0, 1.0, 2.0)
+    assert fast._window_mean(window) == (3.0, 1.0, 2.0)
 
 
 # --- thread tuning ----------------------------------------------------------------------------
@@ -251,11 +259,11 @@ def test_window_mean_accepts_odd_shapes():
 def _drive_tuner(monkeypatch, cost, steps=3200):
     """Run a ThreadTuner against a fake clock where a step costs cost(step, threads) seconds."""
     clock = [0.0]
-    monkeypatch.setattr(train.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(fast.time, "perf_counter", lambda: clock[0])
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        tuner = train.ThreadTuner("cpu")
+        tuner = fast.ThreadTuner("cpu")
         used = []
         for step in range(1, steps + 1):
             tuner.tick(step)
@@ -294,9 +302,9 @@ def test_thread_tuner_is_off_for_one_thread_and_for_cuda():
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        assert not train.ThreadTuner("cpu").active
+        assert not fast.ThreadTuner("cpu").active
         torch.set_num_threads(2)
-        assert not train.ThreadTuner("cuda").active
+        assert not fast.ThreadTuner("cuda").active
     finally:
         torch.set_num_threads(before)
 
@@ -382,12 +390,12 @@ def _assert_same_parameters(a, b, **tolerance):
 
 
 def _batches(images, n, seed=3):
-    binarizer = train.Binarizer(images, 100, torch.Generator().manual_seed(seed))
+    binarizer = fast.Binarizer(images, 100, torch.Generator().manual_seed(seed))
     return [binarizer.next() for _ in range(n)]
 
 
 def _run_steps(model, batches, step_factory):
-    optimizer = train._training_optimizer(model, 1e-3)
+    optimizer = fast._training_optimizer(model, 1e-3)
     step = step_factory(model, optimizer)
     torch.manual_seed(11)
     return [float(v) for x in batches for v in step(x)], step
@@ -399,15 +407,15 @@ def test_graphed_step_trains_exactly_like_eager_steps(mnist, monkeypatch):
     monkeypatch.setattr(train, "_on_stream", lambda stream: contextlib.nullcontext())
     batches = _batches(mnist, 8)
     a, b = _twin_models()
-    eager, _ = _run_steps(a, batches, lambda m, o: (lambda x: train._eager_step(m, o, x)))
+    eager, _ = _run_steps(a, batches, lambda m, o: (lambda x: fast._eager_step(m, o, x)))
     graphed, step = _run_steps(
-        b, batches, lambda m, o: train.GraphedStep(m, o, warmup=2, capture=_fake_capture(m), stream="cpu"))
+        b, batches, lambda m, o: fast.GraphedStep(m, o, warmup=2, capture=_fake_capture(m), stream="cpu"))
     assert step.failure is None and step.replay is not None
     assert graphed == pytest.approx(eager, rel=1e-6)
     _assert_same_parameters(a, b)
 
 
-def test_failed_capture_goes_on_eagerly_from_the_same_step(mnist, monkeypatch):
+def test_failed_capture_goes_on_eagerly_from_the_same_step(mnist, monkeypatch, capsys):
     monkeypatch.setattr(train, "_on_stream", lambda stream: contextlib.nullcontext())
     batches = _batches(mnist, 6)
 
@@ -415,10 +423,12 @@ def test_failed_capture_goes_on_eagerly_from_the_same_step(mnist, monkeypatch):
         raise RuntimeError("operation not permitted when stream is capturing")
 
     a, b = _twin_models()
-    eager, _ = _run_steps(a, batches, lambda m, o: (lambda x: train._eager_step(m, o, x)))
-    with pytest.warns(UserWarning, match="CUDA graph capture failed"):
-        graphed, step = _run_steps(
-            b, batches, lambda m, o: train.GraphedStep(m, o, warmup=1, capture=refusing_capture, stream="cpu"))
+    eager, _ = _run_steps(a, batches, lambda m, o: (lambda x: fast._eager_step(m, o, x)))
+    fast._SAID.clear()
+    graphed, step = _run_steps(
+        b, batches, lambda m, o: fast.GraphedStep(m, o, warmup=1, capture=refusing_capture, stream="cpu"))
+    said = capsys.readouterr().err.splitlines()
+    assert len(said) == 1 and "CUDA graph capture failed" in said[0] and "without CUDA graphs" in said[0]
     assert "not permitted" in step.failure and step.replay is None
     assert graphed == pytest.approx(eager, rel=1e-6)
     _assert_same_parameters(a, b)
@@ -427,8 +437,8 @@ def test_failed_capture_goes_on_eagerly_from_the_same_step(mnist, monkeypatch):
 def test_train_uses_graphs_only_on_cuda_and_when_allowed(monkeypatch):
     for value, wanted in (("auto", True), ("1", True), ("0", False), ("off", False)):
         monkeypatch.setenv("VAE_CUDA_GRAPHS", value)
-        assert train._cuda_graphs_wanted(torch.device("cuda")) is wanted
-        assert train._cuda_graphs_wanted(torch.device("cpu")) is False
+        assert fast._cuda_graphs_wanted(torch.device("cuda")) is wanted
+        assert fast._cuda_graphs_wanted(torch.device("cpu")) is False
 
 
 class _NoiselessBound(torch.nn.Module):
@@ -455,8 +465,8 @@ def test_cuda_graph_replays_train_like_eager_steps(mnist):
     a = _NoiselessBound().cuda()
     b = _NoiselessBound().cuda()
     b.load_state_dict(a.state_dict())
-    eager, _ = _run_steps(a, batches, lambda m, o: (lambda x: train._eager_step(m, o, x)))
-    graphed, step = _run_steps(b, batches, lambda m, o: train.GraphedStep(m, o))
+    eager, _ = _run_steps(a, batches, lambda m, o: (lambda x: fast._eager_step(m, o, x)))
+    graphed, step = _run_steps(b, batches, lambda m, o: fast.GraphedStep(m, o))
     assert step.failure is None and step.replay is not None
     assert graphed == pytest.approx(eager, rel=1e-4, abs=1e-5)
     _assert_same_parameters(a, b, rtol=1e-4, atol=1e-5)

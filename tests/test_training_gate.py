@@ -246,13 +246,13 @@ import json, sys, os
 sys.path.insert(0, os.getcwd())
 import _worker
 _worker.bind_provided()
-import torch, train
+import torch, fast
 seen = {}
 model = torch.nn.Linear(3, 2)
 model(torch.ones(1, 3)).sum().backward()
 torch.optim.Adam(model.parameters()).step()      # torch itself wraps Adam.step and, via dynamo, manual_seed
 seen["after torch's own changes"] = _worker.replaced_originals()
-train._eager_step = lambda *args: None
+fast._eager_step = lambda *args: None
 torch.Tensor.backward = lambda *args, **kwargs: None
 seen["after replacing"] = _worker.replaced_originals()
 print(json.dumps(seen))
@@ -263,7 +263,7 @@ def test_the_worker_tells_torchs_own_changes_from_replacements(tmp_path):
     import shutil
     import subprocess
     import sys
-    for name in ("train.py", "data.py", "runtime.py"):
+    for name in config.PROVIDED_FILES:
         shutil.copy(paths.SOLUTION / name, tmp_path / name)
     shutil.copy(paths.PROJECT / "autograder" / "_worker.py", tmp_path / "_worker.py")
     done = subprocess.run([sys.executable, "-I", "-c", _WORKER_SCRIPT], cwd=tmp_path, capture_output=True, text=True,
@@ -271,4 +271,4 @@ def test_the_worker_tells_torchs_own_changes_from_replacements(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["after torch's own changes"] == []
-    assert sorted(seen["after replacing"]) == ["torch.Tensor.backward", "train._eager_step"]
+    assert sorted(seen["after replacing"]) == ["fast._eager_step", "torch.Tensor.backward"]

@@ -129,7 +129,7 @@ def audit_problems(audit, iterations, digest):
     if not isinstance(replaced, list) or replaced:
         names = ", ".join(str(name) for name in replaced[:8]) if isinstance(replaced, list) else "unknown"
         problems.append(f"Your code replaced or changed functions the provided training loop uses ({names}). "
-                        "Training must run the provided train.py and torch as they are.")
+                        "Training must run the provided train.py, fast.py and torch as they are.")
     if audit.get("optimizer_steps") != [iterations] or audit.get("optimizers") != 1:
         problems.append(f"The optimizer of the provided loop took {audit.get('optimizer_steps')} steps for "
                         f"{iterations} iterations: your code must not step the optimizer itself.")

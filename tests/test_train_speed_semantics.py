@@ -192,10 +192,10 @@ def test_fast_matmul_is_scoped_and_autograd_sees_the_same_gradients(monkeypatch)
         with fast.fast_matmul("cpu"):                               # nested: one registration
             pass
         assert fast._ONEDNN["library"] is not None
-        fast_loss, fast = grads()
+        fast_loss, quick = grads()
     assert fast._ONEDNN["library"] is None and fast._ONEDNN["depth"] == 0
     assert abs(float(fast_loss) - float(stock_loss)) < 1e-3
-    for g_fast, g_stock in zip(fast, stock):
+    for g_fast, g_stock in zip(quick, stock):
         assert torch.allclose(g_fast, g_stock, rtol=1e-3, atol=1e-5)
     again_loss, _ = grads()                                          # stock kernels are back
     assert float(again_loss) == float(stock_loss)
@@ -404,7 +404,7 @@ def _run_steps(model, batches, step_factory):
 def test_graphed_step_trains_exactly_like_eager_steps(mnist, monkeypatch):
     """Warm-up, capture and replays: every batch trained once, in order, each replay on its own
     batch (a graph that kept reading the first batch, or skipped the captured step, differs)."""
-    monkeypatch.setattr(train, "_on_stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(fast, "_on_stream", lambda stream: contextlib.nullcontext())
     batches = _batches(mnist, 8)
     a, b = _twin_models()
     eager, _ = _run_steps(a, batches, lambda m, o: (lambda x: fast._eager_step(m, o, x)))
@@ -416,7 +416,7 @@ def test_graphed_step_trains_exactly_like_eager_steps(mnist, monkeypatch):
 
 
 def test_failed_capture_goes_on_eagerly_from_the_same_step(mnist, monkeypatch, capsys):
-    monkeypatch.setattr(train, "_on_stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(fast, "_on_stream", lambda stream: contextlib.nullcontext())
     batches = _batches(mnist, 6)
 
     def refusing_capture(step, stream):

@@ -284,11 +284,20 @@ def fast_matmul(device):
         yield
         return
     if _ONEDNN["depth"] == 0:
-        library = torch.library.Library("aten", "IMPL")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")    # "Overriding a previously registered kernel"
-            library.impl("mm", _onednn_mm, "CPU")
-            library.impl("addmm", _onednn_addmm, "CPU")
+        try:
+            library = torch.library.Library("aten", "IMPL")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")    # "Overriding a previously registered kernel"
+                library.impl("mm", _onednn_mm, "CPU")
+                library.impl("addmm", _onednn_addmm, "CPU")
+        except Exception as error:  # noqa: BLE001 - e.g. another library already overrides aten::mm
+            _ONEDNN["pays"] = False
+            _say(f"oneDNN's products could not be registered ({type(error).__name__}): "
+                 "matrix products use torch's default kernels")
+            library = None                     # a partial registration goes with it
+        if library is None:
+            yield
+            return
         _ONEDNN["library"] = library
         del library
     _ONEDNN["depth"] += 1

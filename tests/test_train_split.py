@@ -231,6 +231,24 @@ def test_the_overrides_go_when_the_block_ends_with_or_without_library_destroy(mo
     assert len(calls) == 2
 
 
+def test_onednn_products_that_cannot_be_registered_leave_torchs_and_training_runs(mnist, monkeypatch, said):
+    class Refusing(torch.library.Library):
+        def impl(self, *args, **kwargs):
+            raise RuntimeError("there's already a kernel registered from python overriding mm's behavior")
+    monkeypatch.setattr(torch.library, "Library", Refusing)
+    monkeypatch.setitem(fast._ONEDNN, "pays", True)
+    _finite_run(vae.VAE(), mnist, monkeypatch)
+    lines = said()
+    assert fast._ONEDNN["pays"] is False and fast._ONEDNN["library"] is None
+    assert len(lines) == 1 and "could not be registered" in lines[0] and "default kernels" in lines[0]
+    a, b = torch.randn(100, 784), torch.randn(784, 300)
+    assert torch.equal(a @ b, torch.ops.aten.mm.out(a, b, out=a.new_empty(0)))   # nothing left registered
+    monkeypatch.setitem(fast._ONEDNN, "pays", True)
+    with pytest.raises(ValueError) as raised, fast.fast_matmul("cpu"):
+        raise ValueError("the model's own error")
+    assert raised.value.__context__ is None          # not chained to the failed registration
+
+
 def test_without_cuda_graphs_each_step_runs_eagerly(monkeypatch, said):
     monkeypatch.delattr(torch.cuda, "CUDAGraph")
     monkeypatch.delenv("VAE_CUDA_GRAPHS", raising=False)

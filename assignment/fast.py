@@ -2,9 +2,11 @@
 
 train.py holds the training loop as you read it. By default `train.train` hands that loop to
 `train` below, which computes the same thing faster: the same batches from the same random
-bits, the same Adam, the same calls of your `negative_elbo_bound`, in the same order
-(tests/test_train_speed_semantics.py checks each piece against the plain computation, and 50
-steps of both loops against each other). You never need to read this file.
+bits, the same Adam, the same calls of your `negative_elbo_bound`, in the same order; only the
+float rounding of Adam's fused kernel and of oneDNN's matrix products differs
+(tests/test_train_speed_semantics.py checks each piece against the plain computation, and
+tests/test_train_split.py 50 steps of both loops against each other). You never need to read
+this file.
 
 The switch: VAE_FAST=0 (or `python run_vae.py --plain`) runs the plain loop of train.py as it
 is written. Where this torch or device lacks what a piece needs, one line on stderr says so and

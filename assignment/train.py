@@ -4,8 +4,8 @@ This is how your `negative_elbo_bound` is used. `train` draws batches of 100 tra
 binarizes each afresh (a pixel is on with probability grey / 255), and takes one Adam step
 (lr 1e-3) on the batch mean of your NELBO; `evaluate` averages your bound over many draws.
 
-By default `train` hands this very loop to fast.py, which computes the same thing faster and
-which you never need to read. VAE_FAST=0 (or `python run_vae.py --plain`) runs the loop below
+By default `train` hands this very loop to fast.py, which computes the same thing (to float
+rounding) faster and which you never need to read. VAE_FAST=0 (or `python run_vae.py --plain`) runs the loop below
 as written; fast.py also leaves it to this loop, in one line saying why, where it cannot run.
 """
 import torch

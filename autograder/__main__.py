@@ -1,4 +1,4 @@
-"""python -m autograder assign | build | grade | calibrate | check  (see README.md)."""
+"""python -m autograder assign | calibrate | grade | prepare | container | build  (see README.md)."""
 import argparse
 import sys
 from pathlib import Path

@@ -203,7 +203,7 @@ def save_pictures(model, test_x, out_dir, curve=None, final=None, labels=None, l
     out_dir = Path(out_dir)
     labels = subset_labels(len(test_x)) if labels is None else labels
     model.eval()
-    written, skipped = [], []
+    written, skipped, missing = [], [], []
     if _available("PIL.Image"):
         save_samples(model, out_dir / "samples.png")
         save_reconstructions(model, test_x, out_dir / "reconstructions.png")
@@ -211,6 +211,7 @@ def save_pictures(model, test_x, out_dir, curve=None, final=None, labels=None, l
         written += GRIDS
     else:
         skipped += GRIDS
+        missing.append("Pillow")
     plots = PLOTS if curve is not None and curve.iterations else PLOTS[1:]
     if _available("matplotlib"):
         if "curves.png" in plots:
@@ -219,9 +220,11 @@ def save_pictures(model, test_x, out_dir, curve=None, final=None, labels=None, l
         written += plots
     else:
         skipped += plots
+        missing.insert(0, "matplotlib")
     if skipped and not _told:
         _told.append(True)
+        verb = "is" if len(missing) == 1 else "are"
         (log or (lambda m: print(m, file=sys.stderr)))(
-            f"pictures skipped: {', '.join(skipped)} (matplotlib is not installed: `pip install matplotlib` "
-            "to get them, Pillow comes with it)")
+            f"pictures skipped: {', '.join(skipped)} ({' and '.join(missing)} {verb} not installed: "
+            "`pip install matplotlib` to get them, Pillow comes with it)")
     return written, skipped

@@ -212,18 +212,19 @@ HIDE = "import sys\nfor name in {hidden!r}:\n    sys.modules[name] = None\n" \
        "import runpy\nsys.argv = ['run_vae.py'] + sys.argv[1:]\nrunpy.run_path('run_vae.py', run_name='__main__')\n"
 
 
-@pytest.mark.parametrize("hidden, skipped", [
-    (("matplotlib",), ["curves.png", "latent.png"]),
-    (("matplotlib", "PIL"), ["samples.png", "reconstructions.png", "interpolations.png", "curves.png", "latent.png"]),
+@pytest.mark.parametrize("hidden, skipped, missing", [
+    (("matplotlib",), ["curves.png", "latent.png"], "matplotlib is"),
+    (("matplotlib", "PIL"), ["samples.png", "reconstructions.png", "interpolations.png", "curves.png", "latent.png"],
+     "matplotlib and Pillow are"),
 ])
-def test_without_matplotlib_training_still_runs_and_says_what_was_skipped(tmp_path, hidden, skipped):
+def test_without_matplotlib_training_still_runs_and_says_what_was_skipped(tmp_path, hidden, skipped, missing):
     result = subprocess.run([sys.executable, "-c", HIDE.format(hidden=hidden), "--iters", "5", "--quiet",
                              "--out", str(tmp_path)], cwd=HERE, capture_output=True, text=True, timeout=300,
                             env=dict(os.environ, PYTHONWARNINGS="ignore"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("NELBO: ")
     told = [line for line in result.stderr.splitlines() if "skipped" in line]
-    assert told == [f"pictures skipped: {', '.join(skipped)} (matplotlib is not installed: "
+    assert told == [f"pictures skipped: {', '.join(skipped)} ({missing} not installed: "
                     "`pip install matplotlib` to get them, Pillow comes with it)"], result.stderr
     assert (tmp_path / "model.pt").exists()
     for name in EXPECTED:

@@ -73,7 +73,7 @@ def fields():
         "checks_table": _checks_table(rows),
         "total_points": f"{sum(points.values()):g}",
         "published_nelbo": f"{published['mean']:g} +- {published['sd']:g}",
-        "calibration_runs": str(stored["runs"]),
+        "calibration_runs": str(len(stored["runs"])),
         "subset_nelbo": _band(nelbo),
         "subset_kl": _band(subset["kl"]),
         "subset_rec": _band(subset["rec"]),

@@ -155,15 +155,20 @@ def save_curves(curve, path, final=None):
         panel.plot(steps, values, color=colour, lw=1.2, label="training (running mean)")
         if final is not None:
             panel.axhline(final[i], color="k", ls="--", lw=0.9, label=f"test subset: {final[i]:.2f}")
-        finite = [v for v in values[len(values) // 20:] if v == v]  # leave out the first 5% for the scale
-        if finite:
-            low, high = min(finite + ([final[i]] if final else [])), max(finite + ([final[i]] if final else []))
+        # The scale leaves out the first 2% of training, so that the last nats stay readable; the
+        # title gives the first value when it is off the scale.
+        title = name
+        shown = [v for v in values[len(values) // 50:] + ([final[i]] if final else []) if v == v]
+        if shown:
+            low, high = min(shown), max(shown)
             pad = 0.08 * (high - low) + 0.5
             panel.set_ylim(low - pad, high + pad)
-        panel.set_title(name)
+            if values[0] == values[0] and not low - pad <= values[0] <= high + pad:
+                title = f"{name}  (from {values[0]:.1f} at iteration {steps[0]})"
+        panel.set_title(title)
         panel.set_xlabel("iteration")
         panel.grid(alpha=0.3)
-        panel.legend(loc="upper right", fontsize=8)
+        panel.legend(loc="best", fontsize=8)
     panels[0].set_ylabel("nats per image")
     figure.savefig(path)
 

@@ -85,6 +85,7 @@ def fields():
         "max_file_kb": f"{config.MAX_SUBMISSION_FILE_BYTES // 1000}",
         "packages": ", ".join(config.STUDENT_PACKAGES),
         "submission_files": " and ".join(f"`{name}`" for name in config.SUBMISSION_FILES),
+        "provided_files": ", ".join(f"`{name}`" for name in config.PROVIDED_FILES),
     }
     values.update({f"points_{family}": f"{total:g}" for family, total in points.items()})
     return values

@@ -1,4 +1,4 @@
-"""python -m autograder assign | build | grade | calibrate | check  (see README.md)."""
+"""python -m autograder assign | calibrate | grade | prepare | container | build  (see README.md)."""
 import argparse
 import sys
 from pathlib import Path
@@ -6,7 +6,8 @@ from pathlib import Path
 from . import paths
 
 
-def main(argv=None):
+def build_parser():
+    """The command line: one subcommand per action (tests/test_readme.py holds the README to it)."""
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -48,7 +49,11 @@ def main(argv=None):
                        help="the students' bundle instead: public checks without the solution")
     build.add_argument("--no-verify", action="store_true",
                        help="skip grading the solution (must be full) and the skeleton (must be 0) first")
+    return parser
 
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "assign":
         from .skeleton import write_handout

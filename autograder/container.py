@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from . import config, paths, results
+from .stopper import Stopper
 from .reference import data
 
 
@@ -24,10 +25,10 @@ def prepare(log=print):
 
 
 def run(root, iterations=config.DEFAULT_ITERATIONS, device="auto"):
-    # Gradescope's timeout sends SIGTERM. Until grading starts, remember it (grade() then installs
-    # its own handler, which stops the sandboxes and writes the results so far).
-    stopped_early = []
-    signal.signal(signal.SIGTERM, lambda signum, frame: stopped_early.append(signum))
+    # Gradescope's timeout sends SIGTERM: before grading it is remembered (nothing is graded),
+    # during grading it stops the sandboxes and the results so far are written.
+    stopper = Stopper()
+    signal.signal(signal.SIGTERM, stopper)
     root = Path(root)
     results_path = root / "results" / "results.json"
     results_path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,12 +50,11 @@ def run(root, iterations=config.DEFAULT_ITERATIONS, device="auto"):
             import torch
             device = "cuda" if torch.cuda.is_available() else "cpu"
         from .grade import grade
-        if stopped_early:
+        if stopper.requested:
             results.write(results.failure("Grading was stopped (time limit) before it began: nothing was graded. "
                                           "Your instructor can see the log."), results_path)
             return results_path
-        # On SIGTERM (Gradescope's timeout) the sandboxes are killed and the results so far written.
-        grade(root / "submission", results_path, iterations, device, stop_signal=signal.SIGTERM)
+        grade(root / "submission", results_path, iterations, device, stopper=stopper)
     except BaseException as error:  # the student must always get a valid results.json
         print(f"[autograder] container run failed: {error!r}", file=sys.stderr)
         if not results.written_here(results_path):    # valid results already written are never replaced

@@ -8,7 +8,6 @@ results.json that says so is written instead.
 """
 import io
 import json
-import signal
 import time
 import traceback
 import unittest
@@ -71,20 +70,18 @@ def _never_failing(log):
 
 
 def grade(folder, results_path, iterations=config.DEFAULT_ITERATIONS, device="cpu", python=None, log=say,
-          families=None, stop_signal=None):
+          families=None, stopper=None):
     """Grade `folder`; write results_path; return the results dict. Never raises for a bad submission.
     `families`: only the checks of these student functions (default: all).
-    `stop_signal` (e.g. signal.SIGTERM, from the main thread): on it the sandboxes are killed, every
-    remaining check fails at once, and the results so far are written.
+    `stopper`: a Stopper the caller's signal handler calls (Gradescope's timeout): the sandboxes are
+    killed, every remaining check fails at once, and the results so far are written.
     Nothing after the write can undo it: every line logged is cleaned, and a failing log only loses lines."""
     started = time.perf_counter()
     log = _never_failing(log)
     runtime.configure_threads()     # the trusted side's own torch pool, sized from the CPU quota
     submission = submission_module.Submission(folder, iterations, device, python)
-    previous_handler = None
-    if stop_signal is not None:
-        # Raising in the handler would be caught by unittest as one check's error: stop instead.
-        previous_handler = signal.signal(stop_signal, lambda signum, frame: submission.stop())
+    if stopper is not None:
+        stopper.watch(submission)
     try:
         stream = io.StringIO()
         runner = JSONTestRunner(stream=stream, buffer=True,
@@ -98,8 +95,6 @@ def grade(folder, results_path, iterations=config.DEFAULT_ITERATIONS, device="cp
     finally:
         submission.close()          # kill everything the submission started before writing
         privileges.finish()         # as root: every process of the student users, and their scratch files
-        if stop_signal is not None:
-            signal.signal(stop_signal, previous_handler)
     try:
         results.validate(data)
     except results.SchemaError as error:

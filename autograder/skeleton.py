@@ -4,6 +4,10 @@ Whole-line `# BEGIN SOLUTION` / `# END SOLUTION` markers enclose each solution r
 the region becomes `raise NotImplementedError(...)` at the same indentation. Hints live in
 the docstrings, so both versions carry them. Nested, unclosed or stray markers are errors
 naming file:line.
+
+Documents: solution/HANDOUT.md becomes assignment/README.md, its `{{field}}`s filled from the
+grader's configuration, checks and calibration (autograder/handout.py), so that the points and
+figures a student reads are the ones the grader uses. An unknown field is an error naming file:line.
 """
 import re
 import shutil
@@ -16,6 +20,9 @@ DEF = re.compile(r"^\s*def (\w+)\(")
 # What the handout contains: every module of solution/ except the instructor-only files.
 INSTRUCTOR_ONLY = ("conftest.py", "test_*.py")
 STUB_MESSAGE = "{name} is not implemented yet: see its docstring, then replace this line"
+# solution/<source> -> assignment/<name>, with its fields filled.
+DOCUMENTS = {"HANDOUT.md": "README.md"}
+FIELD = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
 
 
 class MarkerError(ValueError):
@@ -53,9 +60,32 @@ def handout_files(solution_dir):
     return sorted(p for p in files if not any(p.match(pattern) for pattern in INSTRUCTOR_ONLY))
 
 
+def fill_fields(text, values, filename="<text>"):
+    """Replace every `{{name}}` of `text` by values[name]; an unknown name or a stray `{{` is an error."""
+    out = []
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+        def value(match):
+            if match.group(1) not in values:
+                raise MarkerError(f"{filename}:{number}: unknown field {{{{{match.group(1)}}}}}")
+            return str(values[match.group(1)])
+        filled = FIELD.sub(value, line)
+        if "{{" in FIELD.sub("", line):
+            raise MarkerError(f"{filename}:{number}: a '{{{{' that is not a field: {line.strip()[:80]}")
+        out.append(filled)
+    return "".join(out)
+
+
 def render_handout(solution_dir):
     """-> {filename: text} of the student handout."""
-    return {p.name: strip_solutions(p.read_text(), str(p)) for p in handout_files(solution_dir)}
+    rendered = {}
+    for p in handout_files(solution_dir):
+        text = strip_solutions(p.read_text(), str(p))
+        if p.name in DOCUMENTS:
+            from .handout import fields
+            rendered[DOCUMENTS[p.name]] = fill_fields(text, fields(), str(p))
+        else:
+            rendered[p.name] = text
+    return rendered
 
 
 def write_handout(solution_dir, assignment_dir):

@@ -1,7 +1,7 @@
 """TRUSTED SIDE. Which of a student's files are graded, and the UTF-8 copies the sandbox gets.
 
 Standard library only, never imports or runs submission code (ast parses, nothing more).
-The rule (README.messy.md states it for students and instructors):
+The rule (README.md, "Which files are graded", states it for students and instructors):
 
 1. Candidates are the files named utils.py and vae.py at any depth of the submission,
    skipping __MACOSX, __pycache__ and every folder starting with "." or "__", virtual

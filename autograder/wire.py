@@ -48,17 +48,6 @@ def _read_frame(stream, budget):
     return _read_exact(stream, length)
 
 
-def _npy_header(array):
-    """The .npy header (format 1.0 or 2.0) that np.save would write before `array`'s bytes."""
-    header = io.BytesIO()
-    try:
-        np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
-    except ValueError:                   # a header too long for 1.0
-        header = io.BytesIO()
-        np.lib.format.write_array_header_2_0(header, np.lib.format.header_data_from_array_1_0(array))
-    return header.getvalue()
-
-
 class Pieces:
     """An array sent without ever being whole in the sender's memory: `pieces` is a callable
     returning an iterator of C-contiguous arrays of `dtype` whose rows, in order, make up `shape`."""
@@ -67,32 +56,41 @@ class Pieces:
         self.shape, self.dtype, self.pieces = tuple(shape), np.dtype(dtype), pieces
         self.nbytes = self.dtype.itemsize * int(np.prod(self.shape, dtype=np.int64))
 
+    @classmethod
+    def whole(cls, array):
+        """A whole array as one piece (C order, so that its bytes are sent from its own memory)."""
+        array = np.asarray(array, order="C")
+        if array.dtype.hasobject:
+            raise WireError("object arrays cannot be sent")
+        return cls(array.shape, array.dtype, lambda: iter((array,)))
+
+    def npy_header(self):
+        """The .npy header (format 1.0, or 2.0 when too long) that np.save would write."""
+        fields = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        header = io.BytesIO()
+        try:
+            np.lib.format.write_array_header_1_0(header, fields)
+        except ValueError:
+            header = io.BytesIO()
+            np.lib.format.write_array_header_2_0(header, fields)
+        return header.getvalue()
+
 
 def write_message(stream, header, arrays=None):
-    """Write the header and the arrays as .npy frames. An array's bytes go to the stream from
-    its own memory (a C-contiguous view), never through a copy, and a Pieces one piece at a time:
-    sending the 47 MB of training images costs the grader at most one piece."""
+    """Write the header and the arrays as .npy frames. Each array's bytes go to the stream from
+    its own memory, never through a copy, and a Pieces one piece at a time: sending the 47 MB of
+    training images costs the grader at most one piece."""
     arrays = arrays or {}
     header = dict(header, arrays=list(arrays))
     raw = json.dumps(header).encode()
     stream.write(_LENGTH.pack(len(raw)) + raw)
     for array in arrays.values():
-        if isinstance(array, Pieces):
-            _write_pieces(stream, array)
-            continue
-        array = np.asarray(array, order="C")
-        if array.dtype.hasobject:
-            raise WireError("object arrays cannot be sent")
-        npy = _npy_header(array)
-        stream.write(_LENGTH.pack(len(npy) + array.nbytes) + npy)
-        if array.nbytes:
-            stream.write(memoryview(array.reshape(-1)).cast("B"))
+        _write_pieces(stream, array if isinstance(array, Pieces) else Pieces.whole(array))
     stream.flush()
 
 
 def _write_pieces(stream, array):
-    npy = _npy_header(np.lib.stride_tricks.as_strided(np.zeros(1, array.dtype), array.shape,
-                                                      (0,) * len(array.shape)))
+    npy = array.npy_header()
     stream.write(_LENGTH.pack(len(npy) + array.nbytes) + npy)
     sent = 0
     for piece in array.pieces():

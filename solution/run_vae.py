@@ -3,19 +3,21 @@
     python run_vae.py                      # 20,000 iterations, prints NELBO: x. KL: y. Rec: z
     python run_vae.py --runs 5             # five seeds, each printed, then mean +- standard error
     python run_vae.py --iters 2000 --out runs/quick --iwae
+
+--out (default runs/vae) receives the checkpoint model.pt and the pictures of figures.py:
+samples.png, reconstructions.png, interpolations.png, curves.png and latent.png.
 """
 import argparse
 import math
 import os
 import statistics
-import struct
 import sys
-import zlib
 from pathlib import Path
 
 import torch
 
 import data
+import figures
 import runtime
 import train
 from vae import VAE
@@ -61,45 +63,21 @@ def progress_bar(total, seed, quiet):
     return update, bar.close
 
 
-def write_png(path, image):
-    """Write a 2-D array of intensities in [0, 1] as an 8-bit greyscale PNG (no plotting library:
-    importing matplotlib alone takes longer than writing both pictures)."""
-    pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
-    height, width = pixels.shape
-    rows = torch.cat((torch.zeros(height, 1, dtype=torch.uint8), pixels), dim=1)   # filter byte 0 per row
-
-    def chunk(kind, payload):
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)                 # 8-bit, greyscale
-    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                           + chunk(b"IDAT", zlib.compress(rows.numpy().tobytes(), 6)) + chunk(b"IEND", b""))
-
-
-def save_pictures(model, test_x, out_dir):
-    shown = test_x[::5][:20]                                            # two of each digit
-    with torch.no_grad():
-        samples = model.sample_sigmoid(200).cpu().reshape(10, 20, 28, 28)
-        recon = model.compute_sigmoid_given(model.enc(shown)[0]).cpu().reshape(20, 28, 28)
-    write_png(out_dir / "samples.png", samples.permute(0, 2, 1, 3).reshape(280, 560))
-    pairs = torch.stack((shown.cpu().reshape(20, 28, 28), recon))              # (2, 20, 28, 28)
-    write_png(out_dir / "reconstructions.png", pairs.permute(0, 2, 1, 3).reshape(56, 560))
-
-
 def run_once(args, seed, device, train_u8, test_x):
     torch.manual_seed(seed)
     model = VAE(z_dim=args.z).to(device)
     update, close = progress_bar(args.iters, seed, args.quiet)
+    curve = figures.TrainingCurve(then=update)
     try:
-        train.train(model, train_u8, args.iters, batch=args.batch, lr=args.lr, seed=seed, progress=update)
+        train.train(model, train_u8, args.iters, batch=args.batch, lr=args.lr, seed=seed, progress=curve)
     finally:
         close()
     nelbo, kl, rec = train.evaluate(model, test_x)
     out_dir = args.out if args.runs == 1 else args.out / f"seed{seed}"
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out_dir / "model.pt")
-    save_pictures(model, test_x, out_dir)
     print(f"NELBO: {nelbo}. KL: {kl}. Rec: {rec}", flush=True)
+    figures.save_pictures(model, test_x, out_dir, curve=curve, final=(nelbo, kl, rec))
     if args.iwae:
         for iw, value in train.evaluate_iwae(model, test_x).items():
             print(f"Negative IWAE-{iw}: {value}", flush=True)

@@ -17,6 +17,7 @@ def test_public_bundle_grades_without_the_solution(tmp_path):
         handout = "".join(archive.read(n).decode() for n in names if n.startswith("solution/"))
         archive.extractall(tmp_path / "checks")
     assert "autograder/PUBLIC" in names and "autograder/calibration.json" not in names
+    assert "solution/README.md" in names and "solution/HANDOUT.md" not in names      # the students' README
     assert "torch.sqrt(v) * eps" not in handout and "BEGIN SOLUTION" not in handout
     assert handout.count("raise NotImplementedError") == 3
     mine = tmp_path / "mine"
@@ -38,3 +39,9 @@ def test_public_bundle_grades_without_the_solution(tmp_path):
     # no double penalty here either: the stand-ins of negative_elbo_bound are answered by oracle.py
     elbo = [t for t in outcome["tests"] if t["tags"] == ["negative_elbo_bound"]]
     assert elbo and all(t["score"] == t["max_score"] for t in elbo), [(t["number"], t.get("output")) for t in elbo]
+
+
+def test_gradescope_zip_leaves_the_handout_documents_out():
+    """The container needs code, calibration and data: neither HANDOUT.md nor a README goes in."""
+    names = [name for _, name in build._members()]
+    assert "solution/vae.py" in names and not any(name.endswith(".md") for name in names)

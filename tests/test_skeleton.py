@@ -61,3 +61,30 @@ def test_untouched_skeleton_raises_not_implemented_everywhere(monkeypatch):
         utils.kl_normal(m, v, m, v)
     with pytest.raises(NotImplementedError, match="negative_elbo_bound is not implemented yet"):
         vae.VAE().negative_elbo_bound(torch.zeros(2, 784))
+
+
+def test_the_handout_readme_is_rendered_from_handout_md_with_the_graders_facts():
+    from autograder import config, handout
+    rendered = skeleton.render_handout(paths.SOLUTION)
+    assert "HANDOUT.md" not in rendered and "{{" not in rendered["README.md"]
+    readme = rendered["README.md"]
+    for family, specs in config.CHECKS.items():
+        for spec in specs.values():                 # one row per check: number, function, ..., points
+            rows = [line for line in readme.splitlines() if line.startswith(f"| {spec.number} |")]
+            assert len(rows) == 1 and rows[0].startswith(f"| {spec.number} | `{family}` |"), rows
+            assert rows[0].endswith(f"| {spec.points:g} |"), rows
+    total = sum(spec.points for specs in config.CHECKS.values() for spec in specs.values())
+    assert f"How it is graded ({total:g} points)" in readme
+    stored = handout.calibration()
+    subset = stored["subset_bands"]["nelbo"]
+    assert f"| this reference, {len(stored['runs'])} seeds | {subset['mean']:.2f} +- {subset['sd']:.2f} |" in readme
+    assert len(readme) < 20000                      # a page to read, with nothing dumped into it
+    assert "python -m autograder grade PATH/TO/YOUR/FOLDER --results results.json --iterations 2000" in readme
+
+
+def test_fields_are_filled_and_unknown_ones_name_file_and_line():
+    assert skeleton.fill_fields("a {{x}} and {{ y }}\n", {"x": 1, "y": "two"}) == "a 1 and two\n"
+    with pytest.raises(skeleton.MarkerError, match=r"t.md:2: unknown field \{\{z\}\}"):
+        skeleton.fill_fields("ok\n{{z}}\n", {}, "t.md")
+    with pytest.raises(skeleton.MarkerError, match="t.md:1: a '{{' that is not a field"):
+        skeleton.fill_fields("{{ not-a-name }}\n", {}, "t.md")

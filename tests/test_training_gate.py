@@ -1,12 +1,13 @@
 """The training gate's trusted side: what weights it accepts, the hidden evaluation set, the audit
 of a training run, the leaderboard, the pass band's source, and calibration from saved models."""
 import json
+import unittest
 
 import numpy as np
 import pytest
 import torch
 
-from autograder import calibrate, config, evaluation, grade, paths
+from autograder import calibrate, checks, config, evaluation, grade, paths
 from autograder.checks import training
 from autograder.reference import data as ref_data
 from autograder.reference import vae as ref_vae
@@ -272,3 +273,38 @@ def test_the_worker_tells_torchs_own_changes_from_replacements(tmp_path):
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["after torch's own changes"] == []
     assert sorted(seen["after replacing"]) == ["fast._eager_step", "torch.Tensor.backward"]
+
+
+class _Trained:
+    """A submission whose training run is already scored: the gate's verdict alone is tested."""
+
+    def __init__(self, hidden, subset):
+        self.iterations = config.DEFAULT_ITERATIONS
+        self.data_dir = None
+        self.running_check = None
+        self.outcomes = {"training": training.TrainingOutcome(self.iterations, hidden=hidden, subset=subset)}
+
+
+def _gate(submission):
+    (case,) = [c for c in checks.bind(submission) if c.__name__ == "TrainingChecks"]
+    result = unittest.TestResult()
+    case("test_trained_nelbo").run(result)
+    return result
+
+
+def test_the_published_band_is_compared_with_the_subset_figure_it_was_measured_on(tmp_path, monkeypatch):
+    """Without a calibration (the students' public bundle), the band is the course's, measured on the
+    CS236 subset: the subset's NELBO decides, not the hidden set's (which runs about 2 nats lower)."""
+    monkeypatch.setattr(paths, "CALIBRATION", tmp_path / "missing.json")
+    low = config.PUBLISHED_BAND["nelbo"]["low"]
+    assert _gate(_Trained(hidden=(low - 1.9, 19.0, 80.0), subset=(low + 1.8, 19.0, 82.0))).wasSuccessful()
+    failed = _gate(_Trained(hidden=(low + 1.0, 19.0, 80.0), subset=(low - 3.0, 19.0, 82.0)))
+    assert not failed.wasSuccessful() and "below the published (CS236 test subset) pass band" in failed.failures[0][1]
+
+
+def test_the_calibrated_band_is_compared_with_the_hidden_set_figure():
+    low, high, source = training.pass_band()
+    assert source == "calibrated"
+    inside = (low + high) / 2
+    assert _gate(_Trained(hidden=(inside, 19.0, 80.0), subset=(inside + 10, 19.0, 82.0))).wasSuccessful()
+    assert not _gate(_Trained(hidden=(high + 1, 19.0, 80.0), subset=(inside, 19.0, 82.0))).wasSuccessful()

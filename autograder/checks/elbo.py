@@ -91,8 +91,12 @@ def _t(array):
 class Decoded:
     call: remote.Call
     z: np.ndarray           # float64, as the decoder received it
-    logits: np.ndarray      # float64, as this side answered
     rec_rows: np.ndarray    # -log p(x|z) per image (oracle)
+
+    @property
+    def logits(self):
+        """float64, as this side answered (made when asked: a batch's logits are 12 MB in float64)."""
+        return self.call.outputs[0].astype(np.float64)
 
 
 @dataclass
@@ -127,9 +131,8 @@ def _analysis(reply):
         for call in session.of("dec"):
             z = call.inputs[0].astype(np.float64)
             if z.shape == found.m.shape:
-                logits = call.outputs[0].astype(np.float64)
-                rows = oracle.reconstruction(_t(x), _t(logits)).numpy()
-                found.decoded.append(Decoded(call, z, logits, rows))
+                rows = oracle.reconstruction(_t(x), _t(call.outputs[0].astype(np.float64))).numpy()
+                found.decoded.append(Decoded(call, z, rows))
     kl, _ = _term(reply, "kl", per_image=True)
     rec, _ = _term(reply, "rec", per_image=True)
     found.kl_match = _matches(kl, found.kl_rows)

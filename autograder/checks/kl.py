@@ -4,7 +4,8 @@ KL(N(qm, qv) || N(pm, pv)) = 1/2 sum_j [log(pv/qv) + qv/pv + (qm - pm)^2/pv - 1]
 (Kingma & Welling 2014, appendix B).
 """
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Flaky
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -99,8 +100,10 @@ class KlNormalChecks(CheckCase):
 
         stopped = []   # a sandbox that stopped (crash, timeout, budget) is not a property of KL: no shrinking
 
+        # No shrinking: each example costs two calls of the student's code against the function's
+        # time budget, and the first failing example (the same every run: derandomized) is reported.
         @settings(max_examples=40, derandomize=True, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+                  suppress_health_check=list(HealthCheck), phases=(Phase.explicit, Phase.reuse, Phase.generate))
         @given(qm=means, qv=variances, pm=means, pv=variances)
         def nonnegative_and_zero_iff_equal(qm, qv, pm, pv):
             if stopped:
@@ -122,7 +125,16 @@ class KlNormalChecks(CheckCase):
             assert np.all(kl_pq[positive] > 0), f"kl_normal returned 0 for different distributions (expected " \
                                                 f"{describe(expected)}, got {describe(kl_pq)})."
 
-        nonnegative_and_zero_iff_equal()
+        try:
+            nonnegative_and_zero_iff_equal()
+        except Flaky as error:
+            # A failure that did not repeat when hypothesis replayed it: the sandbox stopped meanwhile
+            # (e.g. its time budget ran out on a loaded host), or the submission is not deterministic.
+            if stopped:
+                raise stopped[0] from None
+            failures = [e for e in getattr(error, "exceptions", ()) if isinstance(e, AssertionError)]
+            raise AssertionError((str(failures[0]) + " " if failures else "") + "(kl_normal gave a different "
+                                 "result when called again with the same inputs.)") from None
         if stopped:
             raise stopped[0]
 

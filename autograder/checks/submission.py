@@ -91,6 +91,9 @@ class Submission:
             self.close()
             self._cache = {key: reply for key, reply in self._cache.items() if key[0] == family}
             self._sandboxes[family] = self._start(family)
+            if self._stopping:          # stopped (another thread) while this one started
+                self.close()
+                raise SubmissionFault("Grading was stopped (time limit) before this check could run.")
         return self._sandboxes[family]
 
     def _start(self, family):
@@ -188,7 +191,7 @@ class Submission:
     def close(self):
         for box in list(self._sandboxes.values()):
             box.close()
-        self._sandboxes.clear()
+        self._sandboxes.clear()     # a box started meanwhile is closed by sandbox() (it sees _stopping)
 
 
 class _Spending:

@@ -48,6 +48,7 @@ class Sandbox:
         self._output = None
         self._output_text = None
         self._kill_lock = threading.RLock()
+        self._close_lock = threading.Lock()
         self._request_lock = threading.Lock()   # held while a request is in flight
         self._killed_for = None            # why the monitor killed the child
         self._grader_failure = None        # an exception a callback handler raised (a grader bug)
@@ -270,9 +271,10 @@ class Sandbox:
 
     def close(self):
         """Stop the child and everything it started; remove its files. Safe to call twice."""
-        if self.closed:
-            return
-        self.closed = True
+        with self._close_lock:          # the grading-stop thread may close beside the main thread
+            if self.closed:
+                return
+            self.closed = True
         self.kill()                              # no graceful exit: nothing of the child's is needed
         for stream in (getattr(self, "_requests", None), getattr(self, "_replies", None)):
             try:

@@ -320,7 +320,7 @@ def test_a_shape_error_in_the_bound_leaves_no_kernel_frame(mnist, monkeypatch):
 def test_a_students_shape_bug_shows_the_students_line_through_run_vae(tmp_path):
     """vae.py with a shape bug, trained by run_vae.py with oneDNN's products forced: the traceback
     ends in the student's code and torch's own message, with no frame of fast.py's kernels."""
-    for name in ("run_vae.py", "utils.py", *config.PROVIDED_FILES):
+    for name in ("run_vae.py", "figures.py", "utils.py", *config.PROVIDED_FILES):
         shutil.copy(paths.SOLUTION / name, tmp_path / name)
     good = "rec = -ut.log_bernoulli_with_logits(x, self.dec(z))"
     bad = "rec = -ut.log_bernoulli_with_logits(x, self.dec(z[:, :5]))   # the bug"

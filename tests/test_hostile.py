@@ -32,13 +32,15 @@ def test_crash_messages_read_as_sentences(case, mode, gradings):
     assert not [o for o in crashed if "your code the process" in o], crashed[0]
 
 
-@pytest.mark.parametrize("case, mode", [("hang_everywhere", "container-sigterm")])
-def test_sigterm_while_training_hangs_ends_grading_with_a_result(case, mode, gradings):
-    """The simulated container, SIGTERMed while the training sandbox hangs: it must stop within
-    SIGTERM_GRACE_SECONDS (tests/runner.py), with a valid results.json."""
+@pytest.mark.parametrize("case, mode", [("hang_everywhere", "container-sigterm"), ("hang_at_import", "container-sigterm")])
+def test_sigterm_while_a_sandbox_hangs_ends_grading_with_a_result(case, mode, gradings):
+    """The simulated container, SIGTERMed while a sandbox hangs (in a check, or in the import that
+    starts it): it must stop within SIGTERM_GRACE_SECONDS (tests/runner.py), with a valid results.json."""
     record = gradings.result(case, mode)
     print(f"{case} [{mode}]: ended {record['after_sigterm']} s after SIGTERM (None: still running after "
           f"{runner.SIGTERM_GRACE_SECONDS} s, then killed)")
     assert record["after_sigterm"] is not None, f"still grading {runner.SIGTERM_GRACE_SECONDS} s after SIGTERM"
+    if case == "hang_at_import":        # the hanging import is killed, not waited for (its limit is 30 s)
+        assert record["after_sigterm"] < 15, record["log"]
     assert not record["timed_out"] and record["rc"] == 0, record["log"]
     results.validate(json.loads(record["text"]))

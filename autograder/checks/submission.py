@@ -49,6 +49,7 @@ FAMILY_MODULES = {"sample_gaussian": ["utils"], "kl_normal": ["utils"],
 # grader (checks/remote.py, oracle.py), everything else the student's utils defines is kept,
 # and a utils.py that cannot be imported gives way to the handout's (provided helpers only).
 FAMILY_REMOTE = {"negative_elbo_bound": ("sample_gaussian", "kl_normal")}
+STOPPED = "Grading was stopped (time limit) before this check could run."
 
 
 def handout_utils():
@@ -81,7 +82,7 @@ class Submission:
     def sandbox(self, family):
         """The started sandbox of `family`, or raise SubmissionFault with a message for the student."""
         if self._stopping:
-            raise SubmissionFault("Grading was stopped (time limit) before this check could run.")
+            raise SubmissionFault(STOPPED)
         if family in self._faults:
             raise SubmissionFault(self._faults[family])
         if family not in self._sandboxes:
@@ -93,7 +94,7 @@ class Submission:
             self._sandboxes[family] = self._start(family)
             if self._stopping:          # stopped (another thread) while this one started
                 self.close()
-                raise SubmissionFault("Grading was stopped (time limit) before this check could run.")
+                raise SubmissionFault(STOPPED)
         return self._sandboxes[family]
 
     def _start(self, family):
@@ -114,12 +115,21 @@ class Submission:
         # is what bounds a unit request.
         box = Sandbox(files, config.TRAINING_LIMITS if family == "training" else config.LIMITS, python=self.python)
         box.start()
+        self._sandboxes[family] = box       # from here a stop kills it: the import below may hang
+        if self._stopping:
+            self.close()
+            raise SubmissionFault(STOPPED)
         remote = FAMILY_REMOTE.get(family, ())
+        # An import gets a unit request's limit in every sandbox (the training one's 900 s are for
+        # training): a module that hangs while it loads costs 30 s, not the training limit.
         reply = self._timed(family, box, "import", {"modules": FAMILY_MODULES[family], "remote": list(remote),
                                                     "fallback_utils": handout_utils() if remote else None},
-                            None, None)
+                            None, config.LIMITS.wall_seconds)
         if not reply.ok:
+            self._sandboxes.pop(family, None)
             box.close()
+            if self._stopping:
+                raise SubmissionFault(STOPPED)
             self._fail(family, f"Importing {' and '.join(m + '.py' for m in FAMILY_MODULES[family])} "
                                f"failed: " + explain(reply, box, self.selection.other_files))
         return box

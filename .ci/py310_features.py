@@ -11,14 +11,13 @@ Run by the Python 3.10 venv (.ci/py310): `python .ci/py310_features.py [FOLDER .
 Exits 1 and names every finding; 0 when all is 3.10-clean.
 """
 import importlib
-import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 TARGET = (3, 10)
-VERMIN = ["-m", "vermin", f"--target={TARGET[0]}.{TARGET[1]}-", "--violations", "--eval-annotations",
+VERMIN = ["-c", "import sys; from vermin import main; sys.exit(main())", f"--target={TARGET[0]}.{TARGET[1]}-", "--violations", "--eval-annotations",
           "--no-tips", "--no-make-paths-absolute", "-q"]
 
 
@@ -50,9 +49,9 @@ def library_violations(files):
 
 def import_failures():
     sys.path.insert(0, str(PROJECT))
-    import autograder
-    names = ["autograder"] + [m.name for m in pkgutil.walk_packages(autograder.__path__, "autograder.")]
-    for name in names:
+    for path in python_files(["autograder"]):
+        parts = path.relative_to(PROJECT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         try:
             importlib.import_module(name)
         except Exception as error:  # noqa: BLE001  every failure is a finding

@@ -67,12 +67,12 @@ if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split(
     rm -rf "$wheelhouse"
   fi
 fi
+"${PIP[@]}" "torch==$TORCH_VERSION" -r requirements.txt
 if [ "$TORCH_SOURCE" = cpu ] && ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.version.cuda is not None)"; then
   echo "setup.sh: $VENV holds a CUDA build of torch; this grader wants the CPU build" \
        "(remove $VENV, or TORCH_SOURCE=pypi where no CPU build can be had)" >&2
   exit 1
 fi
-"${PIP[@]}" "torch==$TORCH_VERSION" -r requirements.txt
 
 "$VENV/bin/python" -m autograder prepare
 echo "setup.sh: done. Test with: $VENV/bin/python -m pytest solution tests"

@@ -37,14 +37,21 @@ FOUR = (("submissions", "distributions_full"), ("submissions", "kl_reversed_bugg
         ("hostile", "exit_at_import"))
 
 
-def command(*arguments, timeout=900):
-    return subprocess.run([sys.executable, "-m", "autograder", *map(str, arguments)], cwd=paths.PROJECT, env=ENV,
-                          capture_output=True, text=True, timeout=timeout)
+def env_in(folder):
+    """ENV with the gradings' scratch (TMPDIR) in `folder`: their command lines then name it."""
+    scratch = Path(folder) / "tmp"
+    scratch.mkdir(exist_ok=True)
+    return dict(ENV, TMPDIR=str(scratch))
 
 
-def regrade(export, out, *extra, timeout=900):
+def command(*arguments, timeout=900, env=None):
+    return subprocess.run([sys.executable, "-m", "autograder", *map(str, arguments)], cwd=paths.PROJECT,
+                          env=env or ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def regrade(export, out, *extra, timeout=900, env=None):
     return command("regrade", export, "--out", out, "--iterations", ITERATIONS, "--no-progress", *extra,
-                   timeout=timeout)
+                   timeout=timeout, env=env)
 
 
 def rows_of(out):
@@ -66,8 +73,8 @@ def every_file_whole(out):
         json.loads(path.read_text())
 
 
-def gradings_running(marker):
-    """pids of grading processes whose command line holds `marker` (a folder of this test)."""
+def gradings_running(*markers):
+    """pids of grading processes whose command line holds every marker (a folder of this test, a key)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -76,7 +83,7 @@ def gradings_running(marker):
                     line = handle.read().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if "autograder container" in line and marker in line:
+            if "autograder container" in line and all(marker in line for marker in markers):
                 found.append(int(entry))
     return found
 
@@ -381,14 +388,14 @@ def test_a_hang_and_a_killed_grading_stop_nothing_else(tmp_path):
     made = fake_export.build(tmp_path / "export", [_hanging(), ("submissions", "kl_reversed_buggy"),
                                                    ("submissions", "sg_exp_v_buggy")])
     hang, buggy, victim = list(made)
-    out = tmp_path / "grades"
+    out, env = tmp_path / "grades", env_in(tmp_path)
     process = subprocess.Popen([sys.executable, "-m", "autograder", "regrade", tmp_path / "export", "--out", out,
                                 "--iterations", ITERATIONS, "--no-progress", "--jobs", "2", "--timeout", "25"],
-                               cwd=paths.PROJECT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=paths.PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # the OOM killer, or anyone, kills one grading: that submission is marked, the batch goes on
     deadline, killed = time.monotonic() + 600, False
     while not killed and time.monotonic() < deadline and process.poll() is None:
-        for pid in gradings_running(victim):
+        for pid in gradings_running(victim, str(tmp_path)):
             time.sleep(3)
             os.kill(pid, signal.SIGKILL)
             killed = True
@@ -404,11 +411,11 @@ def test_a_hang_and_a_killed_grading_stop_nothing_else(tmp_path):
     summary = (out / "summary.txt").read_text()
     assert "Needs a look" in summary and hang in summary and victim in summary, summary
     every_file_whole(out)
-    assert not gradings_running(str(tmp_path))
+    assert not gradings_running(str(tmp_path)) and not list((tmp_path / "tmp").iterdir())
 
     # the next run grades the crashed one again; the timeout and the graded one are done
     before = records(out)
-    again = regrade(tmp_path / "export", out, "--jobs", "2", "--timeout", "25")
+    again = regrade(tmp_path / "export", out, "--jobs", "2", "--timeout", "25", env=env)
     assert again.returncode == 1, again.stderr          # the hang is still there
     after = records(out)
     assert after[hang] == before[hang] and after[buggy] == before[buggy]
@@ -429,12 +436,12 @@ def test_an_interrupted_run_keeps_what_finished_and_the_next_goes_on(tmp_path):
     made = fake_export.build(tmp_path / "export", [("submissions", "distributions_full"),
                                                    ("submissions", "kl_missing_half_buggy"),
                                                    ("submissions", "elbo_missing_kl_buggy")])
-    out = tmp_path / "grades"
+    out, env = tmp_path / "grades", env_in(tmp_path)
     arguments = [sys.executable, "-m", "autograder", "regrade", tmp_path / "export", "--out", out, "--iterations",
                  ITERATIONS, "--no-progress", "--jobs", "1"]
 
     # Ctrl-C once the first grading is done
-    first = subprocess.Popen(arguments, cwd=paths.PROJECT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    first = subprocess.Popen(arguments, cwd=paths.PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     _wait_for(lambda: len(records(out)) == 1, 600, "the first grading")
     _wait_for(lambda: gradings_running(str(tmp_path)), 60, "the second grading to start")
@@ -447,9 +454,10 @@ def test_an_interrupted_run_keeps_what_finished_and_the_next_goes_on(tmp_path):
     every_file_whole(out)
     assert not (out / "grades.csv").exists()
     _wait_for(lambda: not gradings_running(str(tmp_path)), 30, "no grading left running")
+    assert not list((tmp_path / "tmp").iterdir()), "the scratch folder is left behind"
 
     # SIGKILL of the batch itself, mid-grading: its grading is told to stop and does
-    second = subprocess.Popen(arguments, cwd=paths.PROJECT, env=ENV, stdout=subprocess.DEVNULL,
+    second = subprocess.Popen(arguments, cwd=paths.PROJECT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     _wait_for(lambda: gradings_running(str(tmp_path)), 120, "a grading to start")
     time.sleep(2)
@@ -461,7 +469,7 @@ def test_an_interrupted_run_keeps_what_finished_and_the_next_goes_on(tmp_path):
         json.loads(path.read_text())
 
     # the next run grades the other two only
-    last = subprocess.run(arguments, cwd=paths.PROJECT, env=ENV, capture_output=True, text=True, timeout=900)
+    last = subprocess.run(arguments, cwd=paths.PROJECT, env=env, capture_output=True, text=True, timeout=900)
     assert last.returncode == 0, last.stderr + last.stdout
     assert "1 of 3 submission(s) already graded" in last.stdout
     final = records(out)
@@ -470,3 +478,4 @@ def test_an_interrupted_run_keeps_what_finished_and_the_next_goes_on(tmp_path):
     for key in made:
         honest(made, out, key)
     every_file_whole(out)
+    assert not list((tmp_path / "tmp").iterdir()), "the killed batch's scratch folder was not cleaned"

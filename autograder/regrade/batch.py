@@ -47,7 +47,8 @@ INTERRUPT_GRACE_SECONDS = 5      # the same when the whole batch is interrupted 
 LOG_BYTES = 4 * 2**20            # what is kept of a grading's log (head and tail)
 POLL_SECONDS = 0.2
 
-_PR_SET_PDEATHSIG = 1
+_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36
+SCRATCH_PREFIX = "vae-regrade-"
 try:
     _LIBC = ctypes.CDLL(None, use_errno=True)
     _LIBC.prctl
@@ -203,6 +204,42 @@ def _descendants(pid):
             found.append(child)
             todo.append(child)
     return found
+
+
+def _become_subreaper():
+    """Orphans of a grading that died (killed from outside, as by the OOM killer) come to this process,
+    which kills them (`_reap_orphans`) instead of letting them run on."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _reap_orphans(known):
+    """Kill and reap every child of this process that is not a running grading (`known` pids): what a
+    dead grading left, re-parented here."""
+    for pid in _children_table().get(os.getpid(), []):
+        if pid in known:
+            continue
+        for victim in [*_descendants(pid), pid]:
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def _clean_stale_scratch():
+    """Remove the scratch folders of batches that died (SIGKILL) on this machine."""
+    base = Path(tempfile.gettempdir())
+    for folder in base.glob(SCRATCH_PREFIX + "*"):
+        try:
+            pid = int(folder.name[len(SCRATCH_PREFIX):].split("-")[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def kill_tree(process):
@@ -375,7 +412,9 @@ class Batch:
         if not todo:
             return outcome
         handlers = {sig: signal.signal(sig, self._signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-        scratch = Path(tempfile.mkdtemp(prefix="vae-regrade-"))      # 0700: no sandbox user can look in
+        _become_subreaper()
+        _clean_stale_scratch()
+        scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))  # 0700: no sandbox user looks in
         try:
             self._loop(deque(todo), outcome, scratch)
         finally:
@@ -412,6 +451,7 @@ class Batch:
                                            log=log))
                 bar.set_postfix_str(f"running {len(running)}, failed {failures}", refresh=False)
                 time.sleep(POLL_SECONDS)
+                _reap_orphans({job.process.pid for job in running})
                 for job in list(running):
                     now = time.monotonic()
                     if job.process.poll() is not None:
@@ -438,6 +478,7 @@ class Batch:
                     if job.process.poll() is None:
                         kill_tree(job.process)
                     job.log.close()
+                _reap_orphans(set())
                 _after_hard_kill()
             bar.close()
         outcome.interrupted = self.stopping
@@ -459,6 +500,8 @@ class Batch:
         job.log.close()
         seconds = time.monotonic() - job.started
         status, message, raw = _outcome(job)
+        if job.process.returncode != 0:          # killed from outside, or failed: nothing of it may run on
+            _after_hard_kill()
         record = self._record(job.submission, job.fingerprint, status, message, seconds, job.process.returncode)
         self.store.save(job.submission.key, record, raw, _capped_log(job.home / "log.txt"))
         shutil.rmtree(job.home, ignore_errors=True)

@@ -80,8 +80,12 @@ def regrade(args, log=print):
     where = f" (shard {shard[0]}/{shard[1]}: {len(chosen)} of {len(export.submissions)})" if shard else ""
     log(f"regrade: {len(chosen)} submission(s) of {export.folder}{where} -> {store.out}; {jobs} at a time ({why}), "
         f"{threads} thread(s) each; {iterations} iterations; timeout {timeout:g} s; grader {grader}")
-    outcome = batch.Batch(store, chosen, grader, iterations, args.device, jobs, timeout, force=args.force,
-                          progress=not args.no_progress, log=log, threads=threads).run()
+    try:
+        outcome = batch.Batch(store, chosen, grader, iterations, args.device, jobs, timeout, force=args.force,
+                              progress=not args.no_progress, log=log, threads=threads).run()
+    except KeyboardInterrupt:                  # before the gradings started (hashing the files)
+        log("regrade: interrupted before any grading started; nothing was changed")
+        return INTERRUPTED
     if outcome.interrupted:
         finished = sum(1 for key in outcome.statuses)
         log(f"regrade: interrupted ({outcome.interrupted}); {finished} of {len(chosen)} submission(s) have their "

@@ -13,6 +13,7 @@ old one (os.replace is atomic): a reader, or a run killed at any instant, sees t
 whole new one. A submission counts as done only when its record is there and matches; temporary
 files a killed run left (hidden, `.tmp-*`) are removed when the next run opens the folder.
 """
+import fcntl
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 MANIFEST = "regrade.json"
+LOCK = ".lock"                 # held by the run writing to the folder
 FORMAT = 1
 TEMPORARY_PREFIX = ".tmp-"
 # A grading that ended like this is not done: the next run grades it again (without --force).
@@ -79,6 +81,7 @@ class Store:
     def __init__(self, out):
         self.out = Path(out)
         self.manifest = None
+        self._lock = None
 
     @classmethod
     def open(cls, out, export, shard=None):
@@ -104,6 +107,16 @@ class Store:
                 raise OutputError(
                     f"--out {out} holds the grades of another export ({previous.get('export')}: "
                     f"{len(graded)} graded submissions, none of them in {export.folder}). Choose another folder")
+        out.mkdir(parents=True, exist_ok=True)
+        store._lock = open(out / LOCK, "a+")
+        try:
+            fcntl.flock(store._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            store._lock.close()
+            raise OutputError(f"another regrade is writing to --out {out} right now: wait for it, or choose "
+                              f"another folder") from None
+        except OSError:                        # a file system without locks (some network ones): go on
+            pass
         store.clean_temporaries()
         store.manifest = {"kind": "regrade", "format": FORMAT, "export": str(export.folder),
                           "metadata_sha256": export.metadata_sha256, "submissions": export.keys(),

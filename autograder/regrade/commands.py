@@ -93,7 +93,7 @@ def regrade(args, log=print):
         return INTERRUPTED
 
     rows = [table.row(s, store.record(s.key), store.results(s.key)) for s in chosen]
-    title = (f"Regrade of {export.folder}: {len(chosen)} submissions{where}, grader {grader}, "
+    title = (f"Regrade of {export.folder.name}: {len(chosen)} submissions{where}, grader {grader}, "
              f"{iterations} iterations")
     text = table.write(store.out, rows, title, log=log)
     stale = store.graded_keys() - set(export.keys())

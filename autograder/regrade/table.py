@@ -29,6 +29,7 @@ FIELDS = ("submission_id", "folder", "names", "emails", "sids", "status", "score
 NEEDS_A_LOOK = ("timeout", "crashed", "grader_failed")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 TOLERANCE = 1e-9
+SHOWN_CHECKS = 10
 
 
 def _number(value):
@@ -123,15 +124,24 @@ def summary(rows, title, band=None):
             above = sum(1 for v in nelbos if v > high)
             text += (f"; {inside} inside the {source} pass band [{low:.2f}, {high:.2f}], {above} above, "
                      f"{len(nelbos) - inside - above} below")
+            if source == "published":
+                text += " (without a calibration the grader applies that band to the CS236-subset NELBO instead)"
+        shortened = {item["iterations"] for item in rows
+                     if item["iterations"] and (_float(item["iterations"]) or 0) < config.DEFAULT_ITERATIONS}
+        if shortened:
+            text += (f"; shortened runs ({', '.join(sorted(shortened))} iterations): the band applies to "
+                     f"{config.DEFAULT_ITERATIONS:,} only")
         lines.append(text)
-    failing = Counter(number for item in rows if item["status"] in ("graded", "no_files")
-                      for number in item["failed_checks"].split())
+    graded = [item for item in rows if item["status"] == "graded"]
+    failing = Counter(number for item in graded for number in item["failed_checks"].split())
     if failing:
-        lines.append("Checks that fail most (submissions losing points there):")
-        for number, count in sorted(failing.items(), key=lambda pair: (-pair[1], [int(p) for p in
-                                                                                   pair[0].split(".")])):
+        lines.append(f"Checks that fail most (of the {len(graded)} graded submissions, how many lose points there):")
+        ranked = sorted(failing.items(), key=lambda pair: (-pair[1], [int(p) for p in pair[0].split(".")]))
+        for number, count in ranked[:SHOWN_CHECKS]:
             family, name = CHECK_NAMES.get(number, ("?", "?"))
             lines.append(f"  {count:4d}  {number} {name} ({family})")
+        if len(ranked) > SHOWN_CHECKS:
+            lines.append(f"  ... and {len(ranked) - SHOWN_CHECKS} more checks, each failing less often")
     look = [item for item in rows if item["status"] in NEEDS_A_LOOK or item["status"] == "not_graded"]
     if look:
         lines.append("Needs a look:")
@@ -154,34 +164,38 @@ def picture(rows, title, band=None):
     """summary.png's bytes: the score histogram, and each trained model's NELBO against the pass band."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    figure = Figure(figsize=(11, 4.2), dpi=100)
+    figure = Figure(figsize=(11, 4.6), dpi=100)
     FigureCanvasAgg(figure)
     left, right = figure.subplots(1, 2)
     scores = [_float(item["score"]) for item in rows if _float(item["score"]) is not None]
     top = max([_float(item["max_score"]) or 0 for item in rows] + [1])
-    bins = [x / 2 for x in range(0, int(top * 2) + 2)]
-    left.hist(scores, bins=bins, color="#4c72b0", edgecolor="white")
-    left.set_xlabel("score")
+    left.hist(scores, bins=[float(x) for x in range(0, int(top) + 2)], color="#4c72b0", edgecolor="white")
+    left.set_xlabel("score (bars of 1 point)")
     left.set_ylabel("submissions")
-    left.set_title(f"Scores ({len(scores)} of {len(rows)} submissions)")
-    left.set_xlim(0, top + 0.5)
+    left.set_title(f"Scores of {len(scores)} of {len(rows)} submissions")
+    left.set_xlim(0, int(top) + 1)
+    left.yaxis.set_major_locator(MaxNLocator(integer=True))
     nelbos = sorted(_float(item["nelbo"]) for item in rows if _float(item["nelbo"]) is not None)
     if band is not None:
         low, high, source = band
-        right.axhspan(low, high, color="#55a868", alpha=0.3, label=f"{source} pass band [{low:.2f}, {high:.2f}]")
+        right.axhspan(low, high, color="#55a868", alpha=0.35, label=f"{source} pass band [{low:.2f}, {high:.2f}]")
     if nelbos:
-        right.plot(range(1, len(nelbos) + 1), nelbos, "o", color="#c44e52", markersize=4, label="trained models")
+        right.plot(range(1, len(nelbos) + 1), nelbos, "o", color="#c44e52", markersize=5,
+                   label=f"trained models ({len(nelbos)})")
         right.set_xlabel("submissions, by NELBO")
+        right.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         right.text(0.5, 0.5, "no trained model was scored", ha="center", va="center", transform=right.transAxes)
     right.set_ylabel("NELBO on the hidden set (nats)")
-    right.set_title("Trained NELBO against the pass band")
-    right.legend(loc="upper left", fontsize=8)
-    iterations = {item["iterations"] for item in rows if item["iterations"]}
+    right.set_title("Trained models against the pass band")
+    right.legend(loc="best", fontsize=8)
+    iterations = sorted({item["iterations"] for item in rows if item["iterations"]}, key=lambda i: _float(i) or 0)
     shortened = [i for i in iterations if (_float(i) or 0) < config.DEFAULT_ITERATIONS]
-    figure.suptitle(title + (f" (shortened runs: {', '.join(sorted(shortened))} iterations; the band applies to "
-                             f"{config.DEFAULT_ITERATIONS:,})" if shortened else ""), fontsize=10)
+    note = (f"\nshortened runs ({', '.join(shortened)} iterations): the band applies to "
+            f"{config.DEFAULT_ITERATIONS:,} iterations only" if shortened else "")
+    figure.suptitle(title + note, fontsize=10)
     figure.tight_layout()
     stream = io.BytesIO()
     figure.savefig(stream, format="png")

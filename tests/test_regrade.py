@@ -389,8 +389,9 @@ def test_a_hang_and_a_killed_grading_stop_nothing_else(tmp_path):
                                                    ("submissions", "sg_exp_v_buggy")])
     hang, buggy, victim = list(made)
     out, env = tmp_path / "grades", env_in(tmp_path)
+    timeout = "150"              # well past a grading at a few iterations, two at a time on a busy 2-core host
     process = subprocess.Popen([sys.executable, "-m", "autograder", "regrade", tmp_path / "export", "--out", out,
-                                "--iterations", ITERATIONS, "--no-progress", "--jobs", "2", "--timeout", "25"],
+                                "--iterations", ITERATIONS, "--no-progress", "--jobs", "2", "--timeout", timeout],
                                cwd=paths.PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # the OOM killer, or anyone, kills one grading: that submission is marked, the batch goes on
     deadline, killed = time.monotonic() + 600, False
@@ -404,7 +405,7 @@ def test_a_hang_and_a_killed_grading_stop_nothing_else(tmp_path):
     assert killed, stderr
     assert process.returncode == 1, stderr + stdout
     rows = rows_of(out)
-    assert rows[hang]["status"] == "timeout" and "25 s timeout" in rows[hang]["message"], rows[hang]
+    assert rows[hang]["status"] == "timeout" and f"{timeout} s timeout" in rows[hang]["message"], rows[hang]
     assert rows[victim]["status"] == "crashed" and "SIGKILL" in rows[victim]["message"], rows[victim]
     assert rows[buggy]["status"] == "graded"
     honest(made, out, buggy)
@@ -415,7 +416,7 @@ def test_a_hang_and_a_killed_grading_stop_nothing_else(tmp_path):
 
     # the next run grades the crashed one again; the timeout and the graded one are done
     before = records(out)
-    again = regrade(tmp_path / "export", out, "--jobs", "2", "--timeout", "25", env=env)
+    again = regrade(tmp_path / "export", out, "--jobs", "2", "--timeout", timeout, env=env)
     assert again.returncode == 1, again.stderr          # the hang is still there
     after = records(out)
     assert after[hang] == before[hang] and after[buggy] == before[buggy]
@@ -434,8 +435,7 @@ def _wait_for(condition, seconds, what):
 
 def test_an_interrupted_run_keeps_what_finished_and_the_next_goes_on(tmp_path):
     made = fake_export.build(tmp_path / "export", [("submissions", "distributions_full"),
-                                                   ("submissions", "kl_missing_half_buggy"),
-                                                   ("submissions", "elbo_missing_kl_buggy")])
+                                                   ("submissions", "kl_missing_half_buggy")])
     out, env = tmp_path / "grades", env_in(tmp_path)
     arguments = [sys.executable, "-m", "autograder", "regrade", tmp_path / "export", "--out", out, "--iterations",
                  ITERATIONS, "--no-progress", "--jobs", "1"]
@@ -468,12 +468,12 @@ def test_an_interrupted_run_keeps_what_finished_and_the_next_goes_on(tmp_path):
     for path in out.rglob("*.json"):
         json.loads(path.read_text())
 
-    # the next run grades the other two only
+    # the next run grades the other one only
     last = subprocess.run(arguments, cwd=paths.PROJECT, env=env, capture_output=True, text=True, timeout=900)
     assert last.returncode == 0, last.stderr + last.stdout
-    assert "1 of 3 submission(s) already graded" in last.stdout
+    assert "1 of 2 submission(s) already graded" in last.stdout
     final = records(out)
-    assert len(final) == 3 and all(final[key] == record for key, record in done.items())
+    assert len(final) == 2 and all(final[key] == record for key, record in done.items())
     assert set(rows_of(out)) == set(made)
     for key in made:
         honest(made, out, key)

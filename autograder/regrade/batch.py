@@ -330,6 +330,8 @@ def _start(submission, home, iterations, device, env):
     """Copy the submission into a fresh ROOT and start its grading -> (process, log handle)."""
     root = home / "root"
     shutil.copytree(submission.folder, root / "submission", symlinks=True)
+    (home / "tmp").mkdir()             # the grading's own temporary files: removed with `home`, even if it is killed
+    env = dict(env, TMPDIR=str(home / "tmp"))
     log = open(home / "log.txt", "wb")
     command = [sys.executable, "-m", "autograder", "container", "--root", str(root),
                "--iterations", str(iterations), "--device", device]

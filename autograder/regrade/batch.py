@@ -42,7 +42,10 @@ from . import export as export_module
 PEAK_GRADING_BYTES = 600 * 2**20
 # Gradescope's timeout the README recommends (the grading's own bound, config.BUDGETS, is 17 min).
 DEFAULT_TIMEOUT_SECONDS = 20 * 60
-STOP_GRACE_SECONDS = 30          # after SIGTERM a grading writes what it has; then SIGKILL
+# After SIGTERM a grading stops its sandboxes and writes what it has; then SIGKILL. A request in
+# flight may run to its own limit first (30 s for a unit request: a submission hanging at import
+# took 34 s to stop on 2026-11-29).
+STOP_GRACE_SECONDS = 60
 INTERRUPT_GRACE_SECONDS = 5      # the same when the whole batch is interrupted (its results are dropped)
 LOG_BYTES = 4 * 2**20            # what is kept of a grading's log (head and tail)
 POLL_SECONDS = 0.2

@@ -32,7 +32,8 @@ from tests import cases, fake_export
 ITERATIONS = "30"
 # Where the slot users cannot run this interpreter (under /root), student code runs as root: the
 # container command refuses that unless told (as tests/runner.py's container-root mode tells it).
-ENV = dict(os.environ, VAE_ALLOW_ROOT_SANDBOX="1", PYTHONDONTWRITEBYTECODE="1")
+# One torch thread per grading, as in Gradescope's half-CPU container (and no child asked for the CPU quota).
+ENV = dict(os.environ, VAE_ALLOW_ROOT_SANDBOX="1", PYTHONDONTWRITEBYTECODE="1", VAE_THREADS="1")
 FOUR = (("submissions", "distributions_full"), ("submissions", "kl_reversed_buggy"), ("messy", "notebook_only"),
         ("hostile", "exit_at_import"))
 
@@ -281,11 +282,11 @@ def sharded(tmp_path_factory):
     made = fake_export.build(base / "export", FOUR)
     outs, done = [base / "shard-1", base / "shard-2"], []
     for k, out in enumerate(outs, start=1):
-        extra = ["--jobs", "2", "--shard", f"{k}/2"]
         if k == 1:                    # the progress bar once: done/total, failures
-            done.append(command("regrade", base / "export", "--out", out, "--iterations", ITERATIONS, *extra))
-        else:
-            done.append(regrade(base / "export", out, *extra))
+            done.append(command("regrade", base / "export", "--out", out, "--iterations", ITERATIONS, "--jobs", "2",
+                                "--shard", "1/2"))
+        else:                         # the default concurrency (CPU quota, memory) once
+            done.append(regrade(base / "export", out, "--shard", "2/2"))
     return base / "export", made, outs, done
 
 
@@ -294,6 +295,7 @@ def test_shards_grade_disjoint_slices_and_merge_makes_the_whole_table(sharded, t
     for run in done:
         assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
     assert "2/2" in done[0].stderr and "failed 0" in done[0].stderr, done[0].stderr[-2000:]
+    assert "CPU(s) of the quota" in done[1].stdout and "holds" in done[1].stdout, done[1].stdout
     first, second = rows_of(outs[0]), rows_of(outs[1])
     assert len(first) == len(second) == 2 and not set(first) & set(second) and set(first) | set(second) == set(made)
     for out in outs:

@@ -159,10 +159,9 @@ def available_memory():
     return min(figures) if figures else None
 
 
-def default_jobs():
-    """-> (concurrent gradings, why): one per CPU of the quota, never more than fit in memory at
+def default_jobs(cpus):
+    """-> (concurrent gradings, why): one per CPU of the quota (`cpus`), never more than fit in memory at
     PEAK_GRADING_BYTES each."""
-    cpus = available_cpus()
     memory = available_memory()
     if memory is None:
         return cpus, f"{cpus} CPU(s); memory unknown"
@@ -172,9 +171,9 @@ def default_jobs():
                   f"at {PEAK_GRADING_BYTES / 2**20:.0f} MB each")
 
 
-def threads_per_grading(jobs, cpus=None):
+def threads_per_grading(jobs, cpus):
     """Torch threads of each grading: the CPUs shared out (Gradescope's half-CPU container runs one)."""
-    return max(1, (cpus or available_cpus()) // max(1, jobs))
+    return max(1, cpus // max(1, jobs))
 
 
 # ---------------------------------------------------------------- one grading

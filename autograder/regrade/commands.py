@@ -67,6 +67,8 @@ def regrade(args, log=print):
     from .. import config
     iterations = args.iterations or config.DEFAULT_ITERATIONS
     chosen = shard_of(export.submissions, *shard) if shard else export.submissions
+    # the CPUs of the quota (asked once: a child imports torch) size the default jobs and the threads
+    cpus = batch.available_cpus() if not args.jobs or not os.environ.get("VAE_THREADS") else None
     if args.jobs:
         jobs, why = args.jobs, "--jobs"
         fit = batch.available_memory()
@@ -74,12 +76,13 @@ def regrade(args, log=print):
             log(f"warning: {jobs} gradings at once may not fit in the {fit / 2**30:.1f} GiB available "
                 f"({batch.PEAK_GRADING_BYTES / 2**20:.0f} MB each at their peak)")
     else:
-        jobs, why = batch.default_jobs()
-    threads = batch.threads_per_grading(jobs)
+        jobs, why = batch.default_jobs(cpus)
+    threads = batch.threads_per_grading(jobs, cpus) if cpus else None      # None: VAE_THREADS as set
     grader = batch.grader_version()
     where = f" (shard {shard[0]}/{shard[1]}: {len(chosen)} of {len(export.submissions)})" if shard else ""
+    each = threads or os.environ.get("VAE_THREADS")
     log(f"regrade: {len(chosen)} submission(s) of {export.folder}{where} -> {store.out}; {jobs} at a time ({why}), "
-        f"{threads} thread(s) each; {iterations} iterations; timeout {timeout:g} s; grader {grader}")
+        f"{each} thread(s) each; {iterations} iterations; timeout {timeout:g} s; grader {grader}")
     try:
         outcome = batch.Batch(store, chosen, grader, iterations, args.device, jobs, timeout, force=args.force,
                               progress=not args.no_progress, log=log, threads=threads).run()

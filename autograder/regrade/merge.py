@@ -83,7 +83,7 @@ def merge(folders, out, log=print):
     manifest = dict(shards[0][1], kind="merge", shard=None, shards=[str(folder) for folder in folders])
     write_json(out / MANIFEST, manifest)
     ((grader, iterations),) = versions or {("?", "?")}
-    title = (f"Regrade of {Path(manifest['export']).name}: {len(rows)} submissions, grader {grader}, {iterations} iterations "
-             f"(merged from {n} shards)")
+    title = (f"Regrade of {Path(manifest['export']).name}: {len(rows)} submissions, grader {grader}, "
+             f"{iterations} iterations (merged from {n} shards)")
     return rows, table.write(out, rows, title, log=log)
 

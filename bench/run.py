@@ -243,9 +243,9 @@ def grade(out_dir, iterations=None, checks=None, prefix=()):
     return row
 
 
-def _print_memory(row):
+def _print_memory(row, target="target <= 700 MB"):
     print(f"  peak memory of the process tree: {row['peak_pss_mb']:.0f} MB PSS sum "
-          f"({row['peak_rss_mb']:.0f} MB RSS sum; target <= 700 MB); at the PSS peak:")
+          f"({row['peak_rss_mb']:.0f} MB RSS sum; {target}); at the PSS peak:")
     for process in row["at_pss_peak"]:
         print(f"    {process['pss_mb']:6.0f} MB PSS {process['rss_mb']:6.0f} MB RSS  {process['process']}")
 
@@ -295,6 +295,7 @@ def figure_grading_pinned(args, tmp):
 
 def figure_regrade(args, tmp):
     """`python -m autograder regrade` of a fake export drawn from the cases (tests/fake_export.py)."""
+    from autograder.regrade.batch import PEAK_GRADING_BYTES
     from tests import fake_export
     step = max(1, len(fake_export.CLASS) // args.regrade_count)
     drawn = fake_export.CLASS[::step][:args.regrade_count]
@@ -314,7 +315,9 @@ def figure_regrade(args, tmp):
     print(f"  {len(drawn)} submissions at {args.regrade_iterations} iterations: {row['seconds']:.0f} s, "
           f"{row['submissions_per_hour']:.1f} submissions/hour ({row['seconds_per_submission']:.0f} s each); "
           f"{row['status']}")
-    _print_memory(row)
+    gradings = sum(1 for process in row["at_pss_peak"] if "autograder container" in process["process"])
+    _print_memory(row, f"{gradings} grading(s) at the peak; regrade's default --jobs counts "
+                       f"{PEAK_GRADING_BYTES / MB:.0f} MB each")
     return row
 
 

@@ -93,7 +93,7 @@ class Store:
         if out.exists() and not out.is_dir():
             raise OutputError(f"--out {out} is a file, not a folder")
         previous = read_json(out / MANIFEST) if out.is_dir() else None
-        if out.is_dir() and previous is None and any(out.iterdir()):
+        if out.is_dir() and previous is None and any(path.name != LOCK for path in out.iterdir()):
             what = "an unreadable " + MANIFEST if (out / MANIFEST).exists() else "no " + MANIFEST
             raise OutputError(f"--out {out} holds files and {what}: it is not a regrade's output folder. "
                               f"Choose an empty or new folder")

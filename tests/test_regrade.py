@@ -209,6 +209,24 @@ def test_the_fake_class_reads_whole_and_its_shards_partition_it(tmp_path):
         export_module.shard(loaded.submissions, 4, 3)
 
 
+# ---------------------------------------------------------------- how many at a time (no grading)
+
+def test_the_default_concurrency_never_exceeds_what_fits_in_memory(tmp_path, monkeypatch):
+    from autograder.regrade import batch
+    peak = batch.PEAK_GRADING_BYTES
+    for memory, cpus, jobs in ((int(2.5 * peak), 8, 2), (peak // 2, 8, 1), (100 * peak, 2, 2), (None, 3, 3)):
+        monkeypatch.setattr(batch, "available_memory", lambda memory=memory: memory)
+        assert batch.default_jobs(cpus)[0] == jobs, (memory, cpus)
+    assert batch.threads_per_grading(2, 2) == 1 and batch.threads_per_grading(1, 4) == 4
+    # the memory left under the tightest cgroup limit of the process and its ancestors (v2)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for folder, limit, used in (("", "max", "0"), ("a", str(4 << 30), str(1 << 30)), ("a/b", str(8 << 30), "0")):
+        (tmp_path / folder / "memory.max").write_text(limit + "\n")
+        (tmp_path / folder / "memory.current").write_text(used + "\n")
+    (tmp_path / "cgroup").write_text("0::/a/b\n")
+    assert batch._cgroup_headroom(tmp_path, tmp_path / "cgroup") == 3 << 30
+
+
 # ---------------------------------------------------------------- bad input: exit 2, nothing written
 
 def _export_with(tmp_path, edit):

@@ -1,4 +1,4 @@
-"""python -m autograder assign | calibrate | grade | prepare | container | build  (see README.md)."""
+"""python -m autograder assign | calibrate | grade | prepare | container | build | regrade | merge  (see README.md)."""
 import argparse
 import sys
 from pathlib import Path
@@ -49,6 +49,28 @@ def build_parser():
                        help="the students' bundle instead: public checks without the solution")
     build.add_argument("--no-verify", action="store_true",
                        help="skip grading the solution (must be full) and the skeleton (must be 0) first")
+
+    regrade = commands.add_parser("regrade", help="grade every submission of a Gradescope export again, locally; "
+                                                  "grades.csv and a summary")
+    regrade.add_argument("export", type=Path, help="the unzipped export: submission_metadata.yml and a folder per "
+                                                   "submission")
+    regrade.add_argument("--out", type=Path, required=True, help="folder of the grades (created; a run resumes in it)")
+    regrade.add_argument("--jobs", type=int, default=None,
+                         help="gradings at once (default: the CPUs of the quota, as many as fit in memory)")
+    regrade.add_argument("--iterations", type=int, default=None,
+                         help="training iterations (default: 20000; fewer only for testing the grader)")
+    regrade.add_argument("--shard", default=None, metavar="K/N",
+                         help="grade only the K-th of N disjoint slices (an array job); `merge` joins them")
+    regrade.add_argument("--force", action="store_true",
+                         help="grade again what this grader already graded (same files, iterations and device)")
+    regrade.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                         help="wall-clock bound of one grading (default: 1200, Gradescope's recommended timeout)")
+    regrade.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="(default: cpu)")
+    regrade.add_argument("--no-progress", action="store_true", help="a line per submission instead of the bar")
+
+    merge = commands.add_parser("merge", help="join the grades of regrade's shards")
+    merge.add_argument("shards", type=Path, nargs="+", help="the shards' --out folders")
+    merge.add_argument("--out", type=Path, required=True, help="folder of the joined grades")
     return parser
 
 
@@ -84,6 +106,12 @@ def main(argv=None):
         if args.public:
             return build_public(args.out)
         return run_build(args.out, verify_first=not args.no_verify)
+    elif args.command == "regrade":
+        from .regrade.commands import regrade as run_regrade
+        return run_regrade(args)
+    elif args.command == "merge":
+        from .regrade.commands import merge as run_merge
+        return run_merge(args)
     elif args.command == "grade":
         if not args.submission.is_dir():
             parser.error(f"{args.submission} is not a folder")

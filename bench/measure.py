@@ -168,6 +168,7 @@ def measure_command(cmd, cwd=None, env=None, timeout=None, interval=0.05, captur
     measure_command.last_peak_pss = sampler.peak_pss
     measure_command.last_peak_by_process = sampler.peak_by_process
     measure_command.last_cpu_seconds = own
+    measure_command.last_wall, measure_command.last_peak = wall, sampler.peak
     # CPUs that other processes kept busy meanwhile, on average: the timing is only clean
     # when this is near 0.
     measure_command.last_background_cpus = max(0.0, busy_cpu_seconds() - busy_before - own) / max(wall, 1e-9)
@@ -182,3 +183,5 @@ measure_command.last_peak_pss = 0
 measure_command.last_peak_by_process = {}
 measure_command.last_cpu_seconds = 0.0
 measure_command.last_background_cpus = 0.0
+measure_command.last_wall = 0.0
+measure_command.last_peak = 0

@@ -26,6 +26,11 @@ Figures (each a whole process, start-up, data loading, evaluation and pictures i
   grading_pinned  the same pinned to one core; twice that is the half-CPU estimate (target
            <= 8 minutes). With --quick both grading figures run 200 and 2,000 iterations and
            extrapolate to 20,000 (the per-iteration cost is the training gate's).
+  regrade  `python -m autograder regrade` of a fake Gradescope export (tests/fake_export.py:
+           correct, buggy, broken and hostile submissions; --regrade-count of them, 8 by default,
+           at --regrade-iterations, 20,000 by default) with its default concurrency: submissions
+           per hour and the peak memory of the whole batch (every grading's tree). Not in --quick
+           (about 15 minutes at 8 submissions on 2 cores)
 
 Peak memory is sampled every 50 ms over the whole process tree of every run (bench/measure.py),
 as two sums: of resident sets (RSS; a page shared by two processes counts twice) and of
@@ -73,10 +78,16 @@ def _idle():
             print(f"  (still {busy:.2f} CPUs busy after waiting {WAIT_IDLE[0]:.0f} s)")
 
 
-def measured(cmd, cwd=None):
-    """Run `cmd` on a (by --wait-idle) quiet machine -> row: wall time, peak memory of its tree."""
+def measured(cmd, cwd=None, env=None, ok=(0,)):
+    """Run `cmd` on a (by --wait-idle) quiet machine -> row: wall time, peak memory of its tree.
+    `ok`: the exit statuses that count as success."""
     _idle()
-    wall, peak = measure_command(cmd, cwd=cwd, env=_env())
+    try:
+        wall, peak = measure_command(cmd, cwd=cwd, env=env or _env())
+    except subprocess.CalledProcessError as error:
+        if error.returncode not in ok:
+            raise
+        wall, peak = measure_command.last_wall, measure_command.last_peak
     by_process = sorted(measure_command.last_peak_by_process.values(), key=lambda row: -row[2])
     return {"command": " ".join(cmd), "seconds": round(wall, 2), "peak_rss_mb": round(peak / MB, 1),
             "peak_pss_mb": round(measure_command.last_peak_pss / MB, 1),
@@ -232,9 +243,9 @@ def grade(out_dir, iterations=None, checks=None, prefix=()):
     return row
 
 
-def _print_memory(row):
+def _print_memory(row, target="target <= 700 MB"):
     print(f"  peak memory of the process tree: {row['peak_pss_mb']:.0f} MB PSS sum "
-          f"({row['peak_rss_mb']:.0f} MB RSS sum; target <= 700 MB); at the PSS peak:")
+          f"({row['peak_rss_mb']:.0f} MB RSS sum; {target}); at the PSS peak:")
     for process in row["at_pss_peak"]:
         print(f"    {process['pss_mb']:6.0f} MB PSS {process['rss_mb']:6.0f} MB RSS  {process['process']}")
 
@@ -282,6 +293,34 @@ def figure_grading_pinned(args, tmp):
     return row
 
 
+def figure_regrade(args, tmp):
+    """`python -m autograder regrade` of a fake export drawn from the cases (tests/fake_export.py)."""
+    from autograder.regrade.batch import PEAK_GRADING_BYTES
+    from tests import fake_export
+    step = max(1, len(fake_export.CLASS) // args.regrade_count)
+    drawn = fake_export.CLASS[::step][:args.regrade_count]
+    fake_export.build(tmp / "export", drawn)
+    env = _env()
+    env["VAE_ALLOW_ROOT_SANDBOX"] = "1"      # this host's slot users may not run the interpreter (as under /root)
+    cmd = [PYTHON, "-m", "autograder", "regrade", str(tmp / "export"), "--out", str(tmp / "grades"), "--no-progress",
+           "--iterations", str(args.regrade_iterations)]
+    row = measured(cmd, cwd=PROJECT, env=env, ok=(0, 1))          # 1: some submission timed out or crashed
+    lines = measure_command.last.stdout.splitlines()
+    row["plan"] = next((line for line in lines if line.startswith("regrade: ")), "")
+    row["status"] = next((line for line in lines if line.startswith("Status: ")), "")
+    row.update(submissions=len(drawn), iterations=args.regrade_iterations,
+               submissions_per_hour=round(len(drawn) * 3600 / row["seconds"], 1),
+               seconds_per_submission=round(row["seconds"] / len(drawn), 1))
+    print(f"  {row['plan']}")
+    print(f"  {len(drawn)} submissions at {args.regrade_iterations} iterations: {row['seconds']:.0f} s, "
+          f"{row['submissions_per_hour']:.1f} submissions/hour ({row['seconds_per_submission']:.0f} s each); "
+          f"{row['status']}")
+    gradings = sum(1 for process in row["at_pss_peak"] if "autograder container" in process["process"])
+    _print_memory(row, f"{gradings} grading(s) at the peak; regrade's default --jobs counts "
+                       f"{PEAK_GRADING_BYTES / MB:.0f} MB each")
+    return row
+
+
 FIGURES = {            # name -> (function, included by --quick)
     "threads": (figure_threads, True),
     "ratio": (figure_ratio, True),
@@ -291,6 +330,7 @@ FIGURES = {            # name -> (function, included by --quick)
     "units": (figure_units, True),
     "grading": (figure_grading, True),
     "grading_pinned": (figure_grading_pinned, True),
+    "regrade": (figure_regrade, False),
 }
 
 
@@ -314,6 +354,10 @@ def main(argv=None):
     p.add_argument("--full-runs", type=int, default=3, metavar="N",
                    help="20,000-iteration runs of the full figure, each after a host probe (default 3: "
                         "on a shared host one run can be 30%% slow on either side)")
+    p.add_argument("--regrade-count", type=int, default=8, metavar="N",
+                   help="submissions of the regrade figure, drawn evenly from the fake class (default 8 of 32)")
+    p.add_argument("--regrade-iterations", type=int, default=20000, metavar="N",
+                   help="training iterations of the regrade figure (default 20000, the real grading)")
     p.add_argument("--json", type=Path, help="also write the figures to this file")
     p.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
                    help="before each run, wait up to S seconds for other processes to go quiet")

@@ -409,7 +409,10 @@ def test_a_hang_and_a_killed_grading_stop_nothing_else(tmp_path):
                                                    ("submissions", "sg_exp_v_buggy")])
     hang, buggy, victim = list(made)
     out, env = tmp_path / "grades", env_in(tmp_path)
-    timeout = "150"              # well past a grading at a few iterations, two at a time on a busy 2-core host
+    # Well past a grading at a few iterations, two at a time on a busy 2-core host (20-40 s), and well
+    # short of the hang's own length: the grader gives each of its four sandboxes' imports 30 s, so a
+    # utils.py that blocks at import holds one grading at least 120 s.
+    timeout = "100"
     process = subprocess.Popen([sys.executable, "-m", "autograder", "regrade", tmp_path / "export", "--out", out,
                                 "--iterations", ITERATIONS, "--no-progress", "--jobs", "2", "--timeout", timeout],
                                cwd=paths.PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

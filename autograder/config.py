@@ -80,6 +80,25 @@ CHECKS = {
     },
 }
 
+# The other problems a course may assign (autograder/problems.py), numbered after the CS236 VAE's.
+# Their functions' tags are "problem/function"; a check's number is the same in every selection.
+CVAE_CHECKS = {
+    "cvae/negative_elbo_bound": {
+        "three_scalars": Check("5.1", 1),
+        "kl_term": Check("5.2", 1.5),
+        "rec_term": Check("5.3", 2),
+        "batch_mean": Check("5.4", 1),
+        "label_reaches_both": Check("5.5", 1.5),
+        "gradients": Check("5.6", 1.5),
+    },
+    "cvae/training": {
+        "trained_nelbo": Check("6.1", 5),
+    },
+}
+# problem -> its checks (CHECKS above is the CS236 VAE's, the default grading)
+PROBLEM_CHECKS = {"vae": CHECKS, "cvae": CVAE_CHECKS}
+ALL_CHECKS = {family: specs for checks in PROBLEM_CHECKS.values() for family, specs in checks.items()}
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -111,6 +130,9 @@ class Budgets:
     # The whole grading: unit budgets (3 x 90 s) and training together stay inside it; set Gradescope's
     # timeout to 20 minutes, which leaves 3 minutes for start-up and writing the results.
     grading_seconds: float = 17 * 60.0
+    # Each further problem graded in the same submission adds this much to the whole grading's
+    # bound (its unit budget and its training, at half a CPU); Gradescope's timeout grows with it.
+    extra_problem_seconds: float = 12 * 60.0
 
 
 BUDGETS = Budgets()

@@ -7,18 +7,12 @@ Decoder p(x|z,y): (z + 10) -> 300 -> 300 -> 784 (ELU), logits of 784 Bernoullis.
 """
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 import utils as ut
 
 IMAGE_DIM = 784
 HIDDEN_DIM = 300
 CLASSES = 10
-
-
-def one_hot(labels, classes=CLASSES):
-    """Integer labels (batch,) -> one-hot float32 vectors (batch, classes)."""
-    return F.one_hot(labels.long(), classes).float()
 
 
 class Encoder(nn.Module):

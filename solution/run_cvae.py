@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-import cvae_nns
 import data
 import figures
 import runtime
@@ -73,8 +72,8 @@ def digit_rows(model, per_digit=SAMPLES_PER_DIGIT):
     """Pixel probabilities of `per_digit` samples for each label 0..9, row d conditioned on d -> (100, 784)."""
     model.eval()
     device = model.z_prior_m.device
-    labels = torch.arange(cvae_nns.CLASSES, device=device).repeat_interleave(per_digit)
-    return model.sample_sigmoid(cvae_nns.one_hot(labels))
+    labels = torch.arange(train_cvae.CLASSES, device=device).repeat_interleave(per_digit)
+    return model.sample_sigmoid(train_cvae.one_hot(labels))
 
 
 def save_pictures(model, out_dir, curve=None, final=None):
@@ -82,7 +81,7 @@ def save_pictures(model, out_dir, curve=None, final=None):
     written = []
     try:
         figures.write_grey_png(out_dir / "samples.png",
-                               figures.image_grid(digit_rows(model), cvae_nns.CLASSES, SAMPLES_PER_DIGIT))
+                               figures.image_grid(digit_rows(model), train_cvae.CLASSES, SAMPLES_PER_DIGIT))
         written.append("samples.png")
     except ImportError:
         print("samples.png skipped: Pillow is not installed (`pip install matplotlib` brings it)", file=sys.stderr)
@@ -136,7 +135,7 @@ def main(argv=None):
     train_u8 = torch.from_numpy(train_images).to(device)
     train_labels = torch.from_numpy(train_labels).long().to(device)
     test_x = torch.from_numpy(test_x).to(device)
-    test_y = cvae_nns.one_hot(torch.from_numpy(test_labels)).to(device)
+    test_y = train_cvae.one_hot(torch.from_numpy(test_labels)).to(device)
     results = [run_once(args, args.seed + r, device, train_u8, train_labels, test_x, test_y)
                for r in range(args.runs)]
     if args.runs > 1:

@@ -6,10 +6,17 @@ labels as one-hot vectors, and takes one Adam step (lr 1e-3) on the batch mean o
 It runs as written (fast.py speeds up the VAE's loop only).
 """
 import torch
+from torch.nn import functional as F
 
-import cvae_nns
 from train import _mean_in_pieces as mean_in_pieces
 from train import binarize, make_optimizer
+
+CLASSES = 10
+
+
+def one_hot(labels, classes=CLASSES):
+    """Integer labels (batch,) -> one-hot float32 vectors (batch, classes)."""
+    return F.one_hot(labels.long(), classes).float()
 
 
 class LabelledBatches:
@@ -28,7 +35,7 @@ class LabelledBatches:
             self.position = 0
         rows = self.order[self.position:self.position + self.batch]
         self.position += self.batch
-        return binarize(self.images[rows], self.generator), cvae_nns.one_hot(self.labels[rows])
+        return binarize(self.images[rows], self.generator), one_hot(self.labels[rows])
 
 
 def train(model, train_images_u8, train_labels, iters, batch=100, lr=1e-3, seed=0, progress=None,

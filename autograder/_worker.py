@@ -180,9 +180,11 @@ def _remote_module(name, inputs=None):
             return _remote(name, value, self.anchor)
 
     class ConditionalModule(RemoteModule):
-        def forward(self, *values):
-            if len(values) != len(inputs):
-                raise TypeError(f"self.{name}({', '.join(inputs)}) takes {len(inputs)} tensors, got {len(values)}")
+        def forward(self, *values, **named):
+            values = [*values, *[named.pop(n) for n in inputs[len(values):] if n in named]]
+            if named or len(values) != len(inputs):
+                raise TypeError(f"self.{name}({', '.join(inputs)}) takes {len(inputs)} tensors, got "
+                                f"{len(values) + len(named)}")
             return _remote(name, *values, self.anchor, arity=len(inputs))
 
     return RemoteModule() if inputs is None else ConditionalModule()

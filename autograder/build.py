@@ -20,14 +20,13 @@ ROOT_FILES = ("setup.sh", "run_autograder", "requirements.txt")
 def _members(problem_set=None):
     """(path on disk, name in the zip) for everything the container needs."""
     problem_set = problem_set or ProblemSet()
-    solution = set(problem_set.handout_sources)
+    solution = {*problem_set.handout_sources, *(name for problem in problem_set.problems for name in problem.tests)}
     others = {problem.calibration for problem in PROBLEMS.values()} - {p.calibration for p in problem_set.problems}
     yield from ((paths.PROJECT / name, name) for name in ROOT_FILES)
     for folder in ("autograder", "solution"):
         for path in sorted((paths.PROJECT / folder).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".json"):
-                instructor = path.name.startswith("test_") and "vae" in problem_set.names     # its tests
-                if folder == "solution" and path.name not in solution and not instructor:
+                if folder == "solution" and path.name not in solution:
                     continue            # another problem's files
                 if folder == "autograder" and path.parent == paths.CALIBRATION.parent and path.name in others:
                     continue            # another problem's calibration

@@ -53,6 +53,7 @@ class Problem:
     families: dict              # {family: Family}, in grading order
     check_classes: tuple        # "module:Class" in autograder/checks, in grading order
     calibration: str            # its calibration file in autograder/
+    tests: tuple = ()           # its instructor tests in solution/ (never in a handout; in its zip)
     needs: tuple = ()           # student files of other problems its code imports
 
     @property
@@ -90,6 +91,7 @@ VAE = Problem(
     check_classes=("sampling:SampleGaussianChecks", "kl:KlNormalChecks", "elbo:NegativeElboBoundChecks",
                    "training:TrainingChecks"),
     calibration="calibration.json",
+    tests=("test_checks.py", "test_figures.py", "test_reference.py"),
 )
 
 CVAE = Problem(
@@ -106,6 +108,7 @@ CVAE = Problem(
     },
     check_classes=("cvae:CvaeElboChecks", "cvae_training:CvaeTrainingChecks"),
     calibration="calibration_cvae.json",
+    tests=("test_cvae.py", "test_checks_cvae.py"),
     needs=("utils.py",),
 )
 

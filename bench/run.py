@@ -217,11 +217,13 @@ def figure_gpu(args, tmp):
 UNIT_FAMILIES = ("sample_gaussian", "kl_normal", "negative_elbo_bound")
 
 
-def grade(out_dir, iterations=None, checks=None, prefix=()):
+def grade(out_dir, iterations=None, checks=None, prefix=(), problems=None):
     """Grade the reference solution as an instructor would -> row of figures."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = out_dir / "results.json"
     cmd = [*prefix, PYTHON, "-m", "autograder", "grade", "solution", "--results", str(results)]
+    if problems:
+        cmd += ["--problems", problems]
     if iterations is not None:
         cmd += ["--iterations", str(iterations)]
     if checks:
@@ -250,11 +252,11 @@ def figure_units(args, tmp):
     return rows
 
 
-def _whole_grading(args, tmp, name, prefix):
+def _whole_grading(args, tmp, name, prefix, problems=None):
     if not args.quick:
-        return grade(tmp / name, prefix=prefix)
-    short = grade(tmp / f"{name}-200", iterations=200, prefix=prefix)
-    row = grade(tmp / f"{name}-2000", iterations=2000, prefix=prefix)
+        return grade(tmp / name, prefix=prefix, problems=problems)
+    short = grade(tmp / f"{name}-200", iterations=200, prefix=prefix, problems=problems)
+    row = grade(tmp / f"{name}-2000", iterations=2000, prefix=prefix, problems=problems)
     extrapolate(short, row, 200, 2000)
     print(f"  ({name}: 200 iterations {short['seconds']:.1f} s, 2,000 iterations {row['seconds']:.1f} s: "
           f"{row['ms_per_iteration']:.2f} ms/iteration, extrapolated to 20,000)")
@@ -282,6 +284,16 @@ def figure_grading_pinned(args, tmp):
     return row
 
 
+def figure_grading_two(args, tmp):
+    """A two-problem zip's grading: the reference graded on the CS236 VAE and the conditional VAE
+    (every check of both, both 20,000-iteration gates)."""
+    row = _whole_grading(args, tmp, "grading-two", (), problems="vae,cvae")
+    print(f"  whole grading of the reference on vae,cvae, 2 x 20,000 iterations: {_grading_seconds(row):.1f} s, "
+          f"score {row['score']}")
+    _print_memory(row)
+    return row
+
+
 FIGURES = {            # name -> (function, included by --quick)
     "threads": (figure_threads, True),
     "ratio": (figure_ratio, True),
@@ -291,6 +303,7 @@ FIGURES = {            # name -> (function, included by --quick)
     "units": (figure_units, True),
     "grading": (figure_grading, True),
     "grading_pinned": (figure_grading_pinned, True),
+    "grading_two": (figure_grading_two, False),
 }
 
 

@@ -49,7 +49,10 @@ def _finish(data, started, submission):
     for test in tests:
         # A check's family ("cvae/negative_elbo_bound") as results.json shows it: `problem/function` when
         # several problems are graded, the function alone when one is.
-        test["tags"] = [problem_set.tag(tag) if tag in problem_set.checks else tag for tag in test.get("tags", [])]
+        for family in [tag for tag in test.get("tags", []) if tag in problem_set.checks]:
+            test["tags"] = [problem_set.tag(family)]
+            if test.get("name", "").startswith(f"{family}: "):        # the check's title says its tag too
+                test["name"] = problem_set.tag(family) + test["name"][len(family):]
         # A check's output may quote the submission (its exception messages, what it printed): clean it.
         test["output"] = results.cap(clean(test.get("output", "")).replace("Test Failed: ", "", 1).strip())
         test["score"] = float(test.get("score", 0.0))

@@ -80,7 +80,9 @@ def fields(problem_set=None, problem=None):
     from .problems import VAE, ProblemSet
     problem_set = problem_set or ProblemSet()
     problem = problem or VAE
-    rows = check_rows(problem)
+    # each check's function as results.json tags it in this handout's grading
+    rows = [(number, problem_set.tag(family) if family in problem_set.checks else family, *rest)
+            for number, family, *rest in check_rows(problem)]
     stored = _calibrated(problem)
     published = config.PUBLISHED_BAND["nelbo"]
     points = {family.rsplit("/", 1)[-1]: sum(spec.points for spec in specs.values())

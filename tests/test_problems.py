@@ -80,7 +80,7 @@ def test_the_cvae_alone_gets_utils_whole_and_nothing_of_the_vae():
     assert "rec = -ut.log_bernoulli_with_logits(x, self.dec(z, y))" not in handout["cvae.py"]
     readme = handout["README.md"]
     assert readme.startswith("# Homework: the conditional VAE") and "{{" not in readme
-    assert "`utils.py` is provided complete" in readme and "| 5.5 | `cvae/negative_elbo_bound` |" in readme
+    assert "`utils.py` is provided complete" in readme and "| 5.5 | `negative_elbo_bound` |" in readme
 
 
 def test_both_problems_make_one_handout_with_a_part_each():
@@ -94,6 +94,7 @@ def test_both_problems_make_one_handout_with_a_part_each():
     assert "\n### The model" in readme and "\n# " not in readme.split("\n", 1)[1].replace("```\n# ", "")
     assert "`utils.py` is yours" in readme and "Submit `utils.py`, `vae.py`, `cvae.py` together" in readme
     assert "| the conditional VAE (`cvae`) | `CVAE.negative_elbo_bound` in `cvae.py` | `cvae.py` | 13.5 |" in readme
+    assert "| 1.1 | `vae/sample_gaussian` |" in readme and "| 6.1 | `cvae/training` |" in readme
 
 
 def test_zip_and_bundle_hold_the_chosen_problems_only(tmp_path):
@@ -193,3 +194,35 @@ def test_the_cvae_gate_uses_its_own_calibration_only(tmp_path, monkeypatch):
     assert training.pass_band(gate=CVAE_GATE) == (1.0, 2.0, "calibrated")
     paths.CALIBRATION.write_text(json.dumps({**band, "problem": "cvae"}))      # a CVAE band is no VAE band
     assert training.pass_band()[2] == "published"
+
+
+def test_results_name_and_tag_each_check_by_problem_when_several_are_graded():
+    """grade._finish: the tags (and the titles that start with them) of a grading on several problems."""
+    from autograder import grade
+
+    class Graded:
+        outcomes = {}
+
+        def __init__(self, problems):
+            self.problem_set = ProblemSet(problems)
+
+        class selection:
+            @staticmethod
+            def report():
+                return "Files graded: ..."
+
+    def finish(problems):
+        data = {"tests": [
+            {"name": "training: 20,000 iterations", "score": 5.0, "max_score": 5.0, "number": "4.1", "tags": ["training"]},
+            {"name": "cvae/negative_elbo_bound: the label reaches both networks", "score": 0.0, "max_score": 1.5,
+             "number": "5.5", "tags": ["cvae/negative_elbo_bound"]}]}
+        grade._finish(data, 0.0, Graded(problems))
+        return [(t["tags"], t["name"].split(":")[0]) for t in data["tests"]], data["output"].split("\n\n")[1]
+
+    tests, summary = finish("vae,cvae")
+    assert tests == [(["vae/training"], "vae/training"), (["cvae/negative_elbo_bound"], "cvae/negative_elbo_bound")]
+    assert "vae/training: 5 / 5" in summary and "cvae/negative_elbo_bound: 0 / 1.5" in summary
+    tests, _ = finish("cvae")
+    assert tests[1] == (["negative_elbo_bound"], "negative_elbo_bound")
+    tests, summary = finish("vae")
+    assert tests[0] == (["training"], "training") and summary.startswith("sample_gaussian: 0 / 0")

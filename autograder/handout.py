@@ -116,6 +116,9 @@ def fields(problem_set=None, problem=None):
         pending = "(not calibrated yet)"
         values.update(dict.fromkeys(("calibration_runs", "subset_nelbo", "subset_kl", "subset_rec",
                                      "subset_nelbo_typical", "hidden_nelbo", "hidden_band"), pending))
+    if problem.name != "vae":                # the CS236 VAE's figures, to compare with
+        vae = calibration()["subset_bands"]
+        values.update({"vae_subset_nelbo": f"{vae['nelbo']['mean']:.1f}", "vae_subset_kl": f"{vae['kl']['mean']:.1f}"})
     if problem.needs:
         mine = [name for name in problem.needs if problem_set.sandbox_files.get(name) == "student"]
         values["needs_note"] = (

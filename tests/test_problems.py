@@ -1,6 +1,7 @@
 """The problems frame (autograder/problems.py): the CS236 VAE alone is the grader as it always was;
 other problems add their files, checks, tags and zip members only where they are chosen. In
 seconds: nothing here grades (tests/test_variants.py does)."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -184,12 +185,15 @@ def test_cvae_weights_are_accepted_as_the_cvaes_and_scored_with_labels():
 
 
 def test_the_cvae_gate_uses_its_own_calibration_only(tmp_path, monkeypatch):
+    assert training.pass_band(gate=CVAE_GATE)[2] == "calibrated"              # the shipped calibration_cvae.json
     monkeypatch.setattr(paths, "CALIBRATION", tmp_path / "calibration.json")
-    assert training.pass_band(gate=CVAE_GATE) == (None, None, "none")
+    published = config.CVAE_PUBLISHED_BAND["nelbo"]
+    assert training.pass_band(gate=CVAE_GATE) == (published["low"], published["high"], "published")
+    assert training.pass_band(gate=dataclasses.replace(CVAE_GATE, published=None)) == (None, None, "none")
     band = {"evaluation": "hidden", "hidden_set_sha256": evaluation.hidden_set_sha256(),
             "bands": {"nelbo": {"low": 1.0, "high": 2.0}}}
     (tmp_path / "calibration_cvae.json").write_text(json.dumps(band))          # no "problem": the VAE's
-    assert training.pass_band(gate=CVAE_GATE)[2] == "none"
+    assert training.pass_band(gate=CVAE_GATE)[2] == "published"
     (tmp_path / "calibration_cvae.json").write_text(json.dumps({**band, "problem": "cvae"}))
     assert training.pass_band(gate=CVAE_GATE) == (1.0, 2.0, "calibrated")
     paths.CALIBRATION.write_text(json.dumps({**band, "problem": "cvae"}))      # a CVAE band is no VAE band

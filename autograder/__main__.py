@@ -4,6 +4,24 @@ import sys
 from pathlib import Path
 
 from . import paths
+from .problems import PROBLEMS, ProblemSet, UnknownProblem, parse, served
+
+PROBLEMS_HELP = (f"comma-separated problems among {', '.join(PROBLEMS)} (default: {','.join(served())}, "
+                 "those this grader serves)")
+
+
+def _problems(text):
+    try:
+        return parse(text)
+    except UnknownProblem as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _problem(text):
+    names = _problems(text)
+    if len(names) != 1:
+        raise argparse.ArgumentTypeError("one problem")
+    return names[0]
 
 
 def build_parser():
@@ -11,14 +29,20 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("assign", help="regenerate assignment/ from solution/")
+    assign = commands.add_parser("assign", help="regenerate assignment/ from solution/")
+    assign.add_argument("--problems", type=_problems, default=None, metavar="P,Q", help=PROBLEMS_HELP)
+    assign.add_argument("--out", type=Path, default=None,
+                        help="(default: assignment/ for the CS236 VAE alone, else assignment-<problems>/)")
 
     calibrate = commands.add_parser("calibrate", help="train the reference N times; store the pass band")
+    calibrate.add_argument("--problem", type=_problem, default="vae", help="the problem whose reference is "
+                           f"trained, among {', '.join(PROBLEMS)} (default: vae)")
     calibrate.add_argument("--runs", type=int, default=20, help="number of seeds (default: 20)")
     calibrate.add_argument("--iterations", type=int, default=20000, help="(default: 20000)")
     calibrate.add_argument("--first-seed", type=int, default=1000, help="(default: 1000)")
     calibrate.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="(default: cpu)")
-    calibrate.add_argument("--out", type=Path, default=paths.CALIBRATION, help="(default: autograder/calibration.json)")
+    calibrate.add_argument("--out", type=Path, default=None,
+                           help="(default: the problem's, autograder/calibration.json for vae)")
     calibrate.add_argument("--jobs", type=int, default=1, help="runs in parallel, one thread each (default: 1)")
     calibrate.add_argument("--save-models", type=Path, default=None, metavar="DIR",
                            help="keep each run's state dict as DIR/seed<N>.pt")
@@ -33,8 +57,9 @@ def build_parser():
     grade.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="(default: cpu)")
     grade.add_argument("--python", default=None, help="interpreter for the sandbox (default: this one)")
     grade.add_argument("--checks", nargs="+", default=None, metavar="FUNCTION",
-                       choices=("sample_gaussian", "kl_normal", "negative_elbo_bound", "training"),
-                       help="only the checks of these functions (default: all)")
+                       help="only the checks of these functions, as results.json tags them (default: all; e.g. "
+                            "sample_gaussian kl_normal negative_elbo_bound training)")
+    grade.add_argument("--problems", type=_problems, default=None, metavar="P,Q", help=PROBLEMS_HELP)
 
     commands.add_parser("prepare", help="fetch and verify MNIST; create the sandbox user (setup.sh's last step)")
 
@@ -49,6 +74,7 @@ def build_parser():
                        help="the students' bundle instead: public checks without the solution")
     build.add_argument("--no-verify", action="store_true",
                        help="skip grading the solution (must be full) and the skeleton (must be 0) first")
+    build.add_argument("--problems", type=_problems, default=None, metavar="P,Q", help=PROBLEMS_HELP)
 
     regrade = commands.add_parser("regrade", help="grade every submission of a Gradescope export again, locally; "
                                                   "grades.csv and a summary")
@@ -79,20 +105,25 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "assign":
         from .skeleton import write_handout
-        names = write_handout(paths.SOLUTION, paths.ASSIGNMENT)
-        print(f"wrote {len(names)} files to {paths.ASSIGNMENT}: {', '.join(names)}")
+        problem_set = ProblemSet(args.problems)
+        out = args.out or (paths.ASSIGNMENT if problem_set.is_default else
+                           paths.PROJECT / f"assignment-{'-'.join(problem_set.names)}")
+        names = write_handout(paths.SOLUTION, out, problem_set)
+        print(f"wrote {len(names)} files to {out}: {', '.join(names)}")
     elif args.command == "calibrate":
         if args.models is not None:
             if args.save_models is not None:
                 parser.error("--models evaluates saved models: --save-models does not apply")
             from .calibrate import calibrate_from_models
-            calibrate_from_models(args.models, args.iterations, args.out)
+            calibrate_from_models(args.models, args.iterations, args.out or PROBLEMS[args.problem].calibration_path,
+                                  problem=args.problem)
             return 0
         if args.runs < 2:
             parser.error("--runs must be at least 2")
         from .calibrate import calibrate as run_calibration
-        run_calibration(args.runs, args.iterations, args.first_seed, args.device, args.out, jobs=args.jobs,
-                        save_models=args.save_models)
+        run_calibration(args.runs, args.iterations, args.first_seed, args.device,
+                        args.out or PROBLEMS[args.problem].calibration_path, jobs=args.jobs,
+                        save_models=args.save_models, problem=args.problem)
     elif args.command == "prepare":
         from .container import prepare
         prepare()
@@ -103,9 +134,10 @@ def main(argv=None):
     elif args.command == "build":
         from .build import build as run_build
         from .build import build_public
+        problem_set = ProblemSet(args.problems)
         if args.public:
-            return build_public(args.out)
-        return run_build(args.out, verify_first=not args.no_verify)
+            return build_public(args.out, problem_set=problem_set)
+        return run_build(args.out, verify_first=not args.no_verify, problem_set=problem_set)
     elif args.command == "regrade":
         from .regrade.commands import regrade as run_regrade
         return run_regrade(args)
@@ -121,8 +153,13 @@ def main(argv=None):
         if device == "auto":
             import torch
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        problem_set = ProblemSet(args.problems)
+        known = {problem_set.tag(family) for family in problem_set.checks} | set(problem_set.checks)
+        unknown = [name for name in args.checks or () if name not in known]
+        if unknown:
+            parser.error(f"--checks: no {', '.join(unknown)} among {', '.join(sorted(known))}")
         run_grade(args.submission, args.results, args.iterations or DEFAULT_ITERATIONS, device, args.python,
-                  families=args.checks)
+                  families=args.checks, problems=problem_set)
     return 0
 
 

@@ -12,7 +12,7 @@ import traceback
 import numpy as np
 import torch
 
-STUDENT_FILES = ("utils.py", "vae.py")
+STUDENT_FILES = ("utils.py", "vae.py", "cvae.py")     # every problem's (autograder/problems.py)
 # Bound before any submission code runs: patching torch.Tensor.detach, torch.equal and the
 # like at import time then cannot change what this worker reports.
 _TENSOR = torch.Tensor
@@ -112,8 +112,8 @@ def _remote_class():
         """Forward and backward of a named function, both answered by the grader."""
 
         @staticmethod
-        def forward(ctx, name, *tensors):
-            arrays = {f"in{i}": _to_array(t, name) for i, t in enumerate(tensors) if i < _REMOTE_ARITY[name]}
+        def forward(ctx, name, arity, *tensors):
+            arrays = {f"in{i}": _to_array(t, name) for i, t in enumerate(tensors) if i < arity}
             info, out = grader_call(name, {}, arrays)
             ctx.name, ctx.call = name, info["call"]
             ctx.inputs = [(t.shape, t.dtype) for t in tensors]
@@ -126,7 +126,7 @@ def _remote_class():
             arrays = {f"g{i}": _to_array(g, ctx.name) if g is not None else np.zeros(tuple(shape), np.float32)
                       for i, (g, shape) in enumerate(zip(grads, ctx.output_shapes))}
             _, out = grader_call(f"{ctx.name}.backward", {"call": ctx.call}, arrays)
-            answers = [None]
+            answers = [None, None]
             for i, (shape, dtype) in enumerate(ctx.inputs):
                 answer = out.get(f"g{i}")
                 answers.append(_AS_TENSOR(answer).to(dtype) if answer is not None else torch.zeros(shape, dtype=dtype))
@@ -139,11 +139,12 @@ _REMOTE_ARITY = {"enc": 1, "dec": 1, "sample_gaussian": 2, "kl_normal": 4}
 _REMOTE = []
 
 
-def _remote(name, *tensors):
+def _remote(name, *tensors, arity=None):
+    """name's forward (and backward) answered by the grader; the first `arity` tensors are sent."""
     if not _REMOTE:
         _REMOTE.append(_remote_class())
     tensors = [value if isinstance(value, _TENSOR) else _AS_TENSOR(value) for value in tensors]
-    return _REMOTE[0].apply(name, *tensors)
+    return _REMOTE[0].apply(name, _REMOTE_ARITY[name] if arity is None else arity, *tensors)
 
 
 def _remote_sample_gaussian(m, v):
@@ -163,7 +164,9 @@ def _install_remote_utils(names):
         setattr(utils, name, stand_ins[name])
 
 
-def _remote_module(name):
+def _remote_module(name, inputs=None):
+    """The encoder or decoder stand-in; `inputs`: its arguments' names when it takes several (the
+    conditional model's self.enc(x, y), self.dec(z, y))."""
     import torch
 
     class RemoteModule(torch.nn.Module):
@@ -176,18 +179,41 @@ def _remote_module(name):
         def forward(self, value):
             return _remote(name, value, self.anchor)
 
-    return RemoteModule()
+    class ConditionalModule(RemoteModule):
+        def forward(self, *values, **named):
+            values = [*values, *[named.pop(n) for n in inputs[len(values):] if n in named]]
+            if named or len(values) != len(inputs):
+                raise TypeError(f"self.{name}({', '.join(inputs)}) takes {len(inputs)} tensors, got "
+                                f"{len(values) + len(named)}")
+            return _remote(name, *values, self.anchor, arity=len(inputs))
+
+    return RemoteModule() if inputs is None else ConditionalModule()
 
 
 def op_elbo(params, arrays):
     """negative_elbo_bound(x) of the student's VAE with the grader's encoder, decoder, sampler and
-    KL; with `grads`, backward passes of rec, kl and nelbo in turn (the grader records each)."""
+    KL; with `grads`, backward passes of rec, kl and nelbo in turn (the grader records each).
+    With labels `y` (params["model"] "cvae"), the CVAE's negative_elbo_bound(x, y), whose encoder
+    and decoder stand-ins take (x, y) and (z, y)."""
     import torch
+    if params.get("model") == "cvae":
+        import cvae
+        model = cvae.CVAE(z_dim=params["z_dim"])
+        model.enc, model.dec = _remote_module("enc", ("x", "y")), _remote_module("dec", ("z", "y"))
+        x = _AS_TENSOR(arrays["x"])
+        result = model.negative_elbo_bound(x, _AS_TENSOR(arrays["y"]))
+        return _elbo_reply(result, params)
     import vae
     model = vae.VAE(z_dim=params["z_dim"])
     model.enc, model.dec = _remote_module("enc"), _remote_module("dec")
     x = _AS_TENSOR(arrays["x"])
     result = model.negative_elbo_bound(x)
+    return _elbo_reply(result, params)
+
+
+def _elbo_reply(result, params):
+    """The (nelbo, kl, rec) a negative_elbo_bound returned, as arrays; their backward passes when asked."""
+    import torch
     if not isinstance(result, (tuple, list)) or len(result) != 3:
         shown = f"a {type(result).__name__} of length {len(result)}" if isinstance(result, (tuple, list)) \
             else f"a {type(result).__name__}"
@@ -218,19 +244,22 @@ _IMAGES = {}           # the training images of the last request that sent them
 # before student code ran, with the same code.
 _TRAIN_FUNCTIONS = {
     "train": ("train", "binarize", "make_optimizer"),
+    "train_cvae": ("train", "binarize", "make_optimizer", "one_hot", "mean_in_pieces"),
     "fast": ("train", "wanted", "usable", "_missing", "_say", "_eager_step", "_training_optimizer", "_window_mean",
              "_threshold_table", "fast_matmul", "_onednn_mm", "_onednn_addmm", "_plain_matrix", "onednn_matmul_pays",
              "_probe_onednn", "_hide_kernel_frames", "_cuda_graphs_wanted", "_capture_cuda_graph", "_on_stream"),
 }
 _TRAIN_METHODS = {
     "train": {"Batches": ("__init__", "next")},
+    "train_cvae": {"LabelledBatches": ("__init__", "next")},
     "fast": {"Binarizer": ("__init__", "next", "_uniform_int16"), "FusedAdam": ("__init__", "step", "zero_grad",
              "supports"), "ThreadTuner": ("__init__", "tick", "restore"), "GraphedStep": ("__init__", "__call__",
              "_captured_step")},
 }
 # Each loop's optimizer factory and batch class, which it looks up in its module at each call:
 # routed through counters (`_route_through_counters`).
-_COUNTED = {"train": ("make_optimizer", "Batches"), "fast": ("_training_optimizer", "Binarizer")}
+_COUNTED = {"train": ("make_optimizer", "Batches"), "fast": ("_training_optimizer", "Binarizer"),
+            "train_cvae": ("make_optimizer", "LabelledBatches")}
 _TORCH_NAMES = {
     # (not torch.manual_seed: importing torch._dynamo, which torch.optim does, wraps it; the loop seeds a Generator)
     "torch": ("_fused_adam_", "randperm", "randint", "lt", "stack", "empty", "zeros", "zeros_like", "Generator",
@@ -286,7 +315,7 @@ def bind_provided():
     before any submission code runs); then route each loop's optimizer and batches through
     counters, so that code the student did not write reports the steps and images it saw."""
     import importlib
-    for name in ("runtime", "data", "fast", "train"):
+    for name in ("runtime", "data", "fast", "train", "train_cvae"):     # none imports a student file
         if os.path.exists(f"{name}.py"):
             _PROVIDED[name] = importlib.import_module(name)
     if "train" not in _PROVIDED:
@@ -297,6 +326,8 @@ def bind_provided():
             if hasattr(owner, name):
                 _remember_attribute(owner, name, f"{module_name}.{name}")
     for module_name, functions in _TRAIN_FUNCTIONS.items():
+        if module_name not in _PROVIDED:          # another problem's loop
+            continue
         module = _PROVIDED[module_name]
         factory, batch_class = _COUNTED[module_name]
         for name in functions:
@@ -322,8 +353,8 @@ def _route_through_counters(module, module_name, factory, batch_class, methods):
         return optimizer
 
     class Counted(batches):
-        def __init__(self, images_u8, batch, generator):
-            batches_init(self, images_u8, batch, generator)
+        def __init__(self, *args, **kwargs):
+            batches_init(self, *args, **kwargs)
             self.draws = 0
             _RUN["binarizers"].append(self)
 
@@ -378,23 +409,36 @@ def _optimizer_steps(optimizer):
 
 def op_train(params, arrays):
     """Train the student's VAE with the provided loop on the images sent (or those of the last
-    request); return the tensors the grader asked for and how the run went, as our code saw it."""
+    request); return the tensors the grader asked for and how the run went, as our code saw it.
+    params["problem"] "cvae": the student's CVAE with train_cvae's loop, on the images and labels."""
     import hashlib
     import torch
-    import vae
-    runtime, train = _PROVIDED["runtime"], _PROVIDED["train"]
+    runtime = _PROVIDED["runtime"]
     if "images" in arrays:
         _IMAGES["train"] = arrays["images"]
+    if "labels" in arrays:
+        _IMAGES["labels"] = arrays["labels"]
     images = _IMAGES["train"]
     digest = hashlib.sha256(np.ascontiguousarray(images).data).hexdigest()
     runtime.configure_threads()
     device = runtime.pick_device(params.get("device", "cpu"))
     torch.manual_seed(params["seed"])
-    model = vae.VAE(z_dim=params["z_dim"]).to(device)
+    conditional = params.get("problem") == "cvae"
+    if conditional:
+        import cvae
+        model = cvae.CVAE(z_dim=params["z_dim"]).to(device)
+        labels_digest = hashlib.sha256(np.ascontiguousarray(_IMAGES["labels"]).data).hexdigest()
+        train_labels = torch.from_numpy(_IMAGES["labels"].astype(np.int64)).to(device)
+    else:
+        import vae
+        model = vae.VAE(z_dim=params["z_dim"]).to(device)
     train_u8 = torch.from_numpy(images).to(device)
     _RUN["optimizers"].clear()
     _RUN["binarizers"].clear()
-    _ORIGINALS["train.train"][1](model, train_u8, params["iterations"], seed=params["seed"])
+    if conditional:
+        _ORIGINALS["train_cvae.train"][1](model, train_u8, train_labels, params["iterations"], seed=params["seed"])
+    else:
+        _ORIGINALS["train.train"][1](model, train_u8, params["iterations"], seed=params["seed"])
     binarizers = _RUN["binarizers"]
     audit = {
         "replaced": replaced_originals(),
@@ -405,6 +449,10 @@ def op_train(params, arrays):
         "images_sha256": hashlib.sha256(np.ascontiguousarray(images).data).hexdigest(),
         "images_sha256_before": digest,
     }
+    if conditional:
+        audit["labels_sha256_before"] = labels_digest
+        audit["labels_sha256"] = hashlib.sha256(np.ascontiguousarray(
+            _NUMPY(_CPU(_DETACH(train_labels))).astype(np.uint8)).data).hexdigest()
     state = _ORIGINALS["torch.nn.Module.state_dict"][1](model)    # not an override in the student's class
     out = {f"w_{key}": state[key].detach().cpu().numpy() for key in params["parameters"] if key in state}
     return {"audit": audit}, out

@@ -14,6 +14,9 @@ are reported but not gated. On the hidden set the spread between seeds is small 
 nats from the first runs, against 0.6 on the 100-image subset), so the gated band is never
 narrower than config.MIN_BAND_HALF_WIDTH_NATS either side: a margin for what the runs of one
 machine cannot show (another CPU's kernels, another thread count).
+
+Each problem with a training gate (autograder/problems.py) has its own calibration file, made the
+same way from its own reference (`--problem cvae`: the CVAE, its loop, the hidden set with labels).
 """
 import json
 import math
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from . import config, evaluation, paths
+from . import config, evaluation, paths, reference
 from .reference import data, runtime, train, vae
 
 FAIL_PROBABILITY = 1e-3
@@ -68,18 +71,23 @@ def band(values, fail_probability=FAIL_PROBABILITY, min_half_width=0.0):
             "interval_half_width": interval}
 
 
-def train_reference_once(seed, iterations, device, train_u8):
+def train_reference_once(seed, iterations, device, train_u8, problem="vae", train_labels=None):
     """A reference model trained as the grader trains a submission -> the model."""
     torch.manual_seed(seed)
+    if problem == "cvae":
+        model = reference.cvae.CVAE(z_dim=10).to(device)
+        reference.train_cvae.train(model, train_u8, train_labels, iterations, seed=seed)
+        return model
     model = vae.VAE(z_dim=10).to(device)
     train.train(model, train_u8, iterations, seed=seed)
     return model
 
 
-def evaluate_state(state, seed, seconds=None):
+def evaluate_state(state, seed, seconds=None, problem="vae"):
     """One calibration run's figures: the hidden set (gated) and the CS236 subset (reported)."""
     trained = {key: value for key, value in state.items() if key.startswith(evaluation.TRAINED_PREFIXES)}
-    scores = evaluation.score(evaluation.validated_state({f"w_{k}": v.detach().cpu().numpy() for k, v in trained.items()}))
+    arrays = {f"w_{k}": v.detach().cpu().numpy() for k, v in trained.items()}
+    scores = evaluation.score(evaluation.validated_state(arrays, problem), problem=problem)
     if scores["hidden"] is None or scores["subset"] is None:
         raise ValueError(f"seed {seed}: the trained reference gives a NaN or infinite bound")
     run = {"seed": seed, **dict(zip(TERMS, scores["hidden"])),
@@ -91,20 +99,21 @@ def evaluate_state(state, seed, seconds=None):
 
 def _train_seed(args):
     """One calibration run in a worker process (one thread: the runs themselves are parallel)."""
-    seed, iterations, device, save_dir = args
+    seed, iterations, device, save_dir, problem = args
     import os
     os.environ["VAE_THREADS"] = os.environ.get("VAE_THREADS", "1")
     runtime.configure_threads()
     device = runtime.pick_device(device)
-    images, _ = data.load_mnist("train")
+    images, labels = data.load_mnist("train")
     train_u8 = torch.from_numpy(images).to(device)
+    train_labels = torch.from_numpy(labels.astype("int64")).to(device)
     start = time.perf_counter()
-    model = train_reference_once(seed, iterations, device, train_u8)
+    model = train_reference_once(seed, iterations, device, train_u8, problem, train_labels)
     seconds = round(time.perf_counter() - start, 1)
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     if save_dir is not None:
         _save(state, Path(save_dir) / f"seed{seed}.pt")
-    return evaluate_state(state, seed, seconds)
+    return evaluate_state(state, seed, seconds, problem)
 
 
 def _save(state, path):
@@ -126,24 +135,24 @@ def _log_run(run, log):
 
 
 def calibrate(runs, iterations=20000, first_seed=1000, device="cpu", out=paths.CALIBRATION, jobs=1, log=print,
-              save_models=None):
-    """Train `runs` seeds (`jobs` at a time, in separate processes) and store the bands in `out`;
-    `save_models`: a folder where each run's state dict is kept as seed<N>.pt."""
+              save_models=None, problem="vae"):
+    """Train `runs` seeds of `problem`'s reference (`jobs` at a time, in separate processes) and store the
+    bands in `out`; `save_models`: a folder where each run's state dict is kept as seed<N>.pt."""
     import multiprocessing
-    seeds = [(seed, iterations, device, save_models) for seed in range(first_seed, first_seed + runs)]
+    seeds = [(seed, iterations, device, save_models, problem) for seed in range(first_seed, first_seed + runs)]
     results = []
     with multiprocessing.get_context("spawn").Pool(jobs, maxtasksperchild=1) as pool:
         for result in pool.imap_unordered(_train_seed, seeds):
             results.append(result)
             _log_run(result, log)
             if len(results) >= 2:  # saved after every run, so an interrupted calibration keeps its runs
-                _write(results, iterations, device, out)
-    summary = _write(results, iterations, device, out)
+                _write(results, iterations, device, out, problem)
+    summary = _write(results, iterations, device, out, problem)
     log(json.dumps(summary["bands"], indent=1))
     return summary
 
 
-def calibrate_from_models(folder, iterations=20000, out=paths.CALIBRATION, log=print):
+def calibrate_from_models(folder, iterations=20000, out=paths.CALIBRATION, log=print, problem="vae"):
     """Evaluate saved reference state dicts (folder/*.pt, trained for `iterations`) instead of training."""
     files = sorted(Path(folder).glob("*.pt"))
     if len(files) < 2:
@@ -151,17 +160,19 @@ def calibrate_from_models(folder, iterations=20000, out=paths.CALIBRATION, log=p
     results = []
     for index, path in enumerate(files):
         state = torch.load(path, map_location="cpu", weights_only=True)
-        run = evaluate_state(state, _seed_of(path, index))
+        run = evaluate_state(state, _seed_of(path, index), problem=problem)
         run["model"] = path.name
         results.append(run)
         _log_run(run, log)
-    summary = _write(results, iterations, "cpu", out)
+    summary = _write(results, iterations, "cpu", out, problem)
     log(json.dumps(summary["bands"], indent=1))
     return summary
 
 
-def _write(results, iterations, device, out):
+def _write(results, iterations, device, out, problem="vae"):
     summary = _summary(sorted(results, key=lambda r: r["seed"]), iterations, device)
+    if problem != "vae":
+        summary = {"problem": problem, **summary}
     if out is not None:
         Path(out).write_text(json.dumps(summary, indent=1) + "\n")
     return summary

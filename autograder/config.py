@@ -23,6 +23,10 @@ Z_DIM = 10
 
 # Used when autograder/calibration.json is missing: the official solution's 100-run spread.
 PUBLISHED_BAND = {"nelbo": {"mean": 101.5, "sd": 0.55, "low": 99.5, "high": 103.5}}
+# The conditional VAE has no course-published figure: without its calibration (the students' public
+# bundle) its gate compares the CS236 subset's NELBO with this grader's 20 reference runs there
+# (calibration_cvae.json's subset band, 95.97 +- 0.53), +-2 nats as for the VAE's published band.
+CVAE_PUBLISHED_BAND = {"nelbo": {"mean": 95.97, "sd": 0.53, "low": 93.97, "high": 97.97}}
 # The gated band is at least this wide either side of the calibrated mean (see calibrate.py).
 MIN_BAND_HALF_WIDTH_NATS = 0.5
 # Outside the band, the training score falls linearly to zero over this many nats.
@@ -80,6 +84,25 @@ CHECKS = {
     },
 }
 
+# The other problems a course may assign (autograder/problems.py), numbered after the CS236 VAE's.
+# Their functions' tags are "problem/function"; a check's number is the same in every selection.
+CVAE_CHECKS = {
+    "cvae/negative_elbo_bound": {
+        "three_scalars": Check("5.1", 1),
+        "kl_term": Check("5.2", 1.5),
+        "rec_term": Check("5.3", 2),
+        "batch_mean": Check("5.4", 1),
+        "label_reaches_both": Check("5.5", 1.5),
+        "gradients": Check("5.6", 1.5),
+    },
+    "cvae/training": {
+        "trained_nelbo": Check("6.1", 5),
+    },
+}
+# problem -> its checks (CHECKS above is the CS236 VAE's, the default grading)
+PROBLEM_CHECKS = {"vae": CHECKS, "cvae": CVAE_CHECKS}
+ALL_CHECKS = {family: specs for checks in PROBLEM_CHECKS.values() for family, specs in checks.items()}
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -111,6 +134,9 @@ class Budgets:
     # The whole grading: unit budgets (3 x 90 s) and training together stay inside it; set Gradescope's
     # timeout to 20 minutes, which leaves 3 minutes for start-up and writing the results.
     grading_seconds: float = 17 * 60.0
+    # Each further problem graded in the same submission adds this much to the whole grading's
+    # bound (its unit budget and its training, at half a CPU); Gradescope's timeout grows with it.
+    extra_problem_seconds: float = 12 * 60.0
 
 
 BUDGETS = Budgets()

@@ -7,7 +7,8 @@ over the wire; in the container no MNIST file is readable by the student users. 
 subset figure is still computed, for comparison with the course's published numbers.
 
 Scoring builds the reference model from the grader's own code and constants (prior N(0, I))
-and loads only the encoder and decoder tensors that `validated_state` accepted.
+and loads only the encoder and decoder tensors that `validated_state` accepted. A problem whose
+model is conditional (the CVAE) is scored on the same images, each with its label.
 """
 import functools
 import hashlib
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from . import config, oracle
+from . import reference
 from .reference import data as ref_data
 from .reference import train as ref_train
 from .reference import vae as ref_vae
@@ -52,6 +54,13 @@ def binarize_hidden(test_images, rows_per_piece=1000):
 
 
 @functools.lru_cache(maxsize=2)
+def hidden_labels(data_dir=None):
+    """The digits of the hidden set's images, in its order -> int64 (9901,)."""
+    _, labels = ref_data.load_mnist("test", data_dir)
+    return labels[hidden_indices()].astype(np.int64)
+
+
+@functools.lru_cache(maxsize=2)
 def hidden_set(data_dir=None):
     """The binarized hidden set (cached per data directory)."""
     images, _ = ref_data.load_mnist("test", data_dir)
@@ -63,34 +72,46 @@ def hidden_set_sha256(data_dir=None):
     return hashlib.sha256(hidden_set(data_dir).tobytes()).hexdigest()
 
 
-def expected_state():
+# problem -> the name of its model in messages
+MODEL_NAMES = {"vae": "VAE", "cvae": "CVAE"}
+
+
+def reference_model(problem="vae"):
+    """A fresh reference model of `problem`, built from the grader's own code (prior N(0, I))."""
+    if problem == "cvae":
+        return reference.cvae.CVAE(z_dim=config.Z_DIM)
+    return ref_vae.VAE(z_dim=config.Z_DIM)
+
+
+def expected_state(problem="vae"):
     """{name: tensor} of the parameters the grader takes from a trained model: encoder and decoder."""
-    return {key: value for key, value in ref_vae.VAE(z_dim=config.Z_DIM).state_dict().items()
+    return {key: value for key, value in reference_model(problem).state_dict().items()
             if key.startswith(TRAINED_PREFIXES)}
 
 
-def validated_state(arrays):
+def validated_state(arrays, problem="vae"):
     """The encoder/decoder tensors of a training reply ({"w_<name>": array}) -> {name: float32 tensor}.
 
     Exactly the reference architecture's tensors are accepted: every name present, nothing else
     (the prior included: the grader uses its own N(0, I)), float32 of the reference shape, finite
     and no larger than MAX_WEIGHT_MAGNITUDE. Anything else raises WeightsRefused.
     """
-    expected = expected_state()
+    expected = expected_state(problem)
+    model = MODEL_NAMES[problem]
     returned = {key[2:]: array for key, array in arrays.items() if key.startswith("w_")}
     extra = sorted(set(returned) - set(expected))
     if extra:
-        raise WeightsRefused(f"The trained model returned tensors the provided VAE does not train: {extra}. Only "
+        raise WeightsRefused(f"The trained model returned tensors the provided {model} does not train: {extra}. Only "
                              "the encoder and decoder weights are scored (the prior is always N(0, I)); keep the "
                              "provided architecture and do not change its prior.")
     state = {}
     for key, reference in expected.items():
         array = returned.get(key)
         if array is None:
-            raise WeightsRefused(f"The trained model has no parameter {key}: keep the provided VAE architecture.")
+            raise WeightsRefused(f"The trained model has no parameter {key}: keep the provided {model} architecture.")
         if array.dtype != np.float32 or array.shape != tuple(reference.shape):
             raise WeightsRefused(f"Parameter {key} has shape {tuple(array.shape)} and dtype {array.dtype}; the "
-                                 f"provided VAE has shape {tuple(reference.shape)} and dtype float32 (do not change "
+                                 f"provided {model} has shape {tuple(reference.shape)} and dtype float32 (do not change "
                                  "the model's dtype or layers).")
         finite = np.isfinite(array)
         if not finite.all():
@@ -104,9 +125,9 @@ def validated_state(arrays):
     return state
 
 
-def model_from(state):
-    """The grader's reference VAE (its own prior) with the validated encoder/decoder tensors."""
-    model = ref_vae.VAE(z_dim=config.Z_DIM)
+def model_from(state, problem="vae"):
+    """The grader's reference model (its own prior) with the validated encoder/decoder tensors."""
+    model = reference_model(problem)
     full = model.state_dict()
     full.update(state)
     model.load_state_dict(full)
@@ -118,9 +139,11 @@ def _finite_triple(values):
     return values if all(np.isfinite(v) for v in values) else None
 
 
-def score(state, data_dir=None):
+def score(state, data_dir=None, problem="vae"):
     """The oracle bound on the hidden set and on the CS236 subset ->
     {"hidden": (nelbo, kl, rec) or None, "subset": (...) or None}; None where a value is not finite."""
+    if problem == "cvae":
+        return _score_conditional(model_from(state, problem), data_dir)
     model = model_from(state)
     torch.manual_seed(0)
     hidden = torch.from_numpy(hidden_set(data_dir))
@@ -128,4 +151,19 @@ def score(state, data_dir=None):
     torch.manual_seed(0)
     subset = torch.from_numpy(ref_data.load_test_subset(data_dir)[0])
     on_subset = ref_train.evaluate(model, subset, bound=oracle.negative_elbo)
+    return {"hidden": _finite_triple(on_hidden), "subset": _finite_triple(on_subset)}
+
+
+def _score_conditional(model, data_dir):
+    """score() of a conditional model: each image with its label, one-hot."""
+    loop = reference.train_cvae
+    one_hot = loop.one_hot
+    torch.manual_seed(0)
+    hidden = torch.from_numpy(hidden_set(data_dir))
+    on_hidden = loop.evaluate(model, hidden, one_hot(torch.from_numpy(hidden_labels(data_dir))),
+                              repeats=config.HIDDEN_EVAL_REPEATS, bound=oracle.negative_elbo_conditional)
+    torch.manual_seed(0)
+    images, labels = ref_data.load_test_subset(data_dir)
+    on_subset = loop.evaluate(model, torch.from_numpy(images), one_hot(torch.from_numpy(labels)),
+                              bound=oracle.negative_elbo_conditional)
     return {"hidden": _finite_triple(on_hidden), "subset": _finite_triple(on_subset)}

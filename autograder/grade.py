@@ -17,10 +17,11 @@ from gradescope_utils.autograder_utils.json_test_runner import JSONTestRunner
 from . import checks, config, privileges, results
 from .checks import submission as submission_module
 from .checks import training
+from .problems import of as problem_set_of
 from .reference import runtime
 from .text import clean, say
 
-FAMILY_ORDER = tuple(config.CHECKS)
+FAMILY_ORDER = tuple(config.CHECKS)          # the CS236 VAE's; a grading's own: its problem set's checks
 
 
 def _suite(submission, families=None):
@@ -33,18 +34,25 @@ def _suite(submission, families=None):
     return suite
 
 
-def _summary(tests):
+def _summary(tests, problem_set):
     lines = []
-    for family in FAMILY_ORDER:
-        own = [t for t in tests if family in t.get("tags", [])]
+    for tag in (problem_set.tag(family) for family in problem_set.checks):
+        own = [t for t in tests if tag in t.get("tags", [])]
         got, out_of = sum(t["score"] for t in own), sum(t["max_score"] for t in own)
-        lines.append(f"{family}: {got:g} / {out_of:g}")
+        lines.append(f"{tag}: {got:g} / {out_of:g}")
     return "\n".join(lines)
 
 
 def _finish(data, started, submission):
     tests = sorted(data["tests"], key=lambda t: [int(p) for p in t.get("number", "0").split(".")])
+    problem_set = problem_set_of(submission)
     for test in tests:
+        # A check's family ("cvae/negative_elbo_bound") as results.json shows it: `problem/function` when
+        # several problems are graded, the function alone when one is.
+        for family in [tag for tag in test.get("tags", []) if tag in problem_set.checks]:
+            test["tags"] = [problem_set.tag(family)]
+            if test.get("name", "").startswith(f"{family}: "):        # the check's title says its tag too
+                test["name"] = problem_set.tag(family) + test["name"][len(family):]
         # A check's output may quote the submission (its exception messages, what it printed): clean it.
         test["output"] = results.cap(clean(test.get("output", "")).replace("Test Failed: ", "", 1).strip())
         test["score"] = float(test.get("score", 0.0))
@@ -54,8 +62,8 @@ def _finish(data, started, submission):
     data["tests"] = tests
     data["score"] = round(sum(t["score"] for t in tests), 4)
     data["execution_time"] = round(time.perf_counter() - started, 2)
-    data["output"] = submission.selection.report() + "\n\n" + _summary(tests)
-    data["leaderboard"] = training.leaderboard(submission)
+    data["output"] = submission.selection.report() + "\n\n" + _summary(tests, problem_set)
+    data["leaderboard"] = training.leaderboards(submission)
     if not data["leaderboard"]:
         del data["leaderboard"]
 
@@ -70,16 +78,20 @@ def _never_failing(log):
 
 
 def grade(folder, results_path, iterations=config.DEFAULT_ITERATIONS, device="cpu", python=None, log=say,
-          families=None, stopper=None):
+          families=None, stopper=None, problems=None):
     """Grade `folder`; write results_path; return the results dict. Never raises for a bad submission.
-    `families`: only the checks of these student functions (default: all).
+    `problems`: the problems graded (names or a ProblemSet; default: those this grader serves).
+    `families`: only the checks of these student functions (families or results.json tags; default: all).
     `stopper`: a Stopper the caller's signal handler calls (Gradescope's timeout): the sandboxes are
     killed, every remaining check fails at once, and the results so far are written.
     Nothing after the write can undo it: every line logged is cleaned, and a failing log only loses lines."""
     started = time.perf_counter()
     log = _never_failing(log)
     runtime.configure_threads()     # the trusted side's own torch pool, sized from the CPU quota
-    submission = submission_module.Submission(folder, iterations, device, python)
+    submission = submission_module.Submission(folder, iterations, device, python, problems)
+    if families is not None:
+        families = {submission.problem_set.family(f) if f not in submission.problem_set.checks else f
+                    for f in families}
     if stopper is not None:
         stopper.watch(submission)
     try:

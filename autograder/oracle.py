@@ -26,6 +26,16 @@ def negative_elbo(model, x, generator=None):
     return (kl + rec).mean(), kl.mean(), rec.mean()
 
 
+def negative_elbo_conditional(model, x, y, generator=None):
+    """(nelbo, kl, rec) batch means for a conditional model's encoder q(z|x,y) and decoder p(x|z,y)
+    (y one-hot), prior N(model.z_prior_m, model.z_prior_v), one z per image."""
+    m, v = model.enc(x, y)
+    kl = kl_normal(m, v, model.z_prior_m, model.z_prior_v)
+    z = m + v.sqrt() * torch.randn(m.shape, generator=generator, dtype=m.dtype, device=m.device)
+    rec = reconstruction(x, model.dec(z, y))
+    return (kl + rec).mean(), kl.mean(), rec.mean()
+
+
 def log_normal(z, m, v):
     """log N(z; m, diag(v)) summed over the last dimension -> (batch,)."""
     return Normal(m, v.sqrt(), validate_args=False).log_prob(z).sum(-1)

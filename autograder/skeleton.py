@@ -5,7 +5,10 @@ the region becomes `raise NotImplementedError(...)` at the same indentation. Hin
 the docstrings, so both versions carry them. Nested, unclosed or stray markers are errors
 naming file:line.
 
-Documents: solution/HANDOUT.md becomes assignment/README.md, its `{{field}}`s filled from the
+The handout holds the chosen problems only (autograder/problems.py; default: the grader's): their
+student files with stubs, the provided modules and run scripts they use, and another problem's
+student file they import (utils.py for the CVAE alone) whole. Documents: each problem's
+(solution/HANDOUT.md for the CS236 VAE) becomes assignment/README.md, its `{{field}}`s filled from the
 grader's configuration, checks and calibration (autograder/handout.py), so that the points and
 figures a student reads are the ones the grader uses. An unknown field is an error naming file:line.
 """
@@ -17,11 +20,11 @@ BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION\s*$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
 DEF = re.compile(r"^\s*def (\w+)\(")
 
-# What the handout contains: every module of solution/ except the instructor-only files.
+# Never in a handout, whatever a problem lists.
 INSTRUCTOR_ONLY = ("conftest.py", "test_*.py")
 STUB_MESSAGE = "{name} is not implemented yet: see its docstring, then replace this line"
-# solution/<source> -> assignment/<name>, with its fields filled.
-DOCUMENTS = {"HANDOUT.md": "README.md"}
+# Each problem's document (solution/HANDOUT.md for the CS236 VAE, autograder/problems.py) becomes
+# assignment/README.md, its fields filled (several problems: one README, a part per problem).
 FIELD = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
 
 
@@ -54,9 +57,13 @@ def strip_solutions(text, filename="<text>"):
     return "".join(out)
 
 
-def handout_files(solution_dir):
-    """The solution's files that belong in the handout, sorted by name."""
-    files = [p for p in Path(solution_dir).iterdir() if p.is_file() and p.suffix in (".py", ".md")]
+def handout_files(solution_dir, problem_set=None):
+    """The solution's files that belong in the handout of the chosen problems (default: the grader's),
+    sorted by name: their modules, run scripts and documents, never an instructor-only file."""
+    from .problems import ProblemSet
+    problem_set = problem_set or ProblemSet()
+    wanted = {*problem_set.handout_sources, *problem_set.documents}
+    files = [Path(solution_dir) / name for name in wanted if (Path(solution_dir) / name).is_file()]
     return sorted(p for p in files if not any(p.match(pattern) for pattern in INSTRUCTOR_ONLY))
 
 
@@ -75,26 +82,41 @@ def fill_fields(text, values, filename="<text>"):
     return "".join(out)
 
 
-def render_handout(solution_dir):
-    """-> {filename: text} of the student handout."""
-    rendered = {}
-    for p in handout_files(solution_dir):
-        text = strip_solutions(p.read_text(), str(p))
-        if p.name in DOCUMENTS:
-            from .handout import fields
-            rendered[DOCUMENTS[p.name]] = fill_fields(text, fields(), str(p))
+def drop_markers(text):
+    """`text` with its solution markers dropped and its solutions kept: another problem's student
+    file that a chosen problem imports (utils.py for the CVAE alone) comes whole."""
+    return SOLUTION_MARKER.sub("", text)
+
+
+SOLUTION_MARKER = re.compile(r"^\s*# (BEGIN|END) SOLUTION\s*\n", re.M)
+
+
+def render_handout(solution_dir, problem_set=None):
+    """-> {filename: text} of the student handout of the chosen problems (default: the grader's)."""
+    from .problems import ProblemSet
+    problem_set = problem_set or ProblemSet()
+    rendered, documents = {}, {}
+    kept = {name for name, source in problem_set.sandbox_files.items() if source == "reference"}
+    for p in handout_files(solution_dir, problem_set):
+        text = p.read_text()
+        text = drop_markers(text) if p.name in kept else strip_solutions(text, str(p))
+        if p.name in problem_set.documents:
+            documents[p.name] = text
         else:
             rendered[p.name] = text
+    if documents:
+        from .handout import readme
+        rendered["README.md"] = readme(problem_set, documents)
     return rendered
 
 
-def write_handout(solution_dir, assignment_dir):
+def write_handout(solution_dir, assignment_dir, problem_set=None):
     """(Re)generate assignment_dir from solution_dir; returns the names written."""
     assignment_dir = Path(assignment_dir)
     if assignment_dir.exists():
         shutil.rmtree(assignment_dir)
     assignment_dir.mkdir(parents=True)
-    rendered = render_handout(solution_dir)
+    rendered = render_handout(solution_dir, problem_set)
     for name, text in rendered.items():
         (assignment_dir / name).write_text(text)
     return sorted(rendered)

@@ -3,14 +3,15 @@
 Standard library only, never imports or runs submission code (ast parses, nothing more).
 The rule (README.md, "Which files are graded", states it for students and instructors):
 
-1. Candidates are the files named utils.py and vae.py at any depth of the submission,
+1. Candidates are the files named utils.py and vae.py (the student files of the graded problems,
+   autograder/problems.py: cvae.py too for the conditional VAE) at any depth of the submission,
    skipping __MACOSX, __pycache__ and every folder starting with "." or "__", virtual
    environments and installed packages, symbolic links and AppleDouble "._*" files. A name
    that differs only in case (Utils.py) counts, with a note. When there is no candidate at
    all and the top level holds exactly one .zip, the same search runs inside it (read in
    memory with size and count limits; nothing is extracted).
-2. The folders holding candidates are ranked: both files before one; then more of the three
-   student functions implemented (defined, no `raise NotImplementedError` left in them);
+2. The folders holding candidates are ranked: more of the files first (both before one); then more
+   of the student functions implemented (three for the CS236 VAE) (defined, no `raise NotImplementedError` left in them);
    then the most recently modified (in steps of MTIME_TIE_SECONDS); then the shallowest;
    then alphabetical order. The first folder is graded.
 3. A file the chosen folder lacks comes from the best folder that has it, and the output
@@ -30,7 +31,7 @@ from pathlib import Path
 
 SUBMISSION_FILES = ("utils.py", "vae.py")      # the same names as config.SUBMISSION_FILES
 STUDENT_FUNCTIONS = {"utils.py": (None, ("sample_gaussian", "kl_normal")),
-                     "vae.py": ("VAE", ("negative_elbo_bound",))}
+                     "vae.py": ("VAE", ("negative_elbo_bound",))}    # the default: problems.VAE's
 SKIPPED_FOLDERS = {"site-packages", "dist-packages", "node_modules"}
 MTIME_TIE_SECONDS = 2.0              # zip archives store times to 2 s; copies made together tie
 MAX_SOURCE_BYTES = 2 * 2**20         # a larger "utils.py" is not a homework source file
@@ -83,6 +84,7 @@ class Selection:
     notes: list = field(default_factory=list)
     problems: dict = field(default_factory=dict)       # name -> why it is not graded
     other_files: set = field(default_factory=set)      # basenames of every other .py file seen
+    names: tuple = SUBMISSION_FILES                    # the files graded, in order
 
     def write(self, folder):
         """The normalised copies, UTF-8 with '\\n' line ends, in `folder` -> {name: path}."""
@@ -95,18 +97,18 @@ class Selection:
 
     def report(self):
         """The top-level lines of results.json about the files (always at least 'Files graded')."""
-        shown = [self.graded[name].shown for name in SUBMISSION_FILES if name in self.sources]
+        shown = [self.graded[name].shown for name in self.names if name in self.sources]
         lines = [f"Files graded: {', '.join(shown) if shown else 'none'}"]
         if self.ignored:
             more = len(self.ignored) - SHOWN_IGNORED
             listed = ", ".join(self.ignored[:SHOWN_IGNORED]) + (f" and {more} more" if more > 0 else "")
             lines.append(f"Other copies found and ignored: {listed}")
         lines += [f"Note: {note}" for note in self.notes]
-        missing = [name for name in SUBMISSION_FILES if name not in self.graded]
+        missing = [name for name in self.names if name not in self.graded]
         if missing:
             lines.append(f"Missing from your submission: {', '.join(missing)}")
             lines += [f"  {self.problems[name]}" for name in missing]
-        lines += [f"Not graded: {self.problems[name]}" for name in SUBMISSION_FILES
+        lines += [f"Not graded: {self.problems[name]}" for name in self.names
                   if name in self.problems and name in self.graded]
         return "\n".join(lines)
 
@@ -211,13 +213,13 @@ def decode_source(data, shown):
     return text, notes
 
 
-def implemented_functions(name, text):
+def implemented_functions(name, text, student_functions=None):
     """How many of the student functions of `name` are defined without `raise NotImplementedError`."""
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
         return 0
-    class_name, functions = STUDENT_FUNCTIONS[name]
+    class_name, functions = (student_functions or STUDENT_FUNCTIONS)[name]
     scope = tree.body
     if class_name is not None:
         classes = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == class_name]
@@ -341,50 +343,59 @@ def _near_miss_advice(entry, wanted):
     return None
 
 
-def _missing_message(name, entries, zips):
+def listed(names):
+    """'utils.py and vae.py', 'utils.py, vae.py and cvae.py'."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _missing_message(name, entries, zips, wanted=SUBMISSION_FILES):
     advice = [a for a in (_near_miss_advice(e, name) for e in entries) if a]
     message = f"{name} not found in your submission."
     names = ", ".join(_shown_name(z.name) for z in zips)
     if len(zips) > 1:
-        message += f" It holds {len(zips)} zip files ({names}): submit utils.py and vae.py themselves, or one zip."
-    elif zips and any(_graded_name(e) for e in entries):
-        message += (f" {names} was not opened, since files were found outside it: submit utils.py and vae.py "
+        message += f" It holds {len(zips)} zip files ({names}): submit {listed(wanted)} themselves, or one zip."
+    elif zips and any(_graded_name(e, wanted) for e in entries):
+        message += (f" {names} was not opened, since files were found outside it: submit {listed(wanted)} "
                     f"together, outside any zip.")
     if advice:
         message += " Found " + "; ".join(advice[:5]) + "."
     else:
-        message += " Submit utils.py and vae.py (at the top level or in one folder)."
+        message += f" Submit {listed(wanted)} (at the top level or in one folder)."
     return message
 
 
 # ---------------------------------------------------------------- the rule
 
-def _graded_name(entry):
+def _graded_name(entry, wanted=SUBMISSION_FILES):
     """'utils.py' / 'vae.py' when the entry is one of them (exactly or up to case), else None."""
     lowered = entry.name.lower()
-    return lowered if lowered in SUBMISSION_FILES else None
+    return lowered if lowered in wanted else None
 
 
-def select(folder):
-    """Apply the rule to the submission `folder` -> Selection (never raises for a student's mistake)."""
+def select(folder, student_functions=None):
+    """Apply the rule to the submission `folder` -> Selection (never raises for a student's mistake).
+    student_functions: {file: (class or None, (function, ...))} of the graded problems (default: the
+    CS236 VAE's utils.py and vae.py)."""
+    student_functions = student_functions or STUDENT_FUNCTIONS
+    wanted = tuple(student_functions)
     folder = Path(folder)
-    selection = Selection()
+    selection = Selection(names=wanted)
     entries = list(_disk_entries(folder))
     zips = [folder / e.name for e in entries if not e.folder and e.name.lower().endswith(".zip")]
     zip_problems = []
-    if not any(_graded_name(e) for e in entries) and len(zips) == 1:
+    if not any(_graded_name(e, wanted) for e in entries) and len(zips) == 1:
         inner = _zip_entries(zips[0], zip_problems)
-        if any(_graded_name(e) for e in inner):
+        if any(_graded_name(e, wanted) for e in inner):
             selection.notes.append(f"your files were read from the zip archive {_shown_name(zips[0].name)}.")
         entries += inner
     elif zips:
         selection.ignored += [f"{_shown_name(z.name)} (not opened)" for z in zips]
-    selection.other_files = {e.name for e in entries if e.name.endswith(".py") and not _graded_name(e)}
+    selection.other_files = {e.name for e in entries if e.name.endswith(".py") and not _graded_name(e, wanted)}
 
     # folder -> {name: entry}; an exact name beats a case-only one in the same folder
     folders = {}
     for entry in entries:
-        name = _graded_name(entry)
+        name = _graded_name(entry, wanted)
         if name is None:
             continue
         key = entry.shown[: -len(entry.name)]
@@ -408,17 +419,17 @@ def select(folder):
 
     def rank(item):
         key, files = item
-        implemented = sum(implemented_functions(name, texts[e.shown][0]) for name, e in files.items()
+        implemented = sum(implemented_functions(name, texts[e.shown][0], student_functions) for name, e in files.items()
                           if e.shown in texts)
         newest = max(e.mtime for e in files.values())
         depth = min(e.depth for e in files.values())
         return -len(files), -implemented, -int(newest // MTIME_TIE_SECONDS), depth, key
 
     ranked = [files for _, files in sorted(folders.items(), key=rank)]
-    for name in SUBMISSION_FILES:
+    for name in wanted:
         holder = next((files for files in ranked if name in files), None)
         if holder is None:
-            selection.problems[name] = _missing_message(name, entries, zips)
+            selection.problems[name] = _missing_message(name, entries, zips, wanted)
             continue
         entry = holder[name]
         selection.graded[name] = entry
@@ -437,7 +448,10 @@ def select(folder):
                 selection.ignored.append(entry.shown)
     graded = list(selection.graded.values())
     if len(graded) == 2 and graded[0].shown[: -len(graded[0].name)] != graded[1].shown[: -len(graded[1].name)]:
-        selection.notes.append(f"no folder holds both utils.py and vae.py, so they come from different folders: "
+        selection.notes.append(f"no folder holds both {listed(list(selection.graded))}, so they come from different folders: "
                                f"{graded[0].shown} and {graded[1].shown}. Put both in one folder.")
+    elif len(graded) > 2 and len({entry.shown[: -len(entry.name)] for entry in graded}) > 1:
+        selection.notes.append(f"no folder holds all of {listed(wanted)}, so they come from different folders: "
+                               f"{listed([entry.shown for entry in graded])}. Put them in one folder.")
     selection.notes += zip_problems
     return selection

@@ -18,6 +18,7 @@ HEADER_BYTES = 16            # idx3: magic, then the count, rows and columns as 
 class TrainingImages:
     def __init__(self, data_dir):
         self.path = Path(data_dir) / ref_data.SPLIT_FILES["train"][0]
+        self.labels_path = Path(data_dir) / ref_data.SPLIT_FILES["train"][1]
         with open(self.path, "rb") as f:
             header = f.read(HEADER_BYTES)
         magic, count, rows, columns = np.frombuffer(header, dtype=">u4").astype(int) if len(header) == 16 else (0,) * 4
@@ -49,6 +50,13 @@ class TrainingImages:
         for piece in self.pieces():
             digest.update(piece.data)
         return digest.hexdigest()
+
+    def labels(self):
+        """The digits of the images, in their order -> uint8 (N,) (60 kB: read whole)."""
+        labels = ref_data.read_idx(self.labels_path)
+        if labels.shape != (self.shape[0],):
+            raise ref_data.DataError(f"{self.labels_path} holds {labels.shape} labels for {self.shape[0]} images")
+        return labels
 
     def for_wire(self):
         return wire.Pieces(self.shape, np.uint8, self.pieces)

@@ -228,11 +228,13 @@ def figure_gpu(args, tmp):
 UNIT_FAMILIES = ("sample_gaussian", "kl_normal", "negative_elbo_bound")
 
 
-def grade(out_dir, iterations=None, checks=None, prefix=()):
+def grade(out_dir, iterations=None, checks=None, prefix=(), problems=None):
     """Grade the reference solution as an instructor would -> row of figures."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = out_dir / "results.json"
     cmd = [*prefix, PYTHON, "-m", "autograder", "grade", "solution", "--results", str(results)]
+    if problems:
+        cmd += ["--problems", problems]
     if iterations is not None:
         cmd += ["--iterations", str(iterations)]
     if checks:
@@ -261,11 +263,11 @@ def figure_units(args, tmp):
     return rows
 
 
-def _whole_grading(args, tmp, name, prefix):
+def _whole_grading(args, tmp, name, prefix, problems=None):
     if not args.quick:
-        return grade(tmp / name, prefix=prefix)
-    short = grade(tmp / f"{name}-200", iterations=200, prefix=prefix)
-    row = grade(tmp / f"{name}-2000", iterations=2000, prefix=prefix)
+        return grade(tmp / name, prefix=prefix, problems=problems)
+    short = grade(tmp / f"{name}-200", iterations=200, prefix=prefix, problems=problems)
+    row = grade(tmp / f"{name}-2000", iterations=2000, prefix=prefix, problems=problems)
     extrapolate(short, row, 200, 2000)
     print(f"  ({name}: 200 iterations {short['seconds']:.1f} s, 2,000 iterations {row['seconds']:.1f} s: "
           f"{row['ms_per_iteration']:.2f} ms/iteration, extrapolated to 20,000)")
@@ -318,6 +320,13 @@ def figure_regrade(args, tmp):
     gradings = sum(1 for process in row["at_pss_peak"] if "autograder container" in process["process"])
     _print_memory(row, f"{gradings} grading(s) at the peak; regrade's default --jobs counts "
                        f"{PEAK_GRADING_BYTES / MB:.0f} MB each")
+def figure_grading_two(args, tmp):
+    """A two-problem zip's grading: the reference graded on the CS236 VAE and the conditional VAE
+    (every check of both, both 20,000-iteration gates)."""
+    row = _whole_grading(args, tmp, "grading-two", (), problems="vae,cvae")
+    print(f"  whole grading of the reference on vae,cvae, 2 x 20,000 iterations: {_grading_seconds(row):.1f} s, "
+          f"score {row['score']}")
+    _print_memory(row)
     return row
 
 
@@ -331,6 +340,7 @@ FIGURES = {            # name -> (function, included by --quick)
     "grading": (figure_grading, True),
     "grading_pinned": (figure_grading_pinned, True),
     "regrade": (figure_regrade, False),
+    "grading_two": (figure_grading_two, False),
 }
 
 

@@ -26,13 +26,17 @@ submission it describes is assembled from two places:
 In every assembled file, @@PIDDIR@@ and @@VIEWDIR@@ become the folders the runner passes (where
 detached processes leave their pids, and where each sandbox may leave what it saw).
 
-What an honest grader gives, per tag (config.CHECKS's families), never as a number:
+    problems       the problems it is graded on (autograder/problems.py; default ["vae"], the CS236 VAE)
+
+What an honest grader gives, per tag (the families of its problems: config.CHECKS's for the CS236
+VAE, "cvae/negative_elbo_bound" ... for the others), never as a number:
 
     scores         {tag: word}: "full" (the sum of the tag's points in config), "none" (0), "some"
                    (strictly between), "less" (below full)
     fails          {tag: [check names]}: exactly these checks of the tag lose their points (and score 0),
                    the others keep theirs; the tag's score follows from config's points
-   Every tag is in scores or fails (not both); the zoo may leave out "training" (then it is not graded).
+   Every tag is in scores or fails (not both); the zoo may leave out "training" (then it is not graded),
+   and the variants suite every problem's training.
 
 What the student reads, and how the case is graded (see each suite's test module):
 
@@ -71,17 +75,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autograder import config, paths
+from autograder.problems import PROBLEMS, ProblemSet
 
 TESTS = Path(__file__).resolve().parent
 SOURCES = {"solution": paths.SOLUTION, "handout": paths.ASSIGNMENT}
 SOLUTION_MARKER = re.compile(r"^\s*# (BEGIN|END) SOLUTION\s*\n", re.M)
 MODES = ("grade", "container-root", "container-student")
 WORDS = ("full", "none", "some", "less")
-FAMILIES = tuple(config.CHECKS)
+FAMILIES = tuple(config.ALL_CHECKS)
+STUDENT_FILES = tuple(name for problem in PROBLEMS.values() for name in problem.student_files)
 TOLERANCE = 1e-6
 
 # The keys each suite honours (a key nobody reads is refused, not ignored).
-_COMMON = {"why", "files", "zip", "scores", "fails"}
+_COMMON = {"why", "files", "zip", "scores", "fails", "problems"}
 _RUNNER = {"item", "says", "output", "line_of", "modes", "xfail", "env", "iterations", "secrets_safe_in",
            "background", "pids", "watch_seconds", "same_view"}
 
@@ -99,6 +105,8 @@ SUITES = {
                          optional_families=("training",)),
     "hostile": Suite(TESTS / "hostile", frozenset(_COMMON | _RUNNER), ("item", "why", "files", "scores")),
     "messy": Suite(TESTS / "messy", frozenset(_COMMON | _RUNNER), ("item", "why", "files", "scores")),
+    "variants": Suite(TESTS / "variants", frozenset(_COMMON | {"hint"}), ("why", "files", "problems"),
+                      optional_families=("training", "cvae/training")),
 }
 SPEC_KEYS = {"from", "text", "latin1", "edits", "append", "pad", "tabs", "newline", "encoding", "age"}
 
@@ -141,10 +149,14 @@ def apply_edits(text, edits, where="<text>"):
 
 
 def reference(source):
-    """The text of "solution:NAME" (solution markers dropped) or "handout:NAME"."""
+    """The text of "solution:NAME" (solution markers dropped) or "handout:NAME" (a student file of
+    another problem than the CS236 VAE: made from solution/ as the handout makes it)."""
     kind, _, name = source.partition(":")
-    if kind not in SOURCES or name not in config.SUBMISSION_FILES:
-        raise CaseError(f"unknown source {source!r} (solution: or handout: and one of {config.SUBMISSION_FILES})")
+    if kind not in SOURCES or name not in STUDENT_FILES:
+        raise CaseError(f"unknown source {source!r} (solution: or handout: and one of {STUDENT_FILES})")
+    if kind == "handout" and name not in config.SUBMISSION_FILES:
+        from autograder.skeleton import strip_solutions
+        return strip_solutions((paths.SOLUTION / name).read_text(encoding="utf-8"), name)
     return SOLUTION_MARKER.sub("", (SOURCES[kind] / name).read_text(encoding="utf-8"))
 
 
@@ -221,7 +233,7 @@ def assemble(suite, case, target, pid_dir="", view_dir=""):
 # ---------------------------------------------------------------- what an honest grader gives
 
 def full_points(family):
-    return sum(check.points for check in config.CHECKS[family].values())
+    return sum(check.points for check in config.ALL_CHECKS[family].values())
 
 
 @dataclass(frozen=True)
@@ -235,7 +247,7 @@ class Expected:
     def score(self):
         """The exact score, where the case states one (else None)."""
         if self.fails is not None:
-            return full_points(self.family) - sum(config.CHECKS[self.family][name].points for name in self.fails)
+            return full_points(self.family) - sum(config.ALL_CHECKS[self.family][name].points for name in self.fails)
         return {"full": full_points(self.family), "none": 0.0}.get(self.word)
 
     def problem(self, tests):
@@ -243,7 +255,7 @@ class Expected:
         got = sum(t["score"] for t in tests)
         full = full_points(self.family)
         if self.fails is not None:
-            numbers = {config.CHECKS[self.family][name].number: name for name in self.fails}
+            numbers = {config.ALL_CHECKS[self.family][name].number: name for name in self.fails}
             failing = sorted(t["number"] for t in tests if t["score"] < t["max_score"] - TOLERANCE)
             if failing != sorted(numbers) or abs(got - self.score) > TOLERANCE:
                 return f"{self.family}: expected exactly {sorted(numbers)} ({', '.join(self.fails)}) to fail, " \
@@ -261,18 +273,24 @@ def expected(data):
     return {family: out[family] for family in FAMILIES if family in out}
 
 
-def by_family(tests):
-    """results.json tests -> {family: [tests]}."""
+def problem_set(data):
+    """The ProblemSet a case is graded on."""
+    return ProblemSet(data.get("problems", ["vae"]))
+
+
+def by_family(tests, problems=None):
+    """results.json tests -> {family: [tests]}; `problems` (a ProblemSet) maps its tags to families."""
     out = {}
     for test in tests:
-        (family,) = test["tags"]
+        (tag,) = test["tags"]
+        family = problems.family(tag) if problems is not None else tag
         out.setdefault(family, []).append(test)
     return out
 
 
 def score_problems(data, tests):
     """What is dishonest in the graded `tests` against the case's expectations (empty: all honest)."""
-    graded = by_family(tests)
+    graded = by_family(tests, problem_set(data))
     return [problem for family, want in expected(data).items()
             if (problem := want.problem(graded.get(family, [])))]
 
@@ -345,26 +363,34 @@ def problems(suite, case, scratch):
         out += _spec_problems(relative, spec)
     out += [f"{relative} is both in files and a literal file" for relative in sorted(set(files) & set(literal))]
     for relative, source in literal.items():
-        if source.suffix == ".py" and (Path(relative).name not in config.SUBMISSION_FILES or "/" in relative):
+        if source.suffix == ".py" and (Path(relative).name not in STUDENT_FILES or "/" in relative):
             out.append(f"literal {source.relative_to(folder)}: a Python file here must be a submission file at the "
                        f"top (name planted files *.planted)")
     if not isinstance(data.get("zip", {}), dict) or \
             not all(_strings(prefixes) for prefixes in data.get("zip", {}).values()):
         out.append("zip must be {name.zip: [path prefixes]}")
 
+    # the problems
+    try:
+        graded = problem_set(data).checks
+    except (ValueError, TypeError) as error:
+        return out + [f"problems: {error}"]
+    if "problems" in data and not _strings(data["problems"]):
+        return out + ["problems must be a list of problem names"]
+
     # the scores
     scores, fails = data.get("scores", {}), data.get("fails", {})
     if not isinstance(scores, dict) or not isinstance(fails, dict):
         return out + ["scores and fails must be objects"]
-    out += [f"scores: unknown tag {family!r}" for family in scores if family not in config.CHECKS]
+    out += [f"scores: unknown tag {family!r}" for family in scores if family not in graded]
     out += [f"scores[{family!r}]: {word!r} is none of {WORDS}" for family, word in scores.items() if word not in WORDS]
     for family, checks in fails.items():
-        if family not in config.CHECKS:
+        if family not in graded:
             out.append(f"fails: unknown tag {family!r}")
-        elif not _strings(checks) or len(set(checks)) != len(checks) or set(checks) - set(config.CHECKS[family]):
-            out.append(f"fails[{family!r}]: {checks!r} must name distinct checks of {sorted(config.CHECKS[family])}")
+        elif not _strings(checks) or len(set(checks)) != len(checks) or set(checks) - set(graded[family]):
+            out.append(f"fails[{family!r}]: {checks!r} must name distinct checks of {sorted(graded[family])}")
     out += [f"{family} is in both scores and fails" for family in sorted(set(scores) & set(fails))]
-    missing = set(FAMILIES) - set(scores) - set(fails) - set(rules.optional_families)
+    missing = set(graded) - set(scores) - set(fails) - set(rules.optional_families)
     out += [f"no expected score for {family}" for family in sorted(missing)]
     if out:
         return out

@@ -5,6 +5,7 @@ the case format is tests/cases.py).
                    its selected tests ask for, started together when the first test needs one
     zoo_graded     (session) graded(case) -> (results.json data, whether training ran): one in-process
                    grading per zoo case, cached for the session
+    variants_graded  (session) the same for the cases of tests/variants/, each on its problems
     assembled      assembled(suite, case) -> a fresh folder holding the case's submission
 """
 import json
@@ -70,5 +71,38 @@ def zoo_graded(tmp_path_factory):
             Path(os.environ["ZOO_DUMP"]).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(results_path, Path(os.environ["ZOO_DUMP"]) / f"{case}.json")
         done[case] = on_disk, training
+        return done[case]
+    return graded
+
+
+@pytest.fixture(scope="session")
+def variants_graded(tmp_path_factory):
+    """graded(case) -> (results, trained families): the case of tests/variants/ graded in this process on its
+    problems, as `python -m autograder grade --problems ...` does, with ZOO_ITERATIONS training iterations;
+    each problem's training only where the case states its score (or ZOO_TRAINING=all)."""
+    done = {}
+
+    def graded(case):
+        if case in done:
+            return done[case]
+        from autograder.grade import grade
+
+        meta = cases.meta("variants", case)
+        problem_set = cases.problem_set(meta)
+        stated = cases.expected(meta)
+        trainings = [f for f in problem_set.checks if f.rsplit("/", 1)[-1] == "training"]
+        trained = [f for f in trainings if ZOO_TRAIN_ALL or f in stated]
+        families = [f for f in problem_set.checks if f not in trainings or f in trained]
+        work = tmp_path_factory.mktemp(case)
+        folder = cases.assemble("variants", case, work / "submission")
+        results_path = work / "results.json"
+        data = grade(folder, results_path, iterations=ZOO_ITERATIONS, log=lambda *args: None, families=families,
+                     problems=problem_set)
+        on_disk = json.loads(results_path.read_text())
+        assert on_disk["score"] == data["score"]
+        if os.environ.get("ZOO_DUMP"):
+            Path(os.environ["ZOO_DUMP"]).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(results_path, Path(os.environ["ZOO_DUMP"]) / f"{case}.json")
+        done[case] = on_disk, trained
         return done[case]
     return graded

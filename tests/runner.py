@@ -16,7 +16,7 @@ Modes:
   training sandbox runs.
 
 Every graded (case, mode) must (check()): end within BOUND_SECONDS with exit status 0; write a
-schema-valid results.json with every check of config.CHECKS, each with its points and tag; a score
+schema-valid results.json with every check of its problems (config), each with its points and tag; a score
 that is the sum of the tests' scores, and per tag the honest scores of case.json; failing checks
 that say what case.json expects ("says"), a top-level output with its "output" phrases, no
 traceback or internal error, each output capped; no forged value (the MARKERS hostile files write
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder import build, checks, config, paths, privileges, results, submission_files
+from autograder import build, config, paths, privileges, results, submission_files
 from autograder.checks.base import INTERNAL_ERROR
 from tests import cases
 from tests.student_python import build_student_python
@@ -56,8 +56,20 @@ SIGTERM_GRACE_SECONDS = 30
 ROOT_USER = os.geteuid() == 0
 MARKERS = ("FORGED", "PLANTED")            # what the hostile files write, print or raise
 TRACEBACK = "Traceback (most recent call last)"
-CHECKS = {spec.number: (family, spec.points) for family, specs in config.CHECKS.items() for spec in specs.values()}
-TRAINED_NELBO = config.CHECKS["training"]["trained_nelbo"].number
+def checks_of(meta):
+    """{number: (tag, points)} of every check the case is graded on (its problems'; tags as results.json
+    shows them)."""
+    graded = cases.problem_set(meta)
+    return {spec.number: (graded.tag(family), spec.points) for family, specs in graded.checks.items()
+            for spec in specs.values()}
+
+
+def gates_of(meta):
+    """[(number of the trained-NELBO check, leaderboard prefix)] of the case's problems."""
+    from autograder.checks.cvae_training import GATES
+    graded = cases.problem_set(meta)
+    return [(config.ALL_CHECKS[gate.family]["trained_nelbo"].number, gate.leaderboard_prefix) for gate in GATES
+            if gate.family in graded.checks]
 
 
 def params(suite):
@@ -73,7 +85,9 @@ def params(suite):
 def secrets(source_root, submitted):
     """Strings of the grader's files that must never reach a student (minus what the student wrote too)."""
     found = ["BEGIN SOLUTION", "END SOLUTION", "def _statistics_draws"]
-    for name in config.SUBMISSION_FILES:
+    for name in cases.STUDENT_FILES:
+        if not (source_root / "solution" / name).is_file():
+            continue                  # another problem's, not in this zip
         text = (source_root / "solution" / name).read_text()
         for region in re.findall(r"# BEGIN SOLUTION\n(.*?)# END SOLUTION", text, re.S):
             found += [line.strip() for line in region.splitlines() if len(line.strip()) > 12]
@@ -85,7 +99,8 @@ def secrets(source_root, submitted):
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     # what the student wrote too, and the checks' names (shown to every student), are no secret
-    names = [getattr(suite, name).__doc__ or "" for suite in checks.ALL for name in dir(suite)
+    classes = [case for problem in cases.PROBLEMS.values() for case in problem.classes()]
+    names = [getattr(suite, name).__doc__ or "" for suite in classes for name in dir(suite)
              if name.startswith("test")]
     public = "\n".join([*submitted, *names])
     return sorted({s for s in found if s not in public})
@@ -94,9 +109,10 @@ def secrets(source_root, submitted):
 def _submitted(folder):
     """What the student wrote: the texts of the submission files at the top of `folder` and of the
     files the grader selects (decoded as it decodes them, from a subfolder or a zip)."""
-    texts = [(Path(folder) / name).read_text(errors="replace") for name in config.SUBMISSION_FILES
+    texts = [(Path(folder) / name).read_text(errors="replace") for name in cases.STUDENT_FILES
              if (Path(folder) / name).is_file()]
-    return texts + list(submission_files.select(folder).sources.values())
+    functions = {name: spec for problem in cases.PROBLEMS.values() for name, spec in problem.student_files.items()}
+    return texts + list(submission_files.select(folder, functions).sources.values())
 
 
 # ---------------------------------------------------------------- processes
@@ -204,7 +220,7 @@ class Gradings:
         self.scratch = Path(tempfile.mkdtemp(prefix=f"vae-{suite}-", dir="/tmp"))
         os.chmod(self.scratch, 0o755)   # the container's ROOT lies below: student users must reach its data
         self._lock = threading.Lock()
-        self._zip = None
+        self._zips = {}
         self._student_python = _student_python(self.scratch) if any(m == "container-student" for _, m in wanted) \
             else None
         self._pool = ThreadPoolExecutor(max(1, int(os.environ.get(f"{variable}_JOBS", "2"))),
@@ -236,13 +252,15 @@ class Gradings:
         else:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
-    def _zip_path(self):
+    def _zip_path(self, problem_set):
+        """The Gradescope zip of `problem_set`'s problems, built once."""
         with self._lock:
-            if self._zip is None:
-                path = self.scratch / "autograder.zip"
-                assert build.build(path, verify_first=False, log=lambda m: None) == 0
-                self._zip = path
-            return self._zip
+            if problem_set not in self._zips:
+                suffix = "" if problem_set.is_default else "-" + "-".join(problem_set.names)
+                path = self.scratch / f"autograder{suffix}.zip"
+                assert build.build(path, verify_first=False, log=lambda m: None, problem_set=problem_set) == 0
+                self._zips[problem_set] = path
+            return self._zips[problem_set]
 
     def _run(self, case, mode):
         meta = cases.meta(self.suite, case)
@@ -259,6 +277,8 @@ class Gradings:
             results_path = home / "results.json"
             command = [sys.executable, "-m", "autograder", "grade", str(submission),
                        "--results", str(results_path), "--iterations", iterations]
+            if "problems" in meta:
+                command += ["--problems", cases.problem_set(meta).label]
             env, source_root = dict(os.environ), paths.PROJECT
         else:
             python = self._student_python if mode == "container-student" else sys.executable
@@ -266,7 +286,7 @@ class Gradings:
                 record["skip"] = "no interpreter the student users can run here (or not root)"
                 return record
             root = home / "autograder"
-            with zipfile.ZipFile(self._zip_path()) as archive:
+            with zipfile.ZipFile(self._zip_path(cases.problem_set(meta))) as archive:
                 archive.extractall(root / "source")
             submission = cases.assemble(self.suite, case, root / "submission", str(pid_dir), str(view_dir))
             results_path = root / "results" / "results.json"
@@ -332,8 +352,9 @@ def check(suite, case, mode, record):
     outcome = results.validate(json.loads(record["text"]))
     assert 0 <= outcome["execution_time"] < BOUND_SECONDS, outcome["execution_time"]
     tests = {t["number"]: t for t in outcome["tests"]}
-    assert sorted(tests) == sorted(CHECKS), show(outcome)
-    for number, (family, points) in CHECKS.items():
+    graded = checks_of(meta)
+    assert sorted(tests) == sorted(graded), show(outcome)
+    for number, (family, points) in graded.items():
         test = tests[number]
         assert test["tags"] == [family] and test["max_score"] == points, test
         assert 0 <= test["score"] <= points, test
@@ -345,7 +366,8 @@ def check(suite, case, mode, record):
     dishonest = cases.score_problems(meta, outcome["tests"])
     assert not dishonest, "\n".join(dishonest) + "\n" + show(outcome)
     for family, words in meta.get("says", {}).items():
-        failing = [t for t in outcome["tests"] if t["tags"] == [family] and t["score"] < t["max_score"]]
+        tag = cases.problem_set(meta).tag(family)
+        failing = [t for t in outcome["tests"] if t["tags"] == [tag] and t["score"] < t["max_score"]]
         assert failing, f"no failing check in {family}\n{show(outcome)}"
         for test in failing:
             for word in words:
@@ -360,15 +382,16 @@ def check(suite, case, mode, record):
         assert record["secrets"], "nothing to look for: the grader's files hold no secret?"
         leaked = [s for s in record["secrets"] if s in record["text"]]
         assert not leaked, f"the grader's files leaked into results.json: {leaked}\n{show(outcome)}"
-    trained = tests[TRAINED_NELBO]
-    if trained["score"] > 0:
-        assert outcome.get("leaderboard"), f"training scored {trained['score']:g} but no leaderboard was written"
-    if outcome.get("leaderboard"):
-        reference = re.search(r"reference bound on the hidden test set gives NELBO (\S+),", trained.get("output", ""))
-        assert reference, trained.get("output")
-        board = {entry["name"]: entry["value"] for entry in outcome["leaderboard"]}
-        # the leaderboard keeps 3 decimals, the message 2: the same value within rounding
-        assert abs(board["NELBO"] - float(reference.group(1))) <= 0.0051, (board, trained.get("output"))
+    board = {entry["name"]: entry["value"] for entry in outcome.get("leaderboard", [])}
+    for number, prefix in gates_of(meta):
+        trained = tests[number]
+        if trained["score"] > 0:
+            assert prefix + "NELBO" in board, f"training scored {trained['score']:g} but no leaderboard was written"
+        if prefix + "NELBO" in board:
+            reference = re.search(r"bound on the hidden test set gives NELBO (\S+),", trained.get("output", ""))
+            assert reference, trained.get("output")
+            # the leaderboard keeps 3 decimals, the message 2: the same value within rounding
+            assert abs(board[prefix + "NELBO"] - float(reference.group(1))) <= 0.0051, (board, trained.get("output"))
 
     # nothing changed or left running afterwards
     if "watch_seconds" in meta:

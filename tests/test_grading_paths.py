@@ -122,3 +122,48 @@ def test_without_iterations_every_entry_point_trains_the_full_run(tmp_path, monk
     assert cli.main(["container", "--root", str(tmp_path)]) == 0
     assert seen == {"grade": config.DEFAULT_ITERATIONS, "container": config.DEFAULT_ITERATIONS}
     assert "ITERATIONS=${AUTOGRADER_ITERATIONS:-20000}" in (paths.PROJECT / "run_autograder").read_text()
+
+
+@pytest.mark.parametrize("problems, source, full", [("vae,cvae", paths.SOLUTION, True), ("vae,cvae", None, False),
+                                                    ("cvae", paths.SOLUTION, True)],
+                         ids=["both-reference", "both-handout", "cvae-reference"])
+def test_simulated_container_of_a_problem_set_zip(tmp_path, problems, source, full):
+    """`build --problems ...`: the zip grades its problems (it says so in autograder/PROBLEMS) and holds
+    their files only; the reference gets every point and the handout none; tags name the problem when
+    there are several."""
+    from autograder.problems import ProblemSet
+    from autograder.skeleton import write_handout
+    chosen = ProblemSet(problems)
+    zip_path = tmp_path / "autograder.zip"
+    assert build.build(zip_path, verify_first=False, log=lambda m: None, problem_set=chosen) == 0
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(zip_path) as archive:
+        assert archive.read("autograder/PROBLEMS").decode() == f"{problems}\n"
+        assert ("solution/vae.py" in archive.namelist()) == ("vae" in chosen.names)
+        archive.extractall(root / "source")
+    if source is None:
+        source = tmp_path / "handout"
+        write_handout(paths.SOLUTION, source, chosen)
+    (root / "submission").mkdir()
+    for name in chosen.student_files:
+        shutil.copy(source / name, root / "submission" / name)
+    env = dict(os.environ, AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=sys.executable, AUTOGRADER_ITERATIONS=SHORT,
+               VAE_ALLOW_ROOT_SANDBOX="1")
+    run = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True,
+                         timeout=1200)
+    assert run.returncode == 0, run.stderr[-3000:]
+    outcome = results.validate(json.loads((root / "results" / "results.json").read_text()))
+    totals = _by_tag(outcome)
+    assert sorted(totals) == sorted(chosen.tag(family) for family in chosen.checks)
+    wanted = sum(c.points for f in chosen.checks.values() for c in f.values()) if full else 0
+    assert outcome["score"] == wanted, json.dumps(outcome, indent=1)[:3000]
+    boards = {"vae,cvae": ["NELBO", "KL", "Rec", "CVAE NELBO", "CVAE KL", "CVAE Rec"],
+              "cvae": ["CVAE NELBO", "CVAE KL", "CVAE Rec"]}
+    if full:
+        assert [e["name"] for e in outcome["leaderboard"]] == boards[problems]
+        assert f"Files graded: {', '.join(chosen.student_files)}" in outcome["output"]
+    else:
+        assert all("not implemented yet" in t["output"] for t in outcome["tests"])
+    if problems == "vae,cvae":
+        assert sorted(totals) == ["cvae/negative_elbo_bound", "cvae/training", "vae/kl_normal",
+                                  "vae/negative_elbo_bound", "vae/sample_gaussian", "vae/training"]

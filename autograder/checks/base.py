@@ -5,7 +5,7 @@ Every check class derives from CheckCase and reads the submission under test fro
 submission: the submission is passed, never looked up in a module global.
 
 `@check(family, name)` attaches points, number, visibility and tag (gradescope-utils
-decorators) from config.CHECKS. A failure is an AssertionError whose text is what the
+decorators) from config (ALL_CHECKS: every problem's). A failure is an AssertionError whose text is what the
 student reads; anything else raised inside a check is a grader bug: its traceback goes to
 the grader's log (hidden from students) and the student sees a short apology.
 """
@@ -39,7 +39,7 @@ class CheckCase(unittest.TestCase):
 
 
 def check(family, name, partial=False):
-    spec = config.CHECKS[family][name]
+    spec = config.ALL_CHECKS[family][name]
 
     def decorate(method):
         title = (method.__doc__ or name).strip().splitlines()[0]
@@ -68,7 +68,7 @@ def ask(submission, family, op, params=None, arrays=None, key=None, timeout=None
     reply = submission.request(family, op, params, arrays, key=key, timeout=timeout, on_callback=on_callback)
     if reply.status is not Status.OK:
         box = submission._sandboxes.get(family)
-        raise SubmissionFault(f"{family} failed: " + explain(reply, box))
+        raise SubmissionFault(f"{family} failed: " + explain(reply, box, graded=submission.problem_set.student_files))
     return reply
 
 

@@ -28,6 +28,7 @@ MAX_RECORDED_BYTES = 256 * 2**20  # per request: what the records may hold (the 
 
 class TrustedModel:
     """The encoder x -> (m, v) and decoder z -> logits the stand-ins answer with (float64)."""
+    shapes = {"enc": (1, 2), "dec": (1, 1)}      # stand-in -> (number of inputs, number of outputs)
 
     def __init__(self, z_dim, seed=20261128):
         generator = torch.Generator().manual_seed(seed)
@@ -50,6 +51,49 @@ class TrustedModel:
     def decode(self, z):
         return torch.tanh(z @ self.dec_in + self.dec_in_bias) @ self.dec_out + self.dec_out_bias
 
+    def validate(self, function, tensors):
+        """Raise CallbackError when the stand-in `function` ("enc", "dec") cannot take these inputs."""
+        if function == "enc":
+            x = tensors[0]
+            if x.dim() != 2 or x.shape[-1] != IMAGE_DIM:
+                raise CallbackError(f"self.enc expects images of shape (batch, {IMAGE_DIM}), got {tuple(x.shape)}")
+        else:
+            z = tensors[0]
+            if z.dim() < 1 or z.shape[-1] != self.z_dim:
+                raise CallbackError(f"self.dec expects z of shape (batch, {self.z_dim}), got {tuple(z.shape)}")
+
+
+class ConditionalTrustedModel(TrustedModel):
+    """The conditional model's stand-ins: the encoder (x, y) -> (m, v) and the decoder (z, y) -> logits,
+    y one-hot. The label moves the encoder's m and log v and the decoder's hidden layer as much as the
+    image does, so that a bound computed with the wrong label (or none) is far from the right one."""
+    shapes = {"enc": (2, 2), "dec": (2, 1)}
+    classes = 10
+
+    def __init__(self, z_dim, seed=20261129):
+        super().__init__(z_dim, seed)
+        generator = torch.Generator().manual_seed(seed + 1)
+        self.enc_label = torch.randn(self.classes, 2 * z_dim, generator=generator, dtype=torch.float64)
+        self.dec_label = torch.randn(self.classes, HIDDEN, generator=generator, dtype=torch.float64)
+
+    def encode(self, x, y):
+        h = (2 * x - 1) @ self.enc_weight + y @ self.enc_label
+        m = 2 * h[..., :self.z_dim]
+        v = V_LOW * (V_HIGH / V_LOW) ** torch.sigmoid(1.7 * h[..., self.z_dim:])
+        return m, v
+
+    def decode(self, z, y):
+        return torch.tanh(z @ self.dec_in + y @ self.dec_label + self.dec_in_bias) @ self.dec_out + self.dec_out_bias
+
+    def validate(self, function, tensors):
+        super().validate(function, tensors)
+        first, y = tensors
+        call = "self.enc(x, y)" if function == "enc" else "self.dec(z, y)"
+        if y.dim() != first.dim() or y.shape[-1] != self.classes or y.shape[:-1] != first.shape[:-1]:
+            raise CallbackError(f"{call} expects y of shape ({', '.join(map(str, first.shape[:-1]))}, {self.classes}) "
+                                f"(one one-hot label per row of {'x' if function == 'enc' else 'z'}), got "
+                                f"{tuple(y.shape)}")
+
 
 @dataclass
 class Call:
@@ -62,7 +106,7 @@ class Call:
     backward: list = field(default_factory=list)   # (phase, [gradient of each output], [answer per input])
 
 
-# name -> (number of inputs, number of outputs)
+# name -> (number of inputs, number of outputs); the encoder's and decoder's are their model's
 SHAPES = {"enc": (1, 2), "dec": (1, 1), "sample_gaussian": (2, 1), "kl_normal": (4, 1)}
 
 
@@ -71,6 +115,7 @@ class Session:
 
     def __init__(self, model):
         self.model = model
+        self.shapes = {**SHAPES, **model.shapes}
         self.calls = []
         self.recorded_bytes = 0
         self.phase = "forward"          # the worker says which backward pass follows (rec, kl, nelbo)
@@ -84,7 +129,7 @@ class Session:
             raise CallbackError(f"more than {MAX_CALLS} calls of the model's encoder, decoder or the utils "
                                 "functions in one negative_elbo_bound call")
         function, _, kind = name.partition(".")
-        if function not in SHAPES or kind not in ("", "backward"):
+        if function not in self.shapes or kind not in ("", "backward"):
             raise CallbackError(f"unknown grader call {name[:60]!r}")
         try:
             if kind == "backward":
@@ -113,15 +158,11 @@ class Session:
 
     def _evaluate(self, function, tensors, eps=None):
         if function == "enc":
-            (x,) = tensors
-            if x.dim() != 2 or x.shape[-1] != IMAGE_DIM:
-                raise CallbackError(f"self.enc expects images of shape (batch, {IMAGE_DIM}), got {tuple(x.shape)}")
-            return self.model.encode(x)
+            self.model.validate(function, tensors)
+            return self.model.encode(*tensors)
         if function == "dec":
-            (z,) = tensors
-            if z.dim() < 1 or z.shape[-1] != self.model.z_dim:
-                raise CallbackError(f"self.dec expects z of shape (batch, {self.model.z_dim}), got {tuple(z.shape)}")
-            return (self.model.decode(z),)
+            self.model.validate(function, tensors)
+            return (self.model.decode(*tensors),)
         if function == "sample_gaussian":
             m, v = tensors
             return (oracle.pathwise_sample(m, v, eps),)
@@ -129,10 +170,12 @@ class Session:
         return (oracle.kl_normal(qm, qv, pm, pv),)
 
     def _forward(self, function, arrays):
-        count, _ = SHAPES[function]
+        count, _ = self.shapes[function]
         inputs = self._inputs(function, arrays, "in", count)
         tensors = [torch.from_numpy(a.astype(np.float64)) for a in inputs]
-        shape = np.broadcast_shapes(*(a.shape for a in inputs))   # torch's imports its symbolic shapes: 2 s
+        # (the encoder's and decoder's first input gives their batch; torch's broadcast_shapes imports its
+        # symbolic shapes: 2 s)
+        shape = inputs[0].shape if function in ("enc", "dec") else np.broadcast_shapes(*(a.shape for a in inputs))
         if function == "dec":
             shape = (*shape[:-1], IMAGE_DIM)
         if math.prod(shape) > MAX_ELEMENTS:
@@ -142,7 +185,7 @@ class Session:
             eps = torch.randn(shape, generator=self.generator, dtype=torch.float64)
         with torch.no_grad():
             outputs = self._evaluate(function, tensors, eps)
-        dtype = np.result_type(*inputs) if function != "dec" else inputs[0].dtype
+        dtype = np.result_type(*inputs) if function not in ("enc", "dec") else inputs[0].dtype
         answered = [o.numpy().astype(dtype) for o in outputs]
         self.calls.append(Call(function, self.phase, inputs, answered, None if eps is None else eps.numpy()))
         return {"call": len(self.calls) - 1}, {f"out{i}": a for i, a in enumerate(answered)}
@@ -152,7 +195,7 @@ class Session:
         if not isinstance(index, int) or not 0 <= index < len(self.calls) or self.calls[index].name != function:
             raise CallbackError(f"{function}.backward names no {function} call of this request")
         call = self.calls[index]
-        _, count = SHAPES[function]
+        _, count = self.shapes[function]
         grads = self._inputs(function, arrays, "g", count)
         for grad, output in zip(grads, call.outputs):
             if grad.shape != output.shape:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from .. import config, paths, submission_files
+from ..problems import ProblemSet
 from ..reference import data as reference_data
 from ..sandbox import Reply, Sandbox, Status
 from ..text import clean
@@ -27,28 +28,22 @@ class SubmissionFault(AssertionError):
     """A check cannot run because of the submission (missing file, syntax error...)."""
 
 
-def find_submission_files(folder):
+def find_submission_files(folder, problems=None):
     """{name: path} of the graded files as submitted (the rule is in autograder/submission_files.py).
     Files inside a submitted zip have no path of their own and are left out here."""
-    selection = submission_files.select(folder)
+    selection = submission_files.select(folder, ProblemSet(problems).student_functions)
     return {name: Path(folder) / entry.shown for name, entry in selection.graded.items()
             if (Path(folder) / entry.shown).is_file()}
 
 
-# Every sandbox gets the same files: the student's utils.py and vae.py (those present) and the
-# provided modules; no reference copy of a student file goes into any sandbox. FAMILY_FILES
-# says which student files a family cannot do without.
-SANDBOX_FILES = {"utils.py": "student", "vae.py": "student", **{name: "reference" for name in config.PROVIDED_FILES}}
-# negative_elbo_bound needs vae.py only: a missing or unusable utils.py gives way to the handout's
-# there (see FAMILY_REMOTE), so that it costs points only where it is graded.
-FAMILY_FILES = {"sample_gaussian": ("utils.py",), "kl_normal": ("utils.py",),
-                "negative_elbo_bound": ("vae.py",), "training": ("utils.py", "vae.py")}
-FAMILY_MODULES = {"sample_gaussian": ["utils"], "kl_normal": ["utils"],
-                  "negative_elbo_bound": ["utils", "vae"], "training": ["utils", "vae"]}
-# No double penalty: in these families the graded utils functions are stand-ins answered by the
-# grader (checks/remote.py, oracle.py), everything else the student's utils defines is kept,
-# and a utils.py that cannot be imported gives way to the handout's (provided helpers only).
-FAMILY_REMOTE = {"negative_elbo_bound": ("sample_gaussian", "kl_normal")}
+# Every sandbox gets the same files (ProblemSet.sandbox_files): the student's files (those present,
+# e.g. utils.py and vae.py) and the provided modules; no reference copy of a student file goes into
+# any sandbox. Each family's Family (autograder/problems.py) says which student files it cannot do
+# without and which modules it imports: negative_elbo_bound needs vae.py only, since a missing or
+# unusable utils.py gives way to the handout's there (Family.remote), so that it costs points only
+# where it is graded. No double penalty: in those families the graded utils functions are stand-ins
+# answered by the grader (checks/remote.py, oracle.py), everything else the student's utils defines is
+# kept, and a utils.py that cannot be imported gives way to the handout's (provided helpers only).
 STOPPED = "Grading was stopped (time limit) before this check could run."
 
 
@@ -59,13 +54,14 @@ def handout_utils():
 
 
 class Submission:
-    def __init__(self, folder, iterations=config.DEFAULT_ITERATIONS, device="cpu", python=None):
+    def __init__(self, folder, iterations=config.DEFAULT_ITERATIONS, device="cpu", python=None, problems=None):
         self.folder = Path(folder)
         self.iterations = iterations
         self.device = device
         self.python = python
+        self.problem_set = problems if isinstance(problems, ProblemSet) else ProblemSet(problems)
         # The sandboxes get normalised UTF-8 copies of the chosen files, never the files themselves.
-        self.selection = submission_files.select(self.folder)
+        self.selection = submission_files.select(self.folder, self.problem_set.student_functions)
         self._copies = tempfile.mkdtemp(prefix="vae-submission-")
         weakref.finalize(self, shutil.rmtree, self._copies, ignore_errors=True)
         self.files = self.selection.write(self._copies)
@@ -98,40 +94,44 @@ class Submission:
         return self._sandboxes[family]
 
     def _start(self, family):
-        missing = [name for name in FAMILY_FILES[family] if name not in self.files]
+        spec = self.problem_set.families[family]
+        student = self.problem_set.student_files
+        needed = [name for name in spec.files if name in student]     # another problem's file may be provided
+        missing = [name for name in needed if name not in self.files]
         if missing:
             self._fail(family, " ".join(self.selection.problems.get(name, f"{name} not found in your submission.")
                                         for name in missing))
-        too_large = [f"{name} ({self.files[name].stat().st_size:,} bytes)" for name in FAMILY_FILES[family]
+        too_large = [f"{name} ({self.files[name].stat().st_size:,} bytes)" for name in needed
                      if self.files[name].stat().st_size > config.MAX_SUBMISSION_FILE_BYTES]
         if too_large:
             self._fail(family, f"{' and '.join(too_large)} is larger than the {config.MAX_SUBMISSION_FILE_BYTES:,} "
                                "bytes a submitted file may have (a solution takes a few kB): submit your code only, "
                                "without embedded data.")
         files = {name: self.files[name] if source == "student" else paths.SOLUTION / name
-                 for name, source in SANDBOX_FILES.items() if source == "reference" or name in self.files}
+                 for name, source in self.problem_set.sandbox_files.items() if source == "reference" or name in self.files}
         # Every sandbox gets the same visible limits (RLIMIT_CPU included), so that student code
         # cannot tell the training sandbox from the others; the wall clock, which it cannot see,
         # is what bounds a unit request.
-        box = Sandbox(files, config.TRAINING_LIMITS if family == "training" else config.LIMITS, python=self.python)
+        box = Sandbox(files, config.TRAINING_LIMITS if _is_training(family) else config.LIMITS, python=self.python)
         box.start()
         self._sandboxes[family] = box       # from here a stop kills it: the import below may hang
         if self._stopping:
             self.close()
             raise SubmissionFault(STOPPED)
-        remote = FAMILY_REMOTE.get(family, ())
+        remote = spec.remote
+        fallback = bool(remote) and "utils.py" in student     # the student's utils.py, which may fail to import
         # An import gets a unit request's limit in every sandbox (the training one's 900 s are for
         # training): a module that hangs while it loads costs 30 s, not the training limit.
-        reply = self._timed(family, box, "import", {"modules": FAMILY_MODULES[family], "remote": list(remote),
-                                                    "fallback_utils": handout_utils() if remote else None},
+        reply = self._timed(family, box, "import", {"modules": list(spec.modules), "remote": list(remote),
+                                                    "fallback_utils": handout_utils() if fallback else None},
                             None, config.LIMITS.wall_seconds)
         if not reply.ok:
             self._sandboxes.pop(family, None)
             box.close()
             if self._stopping:
                 raise SubmissionFault(STOPPED)
-            self._fail(family, f"Importing {' and '.join(m + '.py' for m in FAMILY_MODULES[family])} "
-                               f"failed: " + explain(reply, box, self.selection.other_files))
+            self._fail(family, f"Importing {' and '.join(m + '.py' for m in spec.modules)} "
+                               f"failed: " + explain(reply, box, self.selection.other_files, student))
         return box
 
     def _fail(self, family, message):
@@ -171,16 +171,16 @@ class Submission:
         if reply.status in (Status.TIMEOUT, Status.CRASHED, Status.PROTOCOL):
             where = f"check {self.running_check}" if self.running_check else "an earlier check"
             self._stopped[family] = (f"This check could not run: the checks of {family} stopped in {where}, "
-                                     f"where {explain(reply, box)}")
+                                     f"where {explain(reply, box, graded=self.problem_set.student_files)}")
         return reply
 
     def _left(self, family, spending):
         """-> (seconds left, the budget that ends first: (its name, its seconds))."""
         now = time.monotonic()
-        own = config.BUDGETS.training_seconds if family == "training" else config.BUDGETS.unit_function_seconds
+        own = config.BUDGETS.training_seconds if _is_training(family) else config.BUDGETS.unit_function_seconds
+        whole = self.problem_set.grading_seconds
         budgets = [(own - (now - spending.started), (f"for the checks of {family}", own)),
-                   (config.BUDGETS.grading_seconds - (now - self._started),
-                    ("for the whole grading", config.BUDGETS.grading_seconds))]
+                   (whole - (now - self._started), ("for the whole grading", whole))]
         return min(budgets, key=lambda pair: pair[0])
 
     @staticmethod
@@ -204,6 +204,10 @@ class Submission:
         self._sandboxes.clear()     # a box started meanwhile is closed by sandbox() (it sees _stopping)
 
 
+def _is_training(family):
+    return family.rsplit("/", 1)[-1] == "training"
+
+
 class _Spending:
     """When a family's budget started, and the requests it paid for."""
 
@@ -222,7 +226,7 @@ _MISSING_MODULE = re.compile(r"No module named '([^'.]+)")
 _MISSING_ATTRIBUTE = re.compile(r"module '(\w+)' has no attribute '(\w+)'")
 
 
-def explain(reply, box=None, other_files=()):
+def explain(reply, box=None, other_files=(), graded=config.SUBMISSION_FILES):
     """A student-facing sentence for a reply that is not OK. `other_files`: names of the submission's
     other .py files (never copied to the sandbox), to say so when one of them is imported."""
     if reply.status is Status.EXCEPTION:
@@ -235,12 +239,12 @@ def explain(reply, box=None, other_files=()):
             module = _MISSING_MODULE.search(reply.message)
             if module and f"{module.group(1)}.py" in other_files:
                 return (f"{reply.kind}{where}: {reply.message}. {module.group(1)}.py is in your submission, but only "
-                        f"utils.py and vae.py are graded: move what they need from it into them.")
+                        f"{submission_files.listed(graded)} are graded: move what they need from it into them.")
             available = ", ".join(config.STUDENT_PACKAGES)
             return (f"{reply.kind}{where}: {reply.message}. Available to your code: {available} and the Python "
                     f"standard library.")
         attribute = _MISSING_ATTRIBUTE.search(reply.message) if reply.kind == "AttributeError" else None
-        if attribute and f"{attribute.group(1)}.py" in config.SUBMISSION_FILES:
+        if attribute and f"{attribute.group(1)}.py" in graded:
             module, name = attribute.groups()
             return (f"{reply.kind}{where}: {reply.message}. Your {module}.py does not define {name} at its top level: "
                     f"check the spelling and capitalisation, and that it is the file you meant to submit.")

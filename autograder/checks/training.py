@@ -2,10 +2,15 @@
 encoder/decoder weights in this trusted process with the oracle bound (torch.distributions)
 on the hidden evaluation set (autograder/evaluation.py). No number the child computes is used:
 the child only trains, on the training images this process sends, and says how the run went
-(audit), which is checked here against what this process sent and measured."""
+(audit), which is checked here against what this process sent and measured.
+
+Each problem with a trained model has its Gate (the CS236 VAE's: VAE_GATE, checked here; the
+conditional VAE's in checks/cvae_training.py): its family, the worker's loop, its calibration and
+the names of its leaderboard entries; the run, the audit and the scoring are the same code."""
 import ctypes
 import ctypes.util
 import gc
+import hashlib
 import json
 import math
 import os
@@ -18,6 +23,8 @@ import torch
 
 from .. import config, evaluation, paths
 from ..calibrate import EVALUATION
+from .. import reference
+from ..problems import PROBLEMS, of
 from ..reference import runtime as ref_runtime
 from ..reference import train as ref_train
 from ..reference import vae as ref_vae
@@ -30,6 +37,25 @@ REFERENCE_TIMING_STEPS = 40
 TIMING_IMAGES = 5000
 
 
+@dataclass(frozen=True)
+class Gate:
+    """One problem's training gate."""
+    family: str                  # its tag: "training", "cvae/training"
+    problem: str                 # "vae": what the worker trains and evaluation.py scores
+    published: Optional[dict]    # the band used without a calibration (measured on the CS236 subset), or None
+    leaderboard_prefix: str = ""  # "CVAE ": its leaderboard entries, beside another problem's
+    bound: str = "the reference bound"
+    unit_checks: str = "sample_gaussian, kl_normal and negative_elbo_bound"    # named when the NELBO is too high
+
+    @property
+    def calibration(self):
+        """Where its calibrated band lives (autograder/calibration.json for the CS236 VAE)."""
+        return PROBLEMS[self.problem].calibration_path
+
+
+VAE_GATE = Gate(FAMILY, "vae", config.PUBLISHED_BAND)
+
+
 @dataclass
 class TrainingOutcome:
     """One submission's training run as the gate scored it (kept in submission.outcomes)."""
@@ -40,28 +66,38 @@ class TrainingOutcome:
     error: Optional[str] = None                             # why the run does not count
 
 
-def leaderboard(submission):
+def leaderboard(submission, gate=VAE_GATE):
     """Gradescope leaderboard entries of a run that counts ([] otherwise): only finite values."""
-    outcome = submission.outcomes.get(FAMILY)
+    outcome = submission.outcomes.get(gate.family)
     if outcome is None or outcome.error or outcome.hidden is None \
             or not all(math.isfinite(v) for v in outcome.hidden):
         return []
-    return [{"name": name, "value": round(value, 3), "order": "asc"}
+    return [{"name": gate.leaderboard_prefix + name, "value": round(value, 3), "order": "asc"}
             for name, value in zip(("NELBO", "KL", "Rec"), outcome.hidden)]
 
 
-def pass_band(data_dir=None):
+def leaderboards(submission):
+    """The leaderboard entries of every gate of the submission's problems, in their order."""
+    from .cvae_training import GATES
+    return [entry for gate in GATES if gate.family in of(submission).checks
+            for entry in leaderboard(submission, gate)]
+
+
+def pass_band(data_dir=None, gate=VAE_GATE):
     """-> (low, high, where the band comes from). A calibration counts only when it was measured
-    on this hidden set (same evaluation, same images binarized the same way)."""
+    on this hidden set (same evaluation, same images binarized the same way); without one, the
+    gate's published band, or (None, None, "none") where it has none."""
     try:
-        calibration = json.loads(paths.CALIBRATION.read_text())
-        if calibration.get("evaluation") == EVALUATION and \
+        calibration = json.loads(gate.calibration.read_text())
+        if calibration.get("evaluation") == EVALUATION and calibration.get("problem", "vae") == gate.problem and \
                 calibration.get("hidden_set_sha256") == evaluation.hidden_set_sha256(data_dir):
             band = calibration["bands"]["nelbo"]
             return band["low"], band["high"], "calibrated"
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
-    band = config.PUBLISHED_BAND["nelbo"]
+    if gate.published is None:
+        return None, None, "none"
+    band = gate.published["nelbo"]
     return band["low"], band["high"], "published"
 
 
@@ -89,17 +125,22 @@ def cpu_time_is_work(device):
     return (threads if threads >= 1 else ref_runtime.available_cpus()) == 1
 
 
-def reference_step_cpu_seconds(train_u8, steps=REFERENCE_TIMING_STEPS):
+def reference_step_cpu_seconds(train_u8, steps=REFERENCE_TIMING_STEPS, labels=None, gate=VAE_GATE):
     """CPU seconds per training step of the reference here, now, with one thread (after a few warm-up steps)."""
     torch.manual_seed(0)
-    model = ref_vae.VAE(z_dim=config.Z_DIM)
     images = torch.from_numpy(train_u8)
+    if gate.problem == "cvae":
+        model, loop = reference.cvae.CVAE(z_dim=config.Z_DIM), reference.train_cvae
+        run = lambda count, seed: loop.train(model, images, torch.from_numpy(labels), count, seed=seed)  # noqa: E731
+    else:
+        model = ref_vae.VAE(z_dim=config.Z_DIM)
+        run = lambda count, seed: ref_train.train(model, images, count, seed=seed)  # noqa: E731
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        ref_train.train(model, images, 5, seed=0)
+        run(5, 0)
         start = time.process_time()
-        ref_train.train(model, images, steps, seed=1)
+        run(steps, 1)
     finally:
         torch.set_num_threads(threads)
     return (time.process_time() - start) / steps
@@ -120,7 +161,7 @@ def sandbox_cpu_seconds(box):
     return total
 
 
-def audit_problems(audit, iterations, digest):
+def audit_problems(audit, iterations, digest, labels_digest=None):
     """Sentences saying why the child's account of its run cannot be right ([] when it can)."""
     if not isinstance(audit, dict):
         return ["The training run did not report how it ran: the provided worker or training loop was replaced."]
@@ -138,26 +179,28 @@ def audit_problems(audit, iterations, digest):
     if not audit.get("same_images") or audit.get("images_sha256") != digest \
             or audit.get("images_sha256_before") != digest:
         problems.append("The training images the loop used are not the ones the grader sent (changed or replaced).")
+    if labels_digest is not None and (audit.get("labels_sha256") != labels_digest
+                                      or audit.get("labels_sha256_before") != labels_digest):
+        problems.append("The training labels the loop used are not the ones the grader sent (changed or replaced).")
     return problems
 
 
-def _run_training(submission, params, images, timeout=None, key="train"):
+def _run_training(submission, params, images, timeout=None, key="train", family=FAMILY):
     """One training request -> (reply, CPU seconds the sandbox used for it)."""
-    box = submission.sandbox(FAMILY)
+    box = submission.sandbox(family)
     before = sandbox_cpu_seconds(box)
-    reply = ask(submission, FAMILY, "train", params, arrays={"images": images} if images is not None else None, key=key,
-                timeout=timeout)
+    reply = ask(submission, family, "train", params, arrays=images, key=key, timeout=timeout)
     return reply, sandbox_cpu_seconds(box) - before
 
 
-def trained_result(submission):
+def trained_result(submission, gate=VAE_GATE):
     """Train once per submission (kept in submission.outcomes) -> TrainingOutcome whose `hidden`
     is set, or AssertionError saying why the run does not count."""
-    outcome = submission.outcomes.get(FAMILY)
+    outcome = submission.outcomes.get(gate.family)
     if outcome is None:
-        outcome = submission.outcomes[FAMILY] = TrainingOutcome(submission.iterations)
+        outcome = submission.outcomes[gate.family] = TrainingOutcome(submission.iterations)
         try:
-            _train_and_score(submission, outcome)
+            _train_and_score(submission, outcome, gate)
         except AssertionError as error:
             outcome.error = str(error)
     if outcome.error:
@@ -165,33 +208,42 @@ def trained_result(submission):
     return outcome
 
 
-def _train_and_score(submission, outcome):
-    iterations = submission.iterations
-    submission.sandbox(FAMILY)   # started first: the other families' sandboxes and cached replies are let go
+def _train_and_score(submission, outcome, gate=VAE_GATE):
+    iterations, family = submission.iterations, gate.family
+    submission.sandbox(family)   # started first: the other families' sandboxes and cached replies are let go
     release_memory()
     images = TrainingImages(submission.data_dir)     # read in pieces: never whole in this process
     digest = images.sha256()
+    labels = labels_digest = None
+    if gate.problem == "cvae":                       # the labels: 60 kB, sent whole
+        labels = images.labels()
+        labels_digest = hashlib.sha256(labels.data).hexdigest()
     # The reference's CPU cost per step, timed here before and after the child runs (the larger
     # counts: the host may get busier meanwhile), on a few thousand images (binarizing is per batch).
     timing_images = images.rows(0, TIMING_IMAGES) if cpu_time_is_work(submission.device) else None
-    step_cpu = reference_step_cpu_seconds(timing_images) if timing_images is not None else None
+    timing_labels = labels[:TIMING_IMAGES] if labels is not None else None
+    step_cpu = reference_step_cpu_seconds(timing_images, labels=timing_labels, gate=gate) \
+        if timing_images is not None else None
     params = {"iterations": iterations, "seed": config.TRAINING_SEED, "z_dim": config.Z_DIM,
-              "device": submission.device, "parameters": sorted(evaluation.expected_state())}
+              "device": submission.device, "parameters": sorted(evaluation.expected_state(gate.problem))}
+    if gate.problem != "vae":
+        params["problem"] = gate.problem
     # A short run first, under the unit-check time limit: a submission that hangs fails in
     # seconds instead of holding the grader for the whole training limit. It carries the images;
     # the full run trains on the child's copy of them (whose hash the audit checks).
     probe = dict(params, iterations=min(PROBE_ITERATIONS, iterations))
-    reply, _ = _run_training(submission, probe, images.for_wire(), timeout=config.LIMITS.wall_seconds + 30,
-                             key="probe")
+    sent = {"images": images.for_wire(), **({"labels": labels} if labels is not None else {})}
+    reply, _ = _run_training(submission, probe, sent, timeout=config.LIMITS.wall_seconds + 30, key="probe",
+                             family=family)
     release_memory()        # the probe's buffers, before the long run
-    problems = audit_problems(reply.info.get("audit"), probe["iterations"], digest)
+    problems = audit_problems(reply.info.get("audit"), probe["iterations"], digest, labels_digest)
     if problems:
         raise AssertionError(" ".join(problems))
-    reply, cpu = _run_training(submission, params, None)
+    reply, cpu = _run_training(submission, params, None, family=family)
     submission.close()       # the trained child's memory is gone before the evaluation below runs
-    problems = audit_problems(reply.info.get("audit"), iterations, digest)
+    problems = audit_problems(reply.info.get("audit"), iterations, digest, labels_digest)
     if step_cpu is not None:
-        step_cpu = max(step_cpu, reference_step_cpu_seconds(timing_images))
+        step_cpu = max(step_cpu, reference_step_cpu_seconds(timing_images, labels=timing_labels, gate=gate))
         allowed = config.TRAINING_CPU_FIXED_SECONDS + config.TRAINING_CPU_SLOWDOWN_LIMIT * iterations * step_cpu
         outcome.cpu = (cpu, allowed)
         if cpu > allowed:
@@ -201,13 +253,54 @@ def _train_and_score(submission, outcome):
                             "(extra training steps?).")
     if problems:
         raise AssertionError(" ".join(problems))
-    state = evaluation.validated_state(reply.arrays)
-    scores = evaluation.score(state, submission.data_dir)
+    state = evaluation.validated_state(reply.arrays, gate.problem)
+    scores = evaluation.score(state, submission.data_dir, gate.problem)
     outcome.subset = scores["subset"]
     if scores["hidden"] is None:
-        raise AssertionError(f"After {iterations} iterations the reference bound on your trained model is NaN or "
+        raise AssertionError(f"After {iterations} iterations {gate.bound} on your trained model is NaN or "
                              "infinite on the evaluation images: the weights are finite but extreme.")
     outcome.hidden = scores["hidden"]
+
+
+def judge(case, gate, set_score):
+    """The gate's check, run by `case` (a CheckCase): train, score, and set the points from the band."""
+    points = config.ALL_CHECKS[gate.family]["trained_nelbo"].points
+    set_score(0)
+    result = trained_result(case.submission, gate)
+    nelbo, kl, rec = result.hidden
+    subset = result.subset
+    summary = (f"After {result.iterations} iterations, {gate.bound} on the hidden test set gives "
+               f"NELBO {nelbo:.2f}, KL {kl:.2f}, Rec {rec:.2f}"
+               + (f" (on the CS236 test subset: NELBO {subset[0]:.2f})." if subset else "."))
+    if result.iterations < config.DEFAULT_ITERATIONS:
+        set_score(points)   # shortened runs exist for the grader's own tests only: no band applies
+        print(summary + " (shortened run: the pass band applies to full runs only)")
+        return
+    low, high, source = pass_band(case.submission.data_dir, gate)
+    if source == "none":
+        case.fail(f"{summary} This grader has no calibrated pass band for {gate.family} (the instructor must run "
+                  f"`python -m autograder calibrate --problem {gate.problem}`): no points can be given.")
+    if source == "published":
+        # Without a calibration of this grader (e.g. the students' public bundle), the band is the
+        # course's published one, measured on the CS236 subset: compare the subset's figure with it.
+        if subset is None:
+            case.fail(f"{summary} The published pass band applies to the CS236 test subset, whose NELBO "
+                      "is not finite here.")
+        nelbo, source = subset[0], "published (CS236 test subset)"
+    if low <= nelbo <= high:
+        set_score(points)
+        print(summary + f" Inside the {source} pass band [{low:.2f}, {high:.2f}].")
+        return
+    distance = low - nelbo if nelbo < low else nelbo - high
+    score = round(points * max(0.0, 1 - distance / config.PARTIAL_CREDIT_NATS), 2)
+    set_score(score)
+    direction = "below" if nelbo < low else "above"
+    hint = (" A NELBO below the band usually means a term is missing or scaled down (e.g. the 1/2 in the "
+            "KL, a mean instead of a sum over pixels)." if nelbo < low else
+            f" A NELBO above the band usually means the model learned worse: check the checks of "
+            f"{gate.unit_checks} above.")
+    case.fail(f"{summary} That is {distance:.2f} nats {direction} the {source} pass band "
+              f"[{low:.2f}, {high:.2f}]: {score} of {points} points.{hint}")
 
 
 class TrainingChecks(CheckCase):
@@ -215,37 +308,4 @@ class TrainingChecks(CheckCase):
     @check(FAMILY, "trained_nelbo", partial=True)
     def test_trained_nelbo(self, set_score=None):
         """training: 20,000 iterations with your files reach the reference NELBO (scored by the reference bound on hidden test images)"""
-        points = config.CHECKS[FAMILY]["trained_nelbo"].points
-        set_score(0)
-        result = trained_result(self.submission)
-        nelbo, kl, rec = result.hidden
-        subset = result.subset
-        summary = (f"After {result.iterations} iterations, the reference bound on the hidden test set gives "
-                   f"NELBO {nelbo:.2f}, KL {kl:.2f}, Rec {rec:.2f}"
-                   + (f" (on the CS236 test subset: NELBO {subset[0]:.2f})." if subset else "."))
-        if result.iterations < config.DEFAULT_ITERATIONS:
-            set_score(points)   # shortened runs exist for the grader's own tests only: no band applies
-            print(summary + " (shortened run: the pass band applies to full runs only)")
-            return
-        low, high, source = pass_band(self.submission.data_dir)
-        if source == "published":
-            # Without a calibration of this grader (e.g. the students' public bundle), the band is the
-            # course's published one, measured on the CS236 subset: compare the subset's figure with it.
-            if subset is None:
-                self.fail(f"{summary} The published pass band applies to the CS236 test subset, whose NELBO "
-                          "is not finite here.")
-            nelbo, source = subset[0], "published (CS236 test subset)"
-        if low <= nelbo <= high:
-            set_score(points)
-            print(summary + f" Inside the {source} pass band [{low:.2f}, {high:.2f}].")
-            return
-        distance = low - nelbo if nelbo < low else nelbo - high
-        score = round(points * max(0.0, 1 - distance / config.PARTIAL_CREDIT_NATS), 2)
-        set_score(score)
-        direction = "below" if nelbo < low else "above"
-        hint = (" A NELBO below the band usually means a term is missing or scaled down (e.g. the 1/2 in the "
-                "KL, a mean instead of a sum over pixels)." if nelbo < low else
-                " A NELBO above the band usually means the model learned worse: check the checks of "
-                "sample_gaussian, kl_normal and negative_elbo_bound above.")
-        self.fail(f"{summary} That is {distance:.2f} nats {direction} the {source} pass band "
-                  f"[{low:.2f}, {high:.2f}]: {score} of {points} points.{hint}")
+        judge(self, VAE_GATE, set_score)

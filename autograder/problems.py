@@ -1,0 +1,240 @@
+"""The problems a course can assign, and the set of them one handout and one grader serve.
+
+A problem is a unit: the student files it grades and the functions in them (solution markers in
+`solution/`), the provided modules its code runs with, its run script and its part of the handout
+README, its checks (one module of autograder/checks per student function; points and numbers in
+config.PROBLEM_CHECKS), its training gate with its calibration file. The CS236 VAE is the problem
+`vae`, the default: graded alone, nothing differs from the grader before problems existed (the
+same handout, zip, tags, points and messages).
+
+Every file of every problem lives flat in `solution/` (the handout is one flat folder whose
+modules import each other by name, as `import utils` does): a problem owns its files by name
+(`cvae.py`, `run_cvae.py`, ...), several problems may share provided ones (`train.py`,
+`data.py`), and no file is the student file of two problems. A problem whose code imports another
+problem's student file (`needs`: cvae.py imports utils.py) gets that file as the student's when
+both are chosen, and the reference's whole (solutions included, markers dropped) otherwise.
+
+Tags: a check's family is its function, qualified by its problem for any problem but `vae`
+("cvae/negative_elbo_bound"); results.json shows `problem/function` for every check when more than
+one problem is graded, and the bare function when one is.
+
+The Gradescope zip and the students' bundle record their problems in `autograder/PROBLEMS` (one
+line, "vae,cvae"); without that file the grader serves the default.
+"""
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import config, paths
+
+MARKER = Path(__file__).resolve().parent / "PROBLEMS"
+DEFAULT = ("vae",)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One student function's sandbox: the files it cannot do without (those that are student files
+    in the selection), the modules it imports in order, and the utils functions the grader answers
+    in it (no double penalty; a broken utils.py then gives way to the handout's)."""
+    files: tuple
+    modules: tuple
+    remote: tuple = ()
+
+
+@dataclass(frozen=True)
+class Problem:
+    name: str
+    title: str
+    student_files: dict         # {file: (class or None, (function, ...))}: what the student implements where
+    provided: tuple             # modules every sandbox gets as the reference's copies
+    handout: tuple              # the other handout files: run script, pictures
+    document: str               # solution/<document>: its part of the handout's README.md
+    run_script: str
+    families: dict              # {family: Family}, in grading order
+    check_classes: tuple        # "module:Class" in autograder/checks, in grading order
+    calibration: str            # its calibration file in autograder/
+    tests: tuple = ()           # its instructor tests in solution/ (never in a handout; in its zip)
+    needs: tuple = ()           # student files of other problems its code imports
+
+    @property
+    def checks(self):
+        """{family: {name: config.Check}}."""
+        return config.PROBLEM_CHECKS[self.name]
+
+    @property
+    def calibration_path(self):
+        return paths.CALIBRATION.parent / self.calibration
+
+    def classes(self):
+        """The unbound check classes, in order."""
+        found = []
+        for entry in self.check_classes:
+            module, name = entry.split(":")
+            found.append(getattr(importlib.import_module(f"autograder.checks.{module}"), name))
+        return tuple(found)
+
+
+VAE = Problem(
+    name="vae",
+    title="the CS236 VAE",
+    student_files={"utils.py": (None, ("sample_gaussian", "kl_normal")), "vae.py": ("VAE", ("negative_elbo_bound",))},
+    provided=("nns.py", "train.py", "fast.py", "data.py", "runtime.py"),
+    handout=("run_vae.py", "figures.py"),
+    document="HANDOUT.md",
+    run_script="run_vae.py",
+    families={
+        "sample_gaussian": Family(("utils.py",), ("utils",)),
+        "kl_normal": Family(("utils.py",), ("utils",)),
+        "negative_elbo_bound": Family(("vae.py",), ("utils", "vae"), ("sample_gaussian", "kl_normal")),
+        "training": Family(("utils.py", "vae.py"), ("utils", "vae")),
+    },
+    check_classes=("sampling:SampleGaussianChecks", "kl:KlNormalChecks", "elbo:NegativeElboBoundChecks",
+                   "training:TrainingChecks"),
+    calibration="calibration.json",
+    tests=("test_checks.py", "test_figures.py", "test_reference.py"),
+)
+
+CVAE = Problem(
+    name="cvae",
+    title="the conditional VAE",
+    student_files={"cvae.py": ("CVAE", ("negative_elbo_bound",))},
+    provided=("cvae_nns.py", "train_cvae.py", "train.py", "fast.py", "data.py", "runtime.py"),
+    handout=("run_cvae.py", "figures.py"),
+    document="HANDOUT_cvae.md",
+    run_script="run_cvae.py",
+    families={
+        "cvae/negative_elbo_bound": Family(("cvae.py",), ("utils", "cvae"), ("sample_gaussian", "kl_normal")),
+        "cvae/training": Family(("utils.py", "cvae.py"), ("utils", "cvae")),
+    },
+    check_classes=("cvae:CvaeElboChecks", "cvae_training:CvaeTrainingChecks"),
+    calibration="calibration_cvae.json",
+    tests=("test_cvae.py", "test_checks_cvae.py"),
+    needs=("utils.py",),
+)
+
+PROBLEMS = {problem.name: problem for problem in (VAE, CVAE)}
+
+
+class UnknownProblem(ValueError):
+    pass
+
+
+def parse(text):
+    """"vae,cvae" -> ("vae", "cvae") in the registry's order, each once; raises UnknownProblem."""
+    names = [name.strip() for name in str(text).split(",") if name.strip()]
+    unknown = [name for name in names if name not in PROBLEMS]
+    if unknown or not names:
+        raise UnknownProblem(f"unknown problem {', '.join(unknown) or repr(text)}: choose from {', '.join(PROBLEMS)}")
+    return tuple(name for name in PROBLEMS if name in names)
+
+
+def served():
+    """The problems this copy of the grader serves: autograder/PROBLEMS where it exists, else the default."""
+    try:
+        return parse(MARKER.read_text())
+    except OSError:
+        return DEFAULT
+
+
+def of(submission):
+    """The ProblemSet a submission is graded on (a stand-in without one: the grader's problems)."""
+    return getattr(submission, "problem_set", None) or ProblemSet()
+
+
+class ProblemSet:
+    """The chosen problems, as the handout, the sandboxes, the checks and results.json see them."""
+
+    def __init__(self, names=None):
+        names = served() if names is None else parse(",".join(names) if not isinstance(names, str) else names)
+        self.names = names
+        self.problems = tuple(PROBLEMS[name] for name in names)
+
+    def __repr__(self):
+        return f"ProblemSet({','.join(self.names)})"
+
+    def __eq__(self, other):
+        return isinstance(other, ProblemSet) and other.names == self.names
+
+    def __hash__(self):
+        return hash(self.names)
+
+    @property
+    def is_default(self):
+        return self.names == DEFAULT
+
+    @property
+    def label(self):
+        """"vae" or "vae,cvae": what autograder/PROBLEMS holds."""
+        return ",".join(self.names)
+
+    # ------------------------------------------------------------ files
+
+    @property
+    def student_functions(self):
+        """{file: (class or None, (function, ...))} of every student file, in order."""
+        return {name: spec for problem in self.problems for name, spec in problem.student_files.items()}
+
+    @property
+    def student_files(self):
+        return tuple(self.student_functions)
+
+    @property
+    def sandbox_files(self):
+        """{file: "student" | "reference"}: what every sandbox of a grading gets, in order (the student's
+        files where submitted; another problem's student file that is not chosen, and the provided
+        modules, as the reference's copies)."""
+        files = dict.fromkeys(self.student_files, "student")
+        for problem in self.problems:
+            for name in (*problem.needs, *problem.provided):
+                files.setdefault(name, "reference")
+        return files
+
+    @property
+    def handout_sources(self):
+        """The solution/ files the handout is made of, in order (the README's documents aside)."""
+        names = dict.fromkeys(self.sandbox_files)
+        for problem in self.problems:
+            names.update(dict.fromkeys(problem.handout))
+        return tuple(names)
+
+    @property
+    def documents(self):
+        return tuple(problem.document for problem in self.problems)
+
+    def owner(self, filename):
+        """The chosen problem whose student file this is, else None."""
+        return next((p for p in self.problems if filename in p.student_files), None)
+
+    # ------------------------------------------------------------ checks
+
+    @property
+    def checks(self):
+        """{family: {name: config.Check}} of every chosen problem, in grading order."""
+        return {family: specs for problem in self.problems for family, specs in problem.checks.items()}
+
+    @property
+    def families(self):
+        """{family: Family}, in grading order."""
+        return {family: spec for problem in self.problems for family, spec in problem.families.items()}
+
+    def problem_of(self, family):
+        return next(p for p in PROBLEMS.values() if family in p.checks)
+
+    def classes(self):
+        return tuple(case for problem in self.problems for case in problem.classes())
+
+    def tag(self, family):
+        """What results.json shows for `family`: `problem/function` when several problems are graded."""
+        function = family.rsplit("/", 1)[-1]
+        return f"{self.problem_of(family).name}/{function}" if len(self.problems) > 1 else function
+
+    def family(self, tag):
+        """The family a results.json tag stands for in this selection (tag() inverted)."""
+        for family in self.checks:
+            if self.tag(family) == tag:
+                return family
+        raise KeyError(tag)
+
+    @property
+    def grading_seconds(self):
+        return config.BUDGETS.grading_seconds + (len(self.problems) - 1) * config.BUDGETS.extra_problem_seconds

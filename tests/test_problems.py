@@ -1,0 +1,232 @@
+"""The problems frame (autograder/problems.py): the CS236 VAE alone is the grader as it always was;
+other problems add their files, checks, tags and zip members only where they are chosen. In
+seconds: nothing here grades (tests/test_variants.py does)."""
+import dataclasses
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from autograder import build, config, evaluation, paths, skeleton, submission_files
+from autograder.checks import remote, training
+from autograder.checks.cvae_training import CVAE_GATE
+from autograder.checks.submission import Submission
+from autograder.problems import DEFAULT, PROBLEMS, ProblemSet, UnknownProblem, parse
+from autograder.reference import cvae as ref_cvae
+
+# What the grader was before problems existed: its sandbox files, its handout and its zip's solution/.
+SANDBOX_FILES = {"utils.py": "student", "vae.py": "student", "nns.py": "reference", "train.py": "reference",
+                 "fast.py": "reference", "data.py": "reference", "runtime.py": "reference"}
+HANDOUT = ["README.md", "data.py", "fast.py", "figures.py", "nns.py", "run_vae.py", "runtime.py", "train.py",
+           "utils.py", "vae.py"]
+ZIP_SOLUTION = ["data.py", "fast.py", "figures.py", "nns.py", "run_vae.py", "runtime.py", "test_checks.py",
+                "test_figures.py", "test_reference.py", "train.py", "utils.py", "vae.py"]
+
+
+def test_the_default_is_the_cs236_vae_as_it_was():
+    default = ProblemSet()
+    assert default.names == DEFAULT == ("vae",) and default.is_default
+    assert default.sandbox_files == SANDBOX_FILES
+    assert default.student_files == config.SUBMISSION_FILES
+    assert default.student_functions == submission_files.STUDENT_FUNCTIONS
+    assert default.checks == config.CHECKS
+    assert {family: default.tag(family) for family in default.checks} == {f: f for f in config.CHECKS}
+    assert PROBLEMS["vae"].provided == config.PROVIDED_FILES
+    assert sorted(skeleton.render_handout(paths.SOLUTION)) == HANDOUT
+    assert [name.split("/", 1)[1] for _, name in build._members() if name.startswith("solution/")] == ZIP_SOLUTION
+    assert default.grading_seconds == config.BUDGETS.grading_seconds
+
+
+def test_every_solution_file_belongs_to_a_problem():
+    owned = {name for problem in PROBLEMS.values()
+             for name in (*problem.student_files, *problem.provided, *problem.handout, problem.document, *problem.tests)}
+    present = {p.name for p in paths.SOLUTION.iterdir() if p.is_file() and p.suffix in (".py", ".md")}
+    assert present == owned, (sorted(present - owned), sorted(owned - present))
+    students = [name for problem in PROBLEMS.values() for name in problem.student_files]
+    assert len(students) == len(set(students)), "a file is the student file of two problems"
+    numbers = [spec.number for specs in config.ALL_CHECKS.values() for spec in specs.values()]
+    assert len(numbers) == len(set(numbers)), "a check number is used twice"
+
+
+def test_parse_orders_and_refuses():
+    assert parse("cvae, vae") == ("vae", "cvae") and parse("cvae") == ("cvae",)
+    for bad in ("", "vae,gan", "beta"):
+        with pytest.raises(UnknownProblem, match="choose from vae, cvae"):
+            parse(bad)
+
+
+def test_tags_name_the_problem_when_several_are_graded():
+    both, alone = ProblemSet("vae,cvae"), ProblemSet("cvae")
+    assert [both.tag(f) for f in both.checks] == ["vae/sample_gaussian", "vae/kl_normal", "vae/negative_elbo_bound",
+                                                  "vae/training", "cvae/negative_elbo_bound", "cvae/training"]
+    assert [alone.tag(f) for f in alone.checks] == ["negative_elbo_bound", "training"]
+    assert all(both.family(both.tag(f)) == f for f in both.checks)
+    assert alone.family("negative_elbo_bound") == "cvae/negative_elbo_bound"
+    assert both.grading_seconds == config.BUDGETS.grading_seconds + config.BUDGETS.extra_problem_seconds
+
+
+def test_the_cvae_alone_gets_utils_whole_and_nothing_of_the_vae():
+    alone = ProblemSet("cvae")
+    assert alone.sandbox_files["cvae.py"] == "student" and alone.sandbox_files["utils.py"] == "reference"
+    handout = skeleton.render_handout(paths.SOLUTION, alone)
+    assert "vae.py" not in handout and "nns.py" not in handout and "run_vae.py" not in handout
+    assert {"cvae.py", "cvae_nns.py", "train_cvae.py", "run_cvae.py", "utils.py", "README.md"} <= set(handout)
+    assert "BEGIN SOLUTION" not in handout["utils.py"] and "NotImplementedError" not in handout["utils.py"]
+    assert handout["utils.py"] == skeleton.drop_markers((paths.SOLUTION / "utils.py").read_text())
+    assert handout["cvae.py"].count("raise NotImplementedError") == 1
+    assert "rec = -ut.log_bernoulli_with_logits(x, self.dec(z, y))" not in handout["cvae.py"]
+    readme = handout["README.md"]
+    assert readme.startswith("# Homework: the conditional VAE") and "{{" not in readme
+    assert "`utils.py` is provided complete" in readme and "| 5.5 | `negative_elbo_bound` |" in readme
+
+
+def test_both_problems_make_one_handout_with_a_part_each():
+    both = ProblemSet("vae,cvae")
+    handout = skeleton.render_handout(paths.SOLUTION, both)
+    assert set(HANDOUT) < set(handout) and {"cvae.py", "run_cvae.py"} < set(handout)
+    assert handout["utils.py"].count("raise NotImplementedError") == 2       # the VAE's functions are the student's
+    readme = handout["README.md"]
+    assert readme.startswith("# Homework: the CS236 VAE and the conditional VAE\n")
+    assert "\n## Homework: the variational autoencoder" in readme and "\n## Homework: the conditional VAE" in readme
+    assert "\n### The model" in readme and "\n# " not in readme.split("\n", 1)[1].replace("```\n# ", "")
+    assert "`utils.py` is yours" in readme and "Submit `utils.py`, `vae.py`, `cvae.py` together" in readme
+    assert "| the conditional VAE (`cvae`) | `CVAE.negative_elbo_bound` in `cvae.py` | `cvae.py` | 13.5 |" in readme
+    assert "| 1.1 | `vae/sample_gaussian` |" in readme and "| 6.1 | `cvae/training` |" in readme
+
+
+def test_zip_and_bundle_hold_the_chosen_problems_only(tmp_path):
+    alone = ProblemSet("cvae")
+    names = [name for _, name in build._members(alone)]
+    assert "solution/cvae.py" in names and "solution/vae.py" not in names and "solution/test_checks.py" not in names
+    assert "autograder/calibration.json" not in names
+    out = tmp_path / "public.zip"
+    assert build.build_public(out, log=lambda m: None, problem_set=alone) == 0
+    with zipfile.ZipFile(out) as archive:
+        assert archive.read("autograder/PROBLEMS").decode() == "cvae\n"
+        inside = archive.namelist()
+        handout = archive.read("solution/cvae.py").decode()
+    assert "solution/vae.py" not in inside and "BEGIN SOLUTION" not in handout
+    default = tmp_path / "default.zip"
+    assert build.build_public(default, log=lambda m: None) == 0
+    with zipfile.ZipFile(default) as archive:
+        assert "autograder/PROBLEMS" not in archive.namelist()
+        assert sorted(n.split("/", 1)[1] for n in archive.namelist() if n.startswith("solution/")) == HANDOUT
+
+
+def test_assign_writes_the_chosen_handout_and_refuses_unknown_problems(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "autograder", "assign", "--problems", "vae,cvae", "--out",
+                          str(tmp_path / "h")], cwd=paths.PROJECT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in (tmp_path / "h").iterdir()) == sorted(
+        skeleton.render_handout(paths.SOLUTION, ProblemSet("vae,cvae")))
+    bad = subprocess.run([sys.executable, "-m", "autograder", "build", "--problems", "gan"], cwd=paths.PROJECT,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown problem gan" in bad.stderr
+
+
+def test_three_files_are_selected_together(tmp_path):
+    functions = ProblemSet("vae,cvae").student_functions
+    for name in ("utils.py", "vae.py", "cvae.py"):
+        (tmp_path / "hw" / "old").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "hw" / name).write_text((paths.SOLUTION / name).read_text())
+    (tmp_path / "hw" / "old" / "cvae.py").write_text((paths.SOLUTION / "cvae.py").read_text())
+    chosen = submission_files.select(tmp_path, functions)
+    assert {name: entry.shown for name, entry in chosen.graded.items()} == \
+        {"utils.py": "hw/utils.py", "vae.py": "hw/vae.py", "cvae.py": "hw/cvae.py"}
+    (tmp_path / "hw" / "cvae.py").unlink()
+    chosen = submission_files.select(tmp_path, functions)
+    assert chosen.graded["cvae.py"].shown == "hw/old/cvae.py"
+    assert any("no folder holds all of utils.py, vae.py and cvae.py" in note for note in chosen.notes)
+    assert "Files graded: hw/utils.py, hw/vae.py, hw/old/cvae.py" in chosen.report()
+    alone = submission_files.select(tmp_path / "hw", ProblemSet("cvae").student_functions)
+    assert list(alone.graded) == ["cvae.py"] and "Files graded: old/cvae.py" in alone.report()
+
+
+def test_a_submission_on_the_cvae_alone_sandboxes_utils_from_the_reference(tmp_path):
+    (tmp_path / "cvae.py").write_text("x = 1\n")
+    (tmp_path / "utils.py").write_text("planted = True\n")          # not graded: the grader's utils.py is used
+    submission = Submission(tmp_path, problems=("cvae",))
+    assert list(submission.files) == ["cvae.py"]
+    assert "utils.py" in submission.selection.report() or "Files graded: cvae.py" in submission.selection.report()
+    assert submission.problem_set.sandbox_files["utils.py"] == "reference"
+
+
+# ---------------------------------------------------------------- the CVAE's trusted side
+
+def test_the_conditional_stand_ins_depend_on_the_label():
+    model = remote.ConditionalTrustedModel(config.Z_DIM)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(200, 784, generator=g, dtype=torch.float64) < 0.3).double()
+    y = torch.eye(10, dtype=torch.float64)[torch.randint(0, 10, (200,), generator=g)]
+    other = y.roll(1, dims=1)
+    (m, v), (m2, v2) = model.encode(x, y), model.encode(x, other)
+    assert (m - m2).abs().mean() > 0.5 and (v.log() - v2.log()).abs().mean() > 0.3
+    assert v.min() >= remote.V_LOW and v.max() <= remote.V_HIGH
+    z = torch.randn(200, config.Z_DIM, generator=g, dtype=torch.float64)
+    assert (model.decode(z, y) - model.decode(z, other)).abs().mean() > 0.5
+    with pytest.raises(remote.CallbackError, match=r"expects y of shape \(200, 10\)"):
+        model.validate("enc", [x, y[:, :3]])
+    with pytest.raises(remote.CallbackError, match=r"self.dec\(z, y\) expects y"):
+        model.validate("dec", [z, y[:100]])
+
+
+def test_cvae_weights_are_accepted_as_the_cvaes_and_scored_with_labels():
+    state = {f"w_{k}": v.detach().numpy().copy() for k, v in ref_cvae.CVAE(z_dim=config.Z_DIM).state_dict().items()
+             if k.startswith(("enc.", "dec."))}
+    accepted = evaluation.validated_state(state, "cvae")
+    assert sorted(accepted) == sorted(k[2:] for k in state)
+    with pytest.raises(evaluation.WeightsRefused, match="provided VAE has shape"):
+        evaluation.validated_state(state)                    # the VAE's first layers take no label
+    assert evaluation.hidden_labels().shape == (9901,) and set(np.unique(evaluation.hidden_labels())) == set(range(10))
+
+
+def test_the_cvae_gate_uses_its_own_calibration_only(tmp_path, monkeypatch):
+    assert training.pass_band(gate=CVAE_GATE)[2] == "calibrated"              # the shipped calibration_cvae.json
+    monkeypatch.setattr(paths, "CALIBRATION", tmp_path / "calibration.json")
+    published = config.CVAE_PUBLISHED_BAND["nelbo"]
+    assert training.pass_band(gate=CVAE_GATE) == (published["low"], published["high"], "published")
+    assert training.pass_band(gate=dataclasses.replace(CVAE_GATE, published=None)) == (None, None, "none")
+    band = {"evaluation": "hidden", "hidden_set_sha256": evaluation.hidden_set_sha256(),
+            "bands": {"nelbo": {"low": 1.0, "high": 2.0}}}
+    (tmp_path / "calibration_cvae.json").write_text(json.dumps(band))          # no "problem": the VAE's
+    assert training.pass_band(gate=CVAE_GATE)[2] == "published"
+    (tmp_path / "calibration_cvae.json").write_text(json.dumps({**band, "problem": "cvae"}))
+    assert training.pass_band(gate=CVAE_GATE) == (1.0, 2.0, "calibrated")
+    paths.CALIBRATION.write_text(json.dumps({**band, "problem": "cvae"}))      # a CVAE band is no VAE band
+    assert training.pass_band()[2] == "published"
+
+
+def test_results_name_and_tag_each_check_by_problem_when_several_are_graded():
+    """grade._finish: the tags (and the titles that start with them) of a grading on several problems."""
+    from autograder import grade
+
+    class Graded:
+        outcomes = {}
+
+        def __init__(self, problems):
+            self.problem_set = ProblemSet(problems)
+
+        class selection:
+            @staticmethod
+            def report():
+                return "Files graded: ..."
+
+    def finish(problems):
+        data = {"tests": [
+            {"name": "training: 20,000 iterations", "score": 5.0, "max_score": 5.0, "number": "4.1", "tags": ["training"]},
+            {"name": "cvae/negative_elbo_bound: the label reaches both networks", "score": 0.0, "max_score": 1.5,
+             "number": "5.5", "tags": ["cvae/negative_elbo_bound"]}]}
+        grade._finish(data, 0.0, Graded(problems))
+        return [(t["tags"], t["name"].split(":")[0]) for t in data["tests"]], data["output"].split("\n\n")[1]
+
+    tests, summary = finish("vae,cvae")
+    assert tests == [(["vae/training"], "vae/training"), (["cvae/negative_elbo_bound"], "cvae/negative_elbo_bound")]
+    assert "vae/training: 5 / 5" in summary and "cvae/negative_elbo_bound: 0 / 1.5" in summary
+    tests, _ = finish("cvae")
+    assert tests[1] == (["negative_elbo_bound"], "negative_elbo_bound")
+    tests, summary = finish("vae")
+    assert tests[0] == (["training"], "training") and summary.startswith("sample_gaussian: 0 / 0")

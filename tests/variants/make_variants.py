@@ -1,0 +1,259 @@
+"""Generate the variants' zoo: `python tests/variants/make_variants.py` (from the repo root).
+
+The cases of the problems other than the CS236 VAE (autograder/problems.py), in the format of
+tests/cases.py, each graded on its "problems": the conditional VAE alone (`cvae`: the submission
+is cvae.py; utils.py is the grader's) and together with the CS236 VAE (`vae,cvae`: utils.py,
+vae.py and cvae.py, tags `problem/function`). As in tests/submissions/make_zoo.py, a case is the
+reference with the student regions of the functions it names replaced by a student's code:
+correct styles get full marks (training included), each buggy one loses points in its own
+function only ("less", or the exact failing checks under "fails"; training left out), the
+untouched handout gets nothing. tests/test_variants.py grades them and checks that the committed
+case.json files are what this script generates (`render()`).
+"""
+import importlib.util
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+SOLUTION = ROOT / "solution"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from tests import cases  # noqa: E402  (the case format)
+
+
+def _zoo():
+    spec = importlib.util.spec_from_file_location("make_zoo", ROOT / "tests" / "submissions" / "make_zoo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FILE_OF = {"sample_gaussian": "utils.py", "kl_normal": "utils.py", "negative_elbo_bound": "vae.py",
+           "cvae.negative_elbo_bound": "cvae.py"}
+CVAE = "cvae/negative_elbo_bound"
+ELBO = "cvae.negative_elbo_bound"            # the region of CVAE.negative_elbo_bound in cvae.py
+
+
+def _bound(enc="m, v = self.enc(x, y)", kl="kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v)",
+           z="z = ut.sample_gaussian(m, v)", rec="rec = -ut.log_bernoulli_with_logits(x, self.dec(z, y))",
+           nelbo="nelbo = kl + rec", means="nelbo, kl, rec = nelbo.mean(), kl.mean(), rec.mean()"):
+    return "\n".join([enc, kl, z, rec, nelbo, means])
+
+
+# ---------------------------------------------------------------------------------------
+# Correct CVAEs in different styles (graded on cvae alone): full marks, training included.
+# ---------------------------------------------------------------------------------------
+CORRECT = {
+    "distributions": ("torch.distributions throughout: Normal(m, v.sqrt()).rsample(), kl_divergence, Bernoulli",
+                      """
+                      D = torch.distributions
+                      m, v = self.enc(x, y)
+                      q = D.Normal(m, v.sqrt())
+                      kl = D.kl_divergence(q, D.Normal(self.z_prior_m, self.z_prior_v.sqrt())).sum(-1).mean()
+                      z = q.rsample()
+                      rec = -D.Bernoulli(logits=self.dec(z, y)).log_prob(x).sum(-1).mean()
+                      nelbo = kl + rec
+                      """, {}),
+    "keywords_bce": ("the networks called with keywords (self.enc(x=x, y=y), self.dec(z=z, y=y)); rec via "
+                     "F.binary_cross_entropy_with_logits(reduction='none').sum(-1)",
+                     """
+                     m, v = self.enc(x=x, y=y)
+                     z = ut.sample_gaussian(m, v)
+                     logits = self.dec(z=z, y=y)
+                     rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1).mean()
+                     kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
+                     nelbo = kl + rec
+                     """, {"imports": ["import torch.nn.functional as F"]}),
+    "sum_over_batch_size": ("batch means written as .sum() / batch_size, the label cast to x's dtype first",
+                            """
+                            batch_size = x.shape[0]
+                            y = y.to(x.dtype)
+                            m, v = self.enc(x, y)
+                            z = ut.sample_gaussian(m, v)
+                            kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).sum() / batch_size
+                            rec = -ut.log_bernoulli_with_logits(x, self.dec(z, y)).sum() / batch_size
+                            nelbo = kl + rec
+                            """, {}),
+    "own_noise_logsigmoid": ("its own reparameterized noise m + sqrt(v) * randn_like(m) (never calls "
+                             "ut.sample_gaussian: judged statistically), rec written with logsigmoid",
+                             """
+                             m, v = self.enc(x, y)
+                             z = m + torch.sqrt(v) * torch.randn_like(m)
+                             logits = self.dec(z, y)
+                             log_px = (x * torch.nn.functional.logsigmoid(logits)
+                                       + (1 - x) * torch.nn.functional.logsigmoid(-logits)).sum(dim=1)
+                             kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
+                             rec = -log_px.mean()
+                             nelbo = rec + kl
+                             """, {}),
+    "student_helper": ("the terms computed by a helper of the student's own, at the top of cvae.py; nelbo as "
+                       "-(elbo).mean()",
+                       """
+                       kl_rows, rec_rows = per_image_terms(self, x, y)
+                       elbo = -(kl_rows + rec_rows)
+                       nelbo = -elbo.mean()
+                       kl, rec = kl_rows.mean(), rec_rows.mean()
+                       """, {"append": """
+
+
+                       def per_image_terms(model, x, y):
+                           \"\"\"KL and -log p(x|z,y) per image, one z each: my own helper.\"\"\"
+                           m, v = model.enc(x, y)
+                           kl = ut.kl_normal(m, v, model.z_prior_m, model.z_prior_v)
+                           rec = -ut.log_bernoulli_with_logits(x, model.dec(ut.sample_gaussian(m, v), y))
+                           return kl, rec
+                       """}),
+    "subfolder_zip": ("cvae.py in a folder of a zip (hw3.zip: hw3/cvae.py); addcmul sampling through the label's "
+                      "one-hot cast with .float()",
+                      """
+                      y = y.float()
+                      m, v = self.enc(x, y)
+                      z = torch.addcmul(m, v.sqrt(), torch.randn_like(m))
+                      kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
+                      rec = -ut.log_bernoulli_with_logits(x, self.dec(z, y)).mean()
+                      nelbo = kl + rec
+                      """, {"subdir": "hw3", "zip": {"hw3.zip": ["hw3/"]}}),
+}
+
+# ---------------------------------------------------------------------------------------
+# Buggy CVAEs (graded on cvae alone): one mistake each, points lost in cvae/negative_elbo_bound only.
+# (fails: the exact checks that lose their points; else "less" and the hint the feedback must say)
+# ---------------------------------------------------------------------------------------
+BUGGY = {
+    "label_zeros_to_decoder": ("the decoder gets a label of zeros: self.dec(z, zeros_like(y))",
+                               _bound(rec="rec = -ut.log_bernoulli_with_logits(x, self.dec(z, torch.zeros_like(y)))"),
+                               ["decoder got a label of zeros"], ["label_reaches_both"]),
+    "label_zeros_to_encoder": ("the encoder gets a label of zeros: self.enc(x, zeros_like(y))",
+                               _bound(enc="m, v = self.enc(x, torch.zeros_like(y))"),
+                               ["encoder got a label of zeros"], ["label_reaches_both"]),
+    "label_shuffled_to_decoder": ("the decoder gets the labels of other images (shuffled rows)",
+                                  _bound(rec="rec = -ut.log_bernoulli_with_logits(x, self.dec(z, "
+                                             "y[torch.randperm(len(y))]))"),
+                                  ["labels of other images"], ["label_reaches_both"]),
+    "label_of_first_image": ("both networks get the first image's label for every image",
+                             _bound(enc="y = y[:1].expand_as(y)\nm, v = self.enc(x, y)"),
+                             ["the same label for every image"], ["label_reaches_both"]),
+    "decodes_mean": ("decodes the mean of q(z|x,y) instead of a sample", _bound(z="z = m"), ["mean of q(z|x,y)"], None),
+    "sum_over_batch": ("sums over the batch instead of averaging",
+                       _bound(means="nelbo, kl, rec = nelbo.sum(), kl.sum(), rec.sum()"), ["sum over the batch"],
+                       None),
+    "mse": ("squared error instead of the Bernoulli log-likelihood",
+            _bound(rec="rec = ((x - torch.sigmoid(self.dec(z, y))) ** 2).sum(-1)"), ["MSE"], None),
+    "mean_over_pixels": ("mean over pixels (BCE's default reduction)",
+                         _bound(rec="rec = torch.nn.functional.binary_cross_entropy_with_logits(self.dec(z, y), x)"),
+                         ["mean over pixels"], None),
+    "kl_reversed_args": ("kl_normal(prior, q): the arguments swapped",
+                         _bound(kl="kl = ut.kl_normal(self.z_prior_m, self.z_prior_v, m, v)"), ["swapped"], None),
+    "missing_kl": ("nelbo = rec: the kl term left out of nelbo", _bound(nelbo="nelbo = rec"), ["kl + rec"],
+                   ["three_scalars"]),
+    "detached_z": ("z detached: no gradient through the sample to the encoder",
+                   _bound(z="z = ut.sample_gaussian(m, v).detach()"), ["detached"], ["gradients"]),
+    "std_to_sampler": ("passes the standard deviation sqrt(v) to sample_gaussian",
+                       _bound(z="z = ut.sample_gaussian(m, torch.sqrt(v))"), ["sqrt(v)"], None),
+    "z_from_prior": ("decodes z drawn from the prior N(0, I)", _bound(z="z = torch.randn_like(m)"), ["prior"], None),
+    "monte_carlo_kl": ("kl as log q(z|x,y) - log p(z) at the z used for rec",
+                       "\n".join(["m, v = self.enc(x, y)", "z = ut.sample_gaussian(m, v)",
+                                  "kl = ut.log_normal(z, m, v) - ut.log_normal(z, self.z_prior_m.expand_as(z), "
+                                  "self.z_prior_v.expand_as(z))",
+                                  "rec = -ut.log_bernoulli_with_logits(x, self.dec(z, y))", "nelbo = kl + rec",
+                                  "nelbo, kl, rec = nelbo.mean(), kl.mean(), rec.mean()"]),
+                       ["Monte Carlo"], ["kl_term"]),
+    "label_as_index": ("passes the digit as an index (y.argmax(-1)) instead of the one-hot label: the networks "
+                       "cannot take it, so no check of the function can run",
+                       _bound(enc="digit = y.argmax(-1, keepdim=True).to(x.dtype)\nm, v = self.enc(x, digit)"),
+                       ["expects y of shape"], "all"),
+}
+
+
+def _spec(case, code_by_function, extra=None):
+    """The files entry of one case: the reference of each file with the student's regions."""
+    extra = extra or {}
+    zoo = _zoo()
+    files = {}
+    prefix = f"{extra['subdir']}/" if extra.get("subdir") else ""
+    names = extra.get("files", ("cvae.py",))
+    for name in names:
+        code = {function.split(".")[-1]: text for function, text in code_by_function.items()
+                if FILE_OF[function] == name}
+        entry = {"from": f"solution:{name}"}
+        imports = extra.get("imports", ()) if name == "cvae.py" else ()
+        if code or imports:
+            entry["edits"] = zoo.student_edits((SOLUTION / name).read_text(), code, imports, f"{case}/{name}")
+        if name == "cvae.py" and extra.get("append"):
+            entry["append"] = cases.as_lines("\n\n" + textwrap.dedent(extra["append"]).strip("\n") + "\n")
+        files[prefix + name] = entry
+    return files
+
+
+def cases_of_the_variants():
+    """{case folder name: case.json's data}."""
+    out = {}
+    for name, (why, code, extra) in CORRECT.items():
+        meta = {"why": why, "problems": ["cvae"], "files": _spec(name, {ELBO: code}, extra),
+                "scores": {CVAE: "full", "cvae/training": "full"}}
+        if extra.get("zip"):
+            meta["zip"] = extra["zip"]
+        out[f"cvae_{name}_full"] = meta
+    for name, (why, code, hint, fails) in BUGGY.items():
+        meta = {"why": why, "problems": ["cvae"], "files": _spec(name, {ELBO: code})}
+        if fails == "all":
+            meta["scores"] = {CVAE: "none"}
+        elif fails:
+            meta["scores"], meta["fails"] = {}, {CVAE: fails}
+        else:
+            meta["scores"] = {CVAE: "less"}
+        meta["hint"] = hint
+        out[f"cvae_{name}_buggy"] = meta
+    out["cvae_skeleton_zero"] = {
+        "why": "the untouched handout of the CVAE alone: negative_elbo_bound raises NotImplementedError",
+        "problems": ["cvae"], "files": {"cvae.py": {"from": "handout:cvae.py"}},
+        "scores": {CVAE: "none", "cvae/training": "none"}}
+    # ------------------------------------------------------------ both problems in one submission
+    both = ("utils.py", "vae.py", "cvae.py")
+    every = ["sample_gaussian", "kl_normal", "negative_elbo_bound", "training", CVAE, "cvae/training"]
+    out["both_reference_full"] = {
+        "why": "the CS236 VAE and the CVAE together: the reference's three files", "problems": ["vae", "cvae"],
+        "files": _spec("both", {}, {"files": both}), "scores": dict.fromkeys(every, "full")}
+    zoo = _zoo()
+    out["both_sg_variance_as_std_buggy"] = {
+        "why": "the CS236 VAE and the CVAE together, sample_gaussian scaling the noise by v: only the VAE's "
+               "sample_gaussian checks lose points (the CVAE's bound is checked with the grader's sampler)",
+        "problems": ["vae", "cvae"],
+        "files": _spec("both_sg", {"sample_gaussian": zoo.BUGGY["sg_variance_as_std"][2]}, {"files": both}),
+        "scores": {"kl_normal": "full", "negative_elbo_bound": "full", CVAE: "full"},
+        "fails": {"sample_gaussian": ["mean_and_variance", "pathwise_gradient"]}, "hint": ["sqrt(v)"]}
+    out["both_cvae_label_buggy"] = {
+        "why": "the CS236 VAE and the CVAE together, the CVAE's decoder without the label: only the CVAE's "
+               "label check loses points",
+        "problems": ["vae", "cvae"],
+        "files": _spec("both_label", {ELBO: BUGGY["label_zeros_to_decoder"][1]}, {"files": both}),
+        "scores": {"sample_gaussian": "full", "kl_normal": "full", "negative_elbo_bound": "full"},
+        "fails": {CVAE: ["label_reaches_both"]}, "hint": ["decoder got a label of zeros"]}
+    out["both_skeleton_zero"] = {
+        "why": "the untouched handout of both problems", "problems": ["vae", "cvae"],
+        "files": {name: {"from": f"handout:{name}"} for name in both}, "scores": dict.fromkeys(every, "none")}
+    return out
+
+
+def render():
+    """{path relative to this folder: text} of every generated file (one case.json per case)."""
+    return {f"{case}/case.json": cases.dumps(meta) for case, meta in cases_of_the_variants().items()}
+
+
+def main():
+    files = render()
+    for folder in HERE.iterdir():
+        if folder.is_dir() and (folder / "case.json").exists():
+            shutil.rmtree(folder)
+    for path, text in files.items():
+        target = HERE / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    print(f"wrote {len(files)} cases under {HERE}")
+
+
+if __name__ == "__main__":
+    main()

@@ -237,6 +237,38 @@ def test_hang_times_out_and_other_sandboxes_still_run(sandbox):
     assert import_utils(healthy).ok
 
 
+GRADER_THAT_DIES = """
+import sys, time
+from pathlib import Path
+from autograder.sandbox import Limits, Sandbox
+utils = Path(sys.argv[1])
+box = Sandbox({"utils.py": utils}, Limits(wall_seconds=600), python=sys.argv[2] or None, user=sys.argv[3])
+box.start()
+print(box.process.pid, flush=True)
+box.request("import", {"modules": ["utils"]})      # hangs: utils.py sleeps while it is imported
+"""
+
+
+def test_a_worker_dies_with_a_grader_killed_by_sigkill(tmp_path, mode, student_python):
+    """A grader killed outright (no close, no stop) leaves no sandbox worker running on."""
+    import signal
+    import subprocess
+    utils = tmp_path / "utils.py"
+    utils.write_text("import time\nwhile True:\n    time.sleep(0.1)\n")
+    utils.chmod(0o644)
+    grader = subprocess.Popen([sys.executable, "-c", GRADER_THAT_DIES, str(utils),
+                               (student_python or "") if mode == "student" else "", mode],
+                              cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(grader.stdout.readline())
+        time.sleep(1.0)                          # the worker is importing utils.py, which never returns
+        assert alive(worker)
+    finally:
+        grader.send_signal(signal.SIGKILL)
+        grader.wait()
+    assert wait_dead([worker], seconds=10) == [], "the sandbox worker outlived the grader"
+
+
 def test_sandboxes_started_beside_a_live_one_are_not_taken_for_its_orphans(sandbox):
     live = sandbox("VALUE = 1\n")
     assert import_utils(live).ok

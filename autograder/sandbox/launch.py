@@ -2,6 +2,7 @@
 namespaces and private tmpfs, the slot user, seccomp)."""
 import os
 import resource
+import signal
 
 from . import kernel, scratch, seccomp
 from .processes import TOKEN_VARIABLE
@@ -74,6 +75,7 @@ def preexec(limits, identity, flags, private, keep, hold, use_seccomp):
     ids = (identity.uid, identity.gid) if identity is not None else None
     private, keep, tmpfs_bytes = list(private), list(keep), limits.scratch_bytes
     holds = [os.path.join(hold, str(i)) for i in range(len(keep))]
+    grader = os.getpid()
 
     def child():
         for which, value in rlimits:
@@ -96,6 +98,11 @@ def preexec(limits, identity, flags, private, keep, hold, use_seccomp):
             os.setresuid(ids[0], ids[0], ids[0])
             if os.getuid() != ids[0] or os.geteuid() != ids[0]:
                 os._exit(126)
+        # The worker dies with the grader (a grader killed by SIGKILL cannot close its sandboxes).
+        # Set after the identity change, which clears it; a grader already gone is seen here.
+        kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL, what="PR_SET_PDEATHSIG")
+        if os.getppid() != grader:
+            os._exit(126)
         os.umask(0o077)
         if use_seccomp:
             seccomp.install()

@@ -50,6 +50,10 @@ MAX_SUBMISSION_FILE_BYTES = 100_000
 TRAINING_CPU_SLOWDOWN_LIMIT = 5.0
 TRAINING_CPU_FIXED_SECONDS = 3.0
 
+# The grader's digit classifier (autograder/digits.py), which reads what a trained model generates:
+# the sha256 of its shipped weights, autograder/digit_classifier.pt (`python -m autograder classifier`).
+DIGIT_CLASSIFIER_SHA256 = "e14f2e12b100074160fbeaff75fa333e1b19113c5ad9a6dc4c5d235e1ca08c60"
+
 
 @dataclass(frozen=True)
 class Check:

@@ -105,6 +105,7 @@ CVAE_CHECKS = {
     },
     "cvae/training": {
         "trained_nelbo": Check("6.1", 5),
+        "trained_samples": Check("6.2", 2),
     },
 }
 # problem -> its checks (CHECKS above is the CS236 VAE's, the default grading)

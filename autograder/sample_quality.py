@@ -127,4 +127,4 @@ def judge_cvae_samples(report, limits):
     shown = ", ".join(f"{d}: {share:.0%}" for d, share in short)
     return [f"Samples conditioned on {'digit' if len(short) == 1 else 'digits'} "
             f"{', '.join(str(d) for d, _ in short)} are classified as that digit too rarely ({shown} of "
-            f"{CVAE_SAMPLES_PER_DIGIT} each; at least {limits['min_fraction']:.0%} must be)."]
+            f"{CVAE_SAMPLES_PER_DIGIT} each; at least {limits['min_fraction']:.1%} must be)."]

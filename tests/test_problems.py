@@ -94,7 +94,7 @@ def test_both_problems_make_one_handout_with_a_part_each():
     assert "\n## Homework: the variational autoencoder" in readme and "\n## Homework: the conditional VAE" in readme
     assert "\n### The model" in readme and "\n# " not in readme.split("\n", 1)[1].replace("```\n# ", "")
     assert "`utils.py` is yours" in readme and "Submit `utils.py`, `vae.py`, `cvae.py` together" in readme
-    assert "| the conditional VAE (`cvae`) | `CVAE.negative_elbo_bound` in `cvae.py` | `cvae.py` | 13.5 |" in readme
+    assert "| the conditional VAE (`cvae`) | `CVAE.negative_elbo_bound` in `cvae.py` | `cvae.py` | 15.5 |" in readme
     assert "| 1.1 | `vae/sample_gaussian` |" in readme and "| 6.1 | `cvae/training` |" in readme
 
 

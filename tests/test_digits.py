@@ -241,3 +241,14 @@ def test_the_unconditional_verdict_is_ready_for_another_problem(capsys):
     assert "make up at least 3%" in failure and "below the floor 0.863" in failure
     assert _unconditional(untrained, iterations=20).wasSuccessful()
     assert "shortened run: the floors apply to full runs only" in capsys.readouterr().out
+
+
+def test_calibrate_keeps_the_sample_quality_key_when_it_rewrites_a_file(tmp_path):
+    from autograder import calibrate
+    out = tmp_path / "calibration.json"
+    out.write_text(json.dumps({"bands": {}, sample_quality.KEY: {"floors": {"min_fraction": 0.5}}}))
+    runs = [{"seed": seed, **{term: 1.0 + seed for term in calibrate.TERMS},
+             **{f"subset_{term}": 2.0 + seed for term in calibrate.TERMS}} for seed in (1, 2)]
+    calibrate._write(runs, 20000, "cpu", out)
+    stored = json.loads(out.read_text())
+    assert stored[sample_quality.KEY] == {"floors": {"min_fraction": 0.5}} and len(stored["runs"]) == 2

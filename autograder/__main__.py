@@ -1,4 +1,4 @@
-"""python -m autograder assign | calibrate | grade | prepare | container | build | regrade | merge  (see README.md)."""
+"""python -m autograder assign | calibrate | calibrate-samples | classifier | grade | prepare | container | build | regrade | merge  (see README.md)."""
 import argparse
 import sys
 from pathlib import Path
@@ -48,6 +48,21 @@ def build_parser():
                            help="keep each run's state dict as DIR/seed<N>.pt")
     calibrate.add_argument("--models", type=Path, default=None, metavar="DIR",
                            help="evaluate the saved state dicts DIR/*.pt (trained for --iterations) instead of training")
+
+    samples = commands.add_parser("calibrate-samples", help="the sample-quality floors from saved reference models "
+                                  "(added to the problem's calibration file)")
+    samples.add_argument("--models", type=Path, required=True, metavar="DIR",
+                         help="the reference state dicts DIR/*.pt (trained for 20,000 iterations)")
+    samples.add_argument("--problem", type=_problem, default="vae", help=f"among {', '.join(PROBLEMS)} (default: vae)")
+    samples.add_argument("--out", type=Path, default=None,
+                         help="(default: the problem's calibration file; only its \"sample_quality\" key changes)")
+
+    classifier = commands.add_parser("classifier", help="train the grader's digit classifier on the MNIST "
+                                                        "training images; print its test accuracy")
+    classifier.add_argument("--out", type=Path, required=True, help="where to write its state dict "
+                            "(autograder/digit_classifier.pt)")
+    classifier.add_argument("--steps", type=int, default=None, help="stop after N batches (default: 4 epochs)")
+    classifier.add_argument("--seed", type=int, default=0, help="(default: 0)")
 
     grade = commands.add_parser("grade", help="grade a submission folder exactly as Gradescope would")
     grade.add_argument("submission", type=Path, help="folder holding utils.py and vae.py (any depth)")
@@ -124,6 +139,14 @@ def main(argv=None):
         run_calibration(args.runs, args.iterations, args.first_seed, args.device,
                         args.out or PROBLEMS[args.problem].calibration_path, jobs=args.jobs,
                         save_models=args.save_models, problem=args.problem)
+    elif args.command == "calibrate-samples":
+        from .sample_calibration import calibrate_samples
+        calibrate_samples(args.models, args.problem, args.out or PROBLEMS[args.problem].calibration_path)
+    elif args.command == "classifier":
+        if args.steps is not None and args.steps < 1:
+            parser.error("--steps must be at least 1")
+        from .digit_training import main as train_classifier
+        return train_classifier(args.out, args.steps, args.seed)
     elif args.command == "prepare":
         from .container import prepare
         prepare()

@@ -31,6 +31,8 @@ def _members(problem_set=None):
                 if folder == "autograder" and path.parent == paths.CALIBRATION.parent and path.name in others:
                     continue            # another problem's calibration
                 yield path, str(path.relative_to(paths.PROJECT))
+    for name in problem_set.assets:
+        yield paths.CALIBRATION.parent / name, f"autograder/{name}"
     mnist = data.ensure_mnist(fetch=False)
     for name in data.MNIST_SHA256:
         yield mnist / name, f"data/mnist/{name}"
@@ -77,7 +79,8 @@ def _marker(problem_set):
 
 
 def build_public(out, log=print, problem_set=None):
-    """The students' bundle: the checks and the provided modules, no solution, no calibration."""
+    """The students' bundle: the checks and the provided modules (and the chosen problems' assets), no
+    solution, no calibration."""
     from .skeleton import render_handout
     from .submission_files import listed
     problem_set = problem_set or ProblemSet()
@@ -89,6 +92,8 @@ def build_public(out, log=print, problem_set=None):
         for path in sorted((paths.PROJECT / "autograder").rglob("*.py")):
             if "__pycache__" not in path.parts:
                 archive.write(path, str(path.relative_to(paths.PROJECT)))
+        for name in problem_set.assets:           # e.g. the digit classifier's weights
+            archive.write(paths.CALIBRATION.parent / name, f"autograder/{name}")
         archive.writestr("autograder/PUBLIC", "students' bundle: no reference solution\n")
         if _marker(problem_set):
             archive.writestr(f"autograder/{MARKER.name}", _marker(problem_set))

@@ -50,6 +50,14 @@ MAX_SUBMISSION_FILE_BYTES = 100_000
 TRAINING_CPU_SLOWDOWN_LIMIT = 5.0
 TRAINING_CPU_FIXED_SECONDS = 3.0
 
+# The grader's digit classifier (autograder/digits.py), which reads what a trained model generates:
+# the sha256 of its shipped weights, autograder/digit_classifier.pt (`python -m autograder classifier`).
+DIGIT_CLASSIFIER_SHA256 = "e14f2e12b100074160fbeaff75fa333e1b19113c5ad9a6dc4c5d235e1ca08c60"
+# The sample-quality floors (autograder/sample_quality.py) where a problem's calibration file has none
+# (the students' public bundle): the figures `calibrate-samples` derived from the 20 reference runs.
+VAE_SAMPLE_FLOORS = {"digits_present": 8, "mean_top_probability": 0.8626}
+CVAE_SAMPLE_FLOORS = {"min_fraction": 0.8842}
+
 
 @dataclass(frozen=True)
 class Check:
@@ -97,6 +105,7 @@ CVAE_CHECKS = {
     },
     "cvae/training": {
         "trained_nelbo": Check("6.1", 5),
+        "trained_samples": Check("6.2", 2),
     },
 }
 # problem -> its checks (CHECKS above is the CS236 VAE's, the default grading)

@@ -116,6 +116,11 @@ def fields(problem_set=None, problem=None):
         pending = "(not calibrated yet)"
         values.update(dict.fromkeys(("calibration_runs", "subset_nelbo", "subset_kl", "subset_rec",
                                      "subset_nelbo_typical", "hidden_nelbo", "hidden_band"), pending))
+    if problem.assets:                       # a problem whose samples are graded: the floor it is held to
+        from . import sample_quality
+        values["sample_floor"] = f"{sample_quality.floors(problem.name)[0]['min_fraction']:.1%}"
+        measured = (stored or {}).get(sample_quality.KEY, {}).get("bands", {}).get("min_fraction")
+        values["sample_reference"] = f"{measured['mean']:.0%}" if measured else "(not calibrated yet)"
     if problem.name != "vae":                # the CS236 VAE's figures, to compare with
         vae = calibration()["subset_bands"]
         values.update({"vae_subset_nelbo": f"{vae['nelbo']['mean']:.1f}", "vae_subset_kl": f"{vae['kl']['mean']:.1f}"})

@@ -55,6 +55,7 @@ class Problem:
     calibration: str            # its calibration file in autograder/
     tests: tuple = ()           # its instructor tests in solution/ (never in a handout; in its zip)
     needs: tuple = ()           # student files of other problems its code imports
+    assets: tuple = ()          # data files of autograder/ its checks read (the zip and the bundle carry them)
 
     @property
     def checks(self):
@@ -110,6 +111,7 @@ CVAE = Problem(
     calibration="calibration_cvae.json",
     tests=("test_cvae.py", "test_checks_cvae.py"),
     needs=("utils.py",),
+    assets=("digit_classifier.pt",),          # check 6.2 reads its samples with the grader's digit classifier
 )
 
 PROBLEMS = {problem.name: problem for problem in (VAE, CVAE)}
@@ -196,6 +198,11 @@ class ProblemSet:
         for problem in self.problems:
             names.update(dict.fromkeys(problem.handout))
         return tuple(names)
+
+    @property
+    def assets(self):
+        """The data files of autograder/ the chosen problems' checks read, in order."""
+        return tuple(dict.fromkeys(name for problem in self.problems for name in problem.assets))
 
     @property
     def documents(self):

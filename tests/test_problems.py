@@ -38,6 +38,7 @@ def test_the_default_is_the_cs236_vae_as_it_was():
     assert PROBLEMS["vae"].provided == config.PROVIDED_FILES
     assert sorted(skeleton.render_handout(paths.SOLUTION)) == HANDOUT
     assert [name.split("/", 1)[1] for _, name in build._members() if name.startswith("solution/")] == ZIP_SOLUTION
+    assert "autograder/digit_classifier.pt" not in [name for _, name in build._members()]     # the CVAE's asset
     assert default.grading_seconds == config.BUDGETS.grading_seconds
 
 
@@ -94,7 +95,7 @@ def test_both_problems_make_one_handout_with_a_part_each():
     assert "\n## Homework: the variational autoencoder" in readme and "\n## Homework: the conditional VAE" in readme
     assert "\n### The model" in readme and "\n# " not in readme.split("\n", 1)[1].replace("```\n# ", "")
     assert "`utils.py` is yours" in readme and "Submit `utils.py`, `vae.py`, `cvae.py` together" in readme
-    assert "| the conditional VAE (`cvae`) | `CVAE.negative_elbo_bound` in `cvae.py` | `cvae.py` | 13.5 |" in readme
+    assert "| the conditional VAE (`cvae`) | `CVAE.negative_elbo_bound` in `cvae.py` | `cvae.py` | 15.5 |" in readme
     assert "| 1.1 | `vae/sample_gaussian` |" in readme and "| 6.1 | `cvae/training` |" in readme
 
 
@@ -103,6 +104,7 @@ def test_zip_and_bundle_hold_the_chosen_problems_only(tmp_path):
     names = [name for _, name in build._members(alone)]
     assert "solution/cvae.py" in names and "solution/vae.py" not in names and "solution/test_checks.py" not in names
     assert "autograder/calibration.json" not in names
+    assert names.count("autograder/digit_classifier.pt") == 1           # check 6.2 reads samples with it
     out = tmp_path / "public.zip"
     assert build.build_public(out, log=lambda m: None, problem_set=alone) == 0
     with zipfile.ZipFile(out) as archive:
@@ -110,6 +112,7 @@ def test_zip_and_bundle_hold_the_chosen_problems_only(tmp_path):
         inside = archive.namelist()
         handout = archive.read("solution/cvae.py").decode()
     assert "solution/vae.py" not in inside and "BEGIN SOLUTION" not in handout
+    assert "autograder/digit_classifier.pt" in inside
     default = tmp_path / "default.zip"
     assert build.build_public(default, log=lambda m: None) == 0
     with zipfile.ZipFile(default) as archive:

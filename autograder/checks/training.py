@@ -64,6 +64,7 @@ class TrainingOutcome:
     subset: Optional[Tuple[float, float, float]] = None     # the same on the CS236 subset, for comparison
     cpu: Optional[Tuple[float, float]] = None               # (CPU seconds used, allowed) where measured
     error: Optional[str] = None                             # why the run does not count
+    state: Optional[dict] = None                            # the accepted encoder/decoder tensors, once scored
 
 
 def leaderboard(submission, gate=VAE_GATE):
@@ -260,6 +261,7 @@ def _train_and_score(submission, outcome, gate=VAE_GATE):
         raise AssertionError(f"After {iterations} iterations {gate.bound} on your trained model is NaN or "
                              "infinite on the evaluation images: the weights are finite but extreme.")
     outcome.hidden = scores["hidden"]
+    outcome.state = state           # what a check of the trained model's samples reads (no retraining)
 
 
 def judge(case, gate, set_score):

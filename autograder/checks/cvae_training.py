@@ -4,12 +4,13 @@ the returned encoder/decoder tensors scored here with the oracle's conditional b
 set, each image with its label, against the band of autograder/calibration_cvae.json."""
 from .. import config
 from .base import CheckCase, check
+from .beta_training import BETA_GATE
 from .training import VAE_GATE, Gate, judge
 
 FAMILY = "cvae/training"
 CVAE_GATE = Gate(FAMILY, "cvae", published=config.CVAE_PUBLISHED_BAND, leaderboard_prefix="CVAE ",
                  bound="the reference conditional bound", unit_checks="cvae/negative_elbo_bound")
-GATES = (VAE_GATE, CVAE_GATE)
+GATES = (VAE_GATE, CVAE_GATE, BETA_GATE)          # every problem's gate, in the problems' order
 
 
 class CvaeTrainingChecks(CheckCase):

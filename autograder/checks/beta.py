@@ -242,7 +242,8 @@ class BetaElboChecks(CheckCase):
         loss, kl, rec = values
         if _close(loss, rec + kl):
             return
-        weight = f" = rec + {(loss - rec) / kl:.3g} * kl" if kl else ""
+        implied = (loss - rec) / kl if kl else None
+        weight = "" if implied is None else f" = rec {'-' if implied < 0 else '+'} {abs(implied):.3g} * kl"
         self.fail(f"Called as negative_elbo_bound(x), without beta, the loss is {loss:.6g}{weight}, not rec + kl = "
                   f"{rec + kl:.6g}: the default weight must be 1 (def negative_elbo_bound(self, x, beta=1.0)), so that "
                   "the loss is the negative ELBO.")

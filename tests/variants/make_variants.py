@@ -334,7 +334,7 @@ BETA_BUGGY = {
     "one_minus_beta": ("the KL weighted by 1 - beta", _weighted(loss="loss = rec + (1 - beta) * kl"),
                        ["(1 - beta)"], "less", {}),
     "convex_combination": ("(1 - beta) * rec + beta * kl", _weighted(loss="loss = (1 - beta) * rec + beta * kl"),
-                           ["rec keeps the weight 1"], ["weighted_loss"], {}),
+                           ["rec keeps the weight 1"], ["three_scalars", "weighted_loss", "default_beta"], {}),
     "kl_only_at_beta_one": ("the kl term added to the loss only when beta == 1",
                             _weighted(loss="loss = rec + kl if beta == 1 else rec"), ["the kl term is missing"],
                             ["weighted_loss"], {}),

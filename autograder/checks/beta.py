@@ -81,6 +81,11 @@ def _truth(reply):
     return float(analysis.kl_rows.mean()), float(analysis.used.rec_rows.mean())
 
 
+def _signed(weight):
+    """'+ 1.5' or '- 1.5': a weight written after a term."""
+    return f"{'-' if weight < 0 else '+'} {abs(weight):.3g}"
+
+
 def _loss_hint(beta, loss, kl, rec):
     """What loss is, in terms of the kl and rec returned at weight `beta` (beta != 1), or None."""
     candidates = [
@@ -89,7 +94,7 @@ def _loss_hint(beta, loss, kl, rec):
         (beta * (rec + kl), f"the loss is {beta:g} * (rec + kl): the weight multiplies the whole loss; it belongs "
                             "on kl alone"),
         (rec + beta * beta * kl, f"the loss is rec + {beta * beta:g} * kl, beta squared: the weight is beta itself"),
-        (rec + (1 - beta) * kl, f"the loss is rec + (1 - beta) * kl = rec + {1 - beta:g} * kl: the weight is "
+        (rec + (1 - beta) * kl, f"the loss is rec + (1 - beta) * kl = rec {_signed(1 - beta)} * kl: the weight is "
                                 "beta itself"),
         ((1 - beta) * rec + beta * kl, "the loss is (1 - beta) * rec + beta * kl: rec keeps the weight 1, only kl "
                                        "is weighted"),
@@ -214,8 +219,9 @@ class BetaElboChecks(CheckCase):
                     problems.append(f"At beta = {beta:g} the {name} returned is {got:.6g}, {beta:g} times {what} "
                                     f"({want:.6g}): return the unweighted {name}; beta weights kl inside the loss only.")
                 elif name == "kl" and _close(got, 0.0):
-                    problems.append(f"At beta = {beta:g} the kl returned is 0, although it is KL(q(z|x) || p(z)) at "
-                                    f"beta = 1 ({want:.6g} here): kl must be computed at every beta.")
+                    cause = "weighted by beta = 0 or not computed" if not beta else "not computed at this beta"
+                    problems.append(f"At beta = {beta:g} the kl returned is 0 ({cause}), although it is "
+                                    f"KL(q(z|x) || p(z)) = {want:.6g} here: return the unweighted KL at every beta.")
                 else:
                     problems.append(f"At beta = {beta:g} the {name} returned is {got:.6g}, not {what} ({want:.6g}) as "
                                     f"at beta = 1: kl and rec must not depend on beta.")
@@ -243,7 +249,7 @@ class BetaElboChecks(CheckCase):
         if _close(loss, rec + kl):
             return
         implied = (loss - rec) / kl if kl else None
-        weight = "" if implied is None else f" = rec {'-' if implied < 0 else '+'} {abs(implied):.3g} * kl"
+        weight = "" if implied is None else f" = rec {_signed(implied)} * kl"
         self.fail(f"Called as negative_elbo_bound(x), without beta, the loss is {loss:.6g}{weight}, not rec + kl = "
                   f"{rec + kl:.6g}: the default weight must be 1 (def negative_elbo_bound(self, x, beta=1.0)), so that "
                   "the loss is the negative ELBO.")

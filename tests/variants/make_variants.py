@@ -332,7 +332,7 @@ BETA_BUGGY = {
     "beta_ignored": ("beta accepted but never used: loss = rec + kl", _weighted(loss="loss = rec + kl"),
                      ["beta is ignored"], ["weighted_loss"], {}),
     "one_minus_beta": ("the KL weighted by 1 - beta", _weighted(loss="loss = rec + (1 - beta) * kl"),
-                       ["(1 - beta)"], "less", {}),
+                       ["(1 - beta)"], ["three_scalars", "weighted_loss", "default_beta"], {}),
     "convex_combination": ("(1 - beta) * rec + beta * kl", _weighted(loss="loss = (1 - beta) * rec + beta * kl"),
                            ["rec keeps the weight 1"], ["three_scalars", "weighted_loss", "default_beta"], {}),
     "kl_only_at_beta_one": ("the kl term added to the loss only when beta == 1",
@@ -355,11 +355,11 @@ BETA_BUGGY = {
                 ["kl_term"], {}),
     "sum_over_batch": ("sums over the batch instead of averaging",
                        _weighted(means="loss, kl, rec = loss.sum(), kl.sum(), rec.sum()"), ["sum over the batch"],
-                       "less", {}),
+                       ["batch_mean"], {}),
     "decodes_mean": ("decodes the mean of q(z|x) instead of a sample", _weighted(z="z = m"), ["mean of q(z|x)"],
-                     "less", {}),
+                     ["rec_term"], {}),
     "z_from_prior": ("decodes z drawn from the prior N(0, I)", _weighted(z="z = torch.randn_like(m)"), ["prior"],
-                     "less", {}),
+                     ["rec_term", "gradients"], {}),
 }
 
 

@@ -126,6 +126,10 @@ def main(argv=None):
         names = write_handout(paths.SOLUTION, out, problem_set)
         print(f"wrote {len(names)} files to {out}: {', '.join(names)}")
     elif args.command == "calibrate":
+        shared = PROBLEMS[args.problem].calibrated_as
+        if shared and shared != args.problem and args.out is None:
+            parser.error(f"{args.problem} uses the calibration of {shared} ({PROBLEMS[args.problem].calibration}): "
+                         f"run `calibrate --problem {shared}`, or give --out to measure {args.problem} on its own")
         if args.models is not None:
             if args.save_models is not None:
                 parser.error("--models evaluates saved models: --save-models does not apply")

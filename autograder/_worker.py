@@ -12,7 +12,7 @@ import traceback
 import numpy as np
 import torch
 
-STUDENT_FILES = ("utils.py", "vae.py", "cvae.py")     # every problem's (autograder/problems.py)
+STUDENT_FILES = ("utils.py", "vae.py", "cvae.py", "beta_vae.py")     # every problem's (autograder/problems.py)
 # Bound before any submission code runs: patching torch.Tensor.detach, torch.equal and the
 # like at import time then cannot change what this worker reports.
 _TENSOR = torch.Tensor
@@ -194,7 +194,9 @@ def op_elbo(params, arrays):
     """negative_elbo_bound(x) of the student's VAE with the grader's encoder, decoder, sampler and
     KL; with `grads`, backward passes of rec, kl and nelbo in turn (the grader records each).
     With labels `y` (params["model"] "cvae"), the CVAE's negative_elbo_bound(x, y), whose encoder
-    and decoder stand-ins take (x, y) and (z, y)."""
+    and decoder stand-ins take (x, y) and (z, y); params["model"] "beta": the BetaVAE's
+    negative_elbo_bound(x, beta=params["beta"]) (without "beta": negative_elbo_bound(x)), whose first
+    value is the loss rec + beta * kl."""
     import torch
     if params.get("model") == "cvae":
         import cvae
@@ -202,6 +204,16 @@ def op_elbo(params, arrays):
         model.enc, model.dec = _remote_module("enc", ("x", "y")), _remote_module("dec", ("z", "y"))
         x = _AS_TENSOR(arrays["x"])
         result = model.negative_elbo_bound(x, _AS_TENSOR(arrays["y"]))
+        return _elbo_reply(result, params)
+    if params.get("model") == "beta":
+        import beta_vae
+        model = beta_vae.BetaVAE(z_dim=params["z_dim"])
+        model.enc, model.dec = _remote_module("enc"), _remote_module("dec")
+        x = _AS_TENSOR(arrays["x"])
+        if params.get("beta") is None:                       # the default weight
+            result = model.negative_elbo_bound(x)
+        else:
+            result = model.negative_elbo_bound(x, beta=float(params["beta"]))
         return _elbo_reply(result, params)
     import vae
     model = vae.VAE(z_dim=params["z_dim"])
@@ -337,6 +349,8 @@ def bind_provided():
             for name in methods:
                 _remember_attribute(getattr(module, cls), name, f"{module_name}.{cls}.{name}")
         _route_through_counters(module, module_name, factory, batch_class, _TRAIN_METHODS[module_name][batch_class])
+    # the beta-VAE's adaptor (problem `beta`): its method is what the loop calls
+    _remember_attribute(_KL_WEIGHTED[0], "negative_elbo_bound", "KLWeighted.negative_elbo_bound")
 
 
 def _route_through_counters(module, module_name, factory, batch_class, methods):
@@ -400,6 +414,23 @@ def _unhooked(now, original):
 _PROFILE_HOOK_CODE = {}
 
 
+def _kl_weighted_class():
+    """The BetaVAE as train.py's loop sees it: the loop calls negative_elbo_bound(x) and this passes the
+    KL weight on (beta_vae.KLWeighted of the handout, made here before any submission code runs)."""
+    class KLWeighted(torch.nn.Module):
+        def __init__(self, model, beta):
+            super().__init__()
+            self.model, self.beta = model, beta
+
+        def negative_elbo_bound(self, x):
+            return self.model.negative_elbo_bound(x, beta=self.beta)
+
+    return KLWeighted
+
+
+_KL_WEIGHTED = [_kl_weighted_class()]
+
+
 def _optimizer_steps(optimizer):
     """The step counts the optimizer keeps per parameter (FusedAdam or torch.optim.Adam) -> list of ints."""
     if hasattr(optimizer, "step_counts"):
@@ -410,7 +441,8 @@ def _optimizer_steps(optimizer):
 def op_train(params, arrays):
     """Train the student's VAE with the provided loop on the images sent (or those of the last
     request); return the tensors the grader asked for and how the run went, as our code saw it.
-    params["problem"] "cvae": the student's CVAE with train_cvae's loop, on the images and labels."""
+    params["problem"] "cvae": the student's CVAE with train_cvae's loop, on the images and labels;
+    "beta": the student's BetaVAE with train.py's loop at beta = 1 (negative_elbo_bound(x, beta=1.0))."""
     import hashlib
     import torch
     runtime = _PROVIDED["runtime"]
@@ -429,6 +461,9 @@ def op_train(params, arrays):
         model = cvae.CVAE(z_dim=params["z_dim"]).to(device)
         labels_digest = hashlib.sha256(np.ascontiguousarray(_IMAGES["labels"]).data).hexdigest()
         train_labels = torch.from_numpy(_IMAGES["labels"].astype(np.int64)).to(device)
+    elif params.get("problem") == "beta":
+        import beta_vae
+        model = beta_vae.BetaVAE(z_dim=params["z_dim"]).to(device)
     else:
         import vae
         model = vae.VAE(z_dim=params["z_dim"]).to(device)
@@ -437,6 +472,8 @@ def op_train(params, arrays):
     _RUN["binarizers"].clear()
     if conditional:
         _ORIGINALS["train_cvae.train"][1](model, train_u8, train_labels, params["iterations"], seed=params["seed"])
+    elif params.get("problem") == "beta":         # at beta = 1, through the adaptor bound before student code
+        _ORIGINALS["train.train"][1](_KL_WEIGHTED[0](model, 1.0), train_u8, params["iterations"], seed=params["seed"])
     else:
         _ORIGINALS["train.train"][1](model, train_u8, params["iterations"], seed=params["seed"])
     binarizers = _RUN["binarizers"]

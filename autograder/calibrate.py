@@ -78,6 +78,10 @@ def train_reference_once(seed, iterations, device, train_u8, problem="vae", trai
         model = reference.cvae.CVAE(z_dim=10).to(device)
         reference.train_cvae.train(model, train_u8, train_labels, iterations, seed=seed)
         return model
+    if problem == "beta":              # at beta = 1, as the gate trains it (the VAE's run, step for step)
+        model = reference.beta_vae.BetaVAE(z_dim=10).to(device)
+        train.train(reference.beta_vae.KLWeighted(model, 1.0), train_u8, iterations, seed=seed)
+        return model
     model = vae.VAE(z_dim=10).to(device)
     train.train(model, train_u8, iterations, seed=seed)
     return model

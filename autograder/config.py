@@ -108,8 +108,24 @@ CVAE_CHECKS = {
         "trained_samples": Check("6.2", 2),
     },
 }
+BETA_CHECKS = {
+    "beta/negative_elbo_bound": {
+        "three_scalars": Check("7.1", 1),
+        "kl_term": Check("7.2", 1),
+        "rec_term": Check("7.3", 1.5),
+        "batch_mean": Check("7.4", 1),
+        "weighted_loss": Check("7.5", 1.5),
+        "weight_on_kl_only": Check("7.6", 1.5),
+        "gradients": Check("7.7", 1.5),
+        "default_beta": Check("7.8", 0.5),
+    },
+    "beta/training": {
+        "trained_nelbo": Check("8.1", 5),
+        "trained_samples": Check("8.2", 2),
+    },
+}
 # problem -> its checks (CHECKS above is the CS236 VAE's, the default grading)
-PROBLEM_CHECKS = {"vae": CHECKS, "cvae": CVAE_CHECKS}
+PROBLEM_CHECKS = {"vae": CHECKS, "cvae": CVAE_CHECKS, "beta": BETA_CHECKS}
 ALL_CHECKS = {family: specs for checks in PROBLEM_CHECKS.values() for family, specs in checks.items()}
 
 

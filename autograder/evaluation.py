@@ -73,13 +73,15 @@ def hidden_set_sha256(data_dir=None):
 
 
 # problem -> the name of its model in messages
-MODEL_NAMES = {"vae": "VAE", "cvae": "CVAE"}
+MODEL_NAMES = {"vae": "VAE", "cvae": "CVAE", "beta": "BetaVAE"}
 
 
 def reference_model(problem="vae"):
     """A fresh reference model of `problem`, built from the grader's own code (prior N(0, I))."""
     if problem == "cvae":
         return reference.cvae.CVAE(z_dim=config.Z_DIM)
+    if problem == "beta":                # the VAE's networks and prior: scored with the unweighted bound
+        return reference.beta_vae.BetaVAE(z_dim=config.Z_DIM)
     return ref_vae.VAE(z_dim=config.Z_DIM)
 
 
@@ -144,7 +146,7 @@ def score(state, data_dir=None, problem="vae"):
     {"hidden": (nelbo, kl, rec) or None, "subset": (...) or None}; None where a value is not finite."""
     if problem == "cvae":
         return _score_conditional(model_from(state, problem), data_dir)
-    model = model_from(state)
+    model = model_from(state, problem)
     torch.manual_seed(0)
     hidden = torch.from_numpy(hidden_set(data_dir))
     on_hidden = ref_train.evaluate(model, hidden, repeats=config.HIDDEN_EVAL_REPEATS, bound=oracle.negative_elbo)

@@ -118,9 +118,17 @@ def fields(problem_set=None, problem=None):
                                      "subset_nelbo_typical", "hidden_nelbo", "hidden_band"), pending))
     if problem.assets:                       # a problem whose samples are graded: the floor it is held to
         from . import sample_quality
-        values["sample_floor"] = f"{sample_quality.floors(problem.name)[0]['min_fraction']:.1%}"
-        measured = (stored or {}).get(sample_quality.KEY, {}).get("bands", {}).get("min_fraction")
-        values["sample_reference"] = f"{measured['mean']:.0%}" if measured else "(not calibrated yet)"
+        floors = sample_quality.floors(problem.name)[0]
+        bands = (stored or {}).get(sample_quality.KEY, {}).get("bands", {})
+        if "min_fraction" in floors:         # conditional: each digit read as itself
+            values["sample_floor"] = f"{floors['min_fraction']:.1%}"
+            measured = bands.get("min_fraction")
+            values["sample_reference"] = f"{measured['mean']:.0%}" if measured else "(not calibrated yet)"
+        else:                                # unconditional: the digits covered, read clearly
+            values["sample_digits"] = str(floors["digits_present"])
+            values["sample_floor"] = f"{floors['mean_top_probability']:.3f}"
+            measured = bands.get("mean_top_probability")
+            values["sample_reference"] = f"{measured['mean']:.3f}" if measured else "(not calibrated yet)"
     if problem.name != "vae":                # the CS236 VAE's figures, to compare with
         vae = calibration()["subset_bands"]
         values.update({"vae_subset_nelbo": f"{vae['nelbo']['mean']:.1f}", "vae_subset_kl": f"{vae['kl']['mean']:.1f}"})

@@ -56,6 +56,7 @@ class Problem:
     tests: tuple = ()           # its instructor tests in solution/ (never in a handout; in its zip)
     needs: tuple = ()           # student files of other problems its code imports
     assets: tuple = ()          # data files of autograder/ its checks read (the zip and the bundle carry them)
+    calibrated_as: str = None   # the problem whose reference runs its calibration file holds (default: itself)
 
     @property
     def checks(self):
@@ -65,6 +66,11 @@ class Problem:
     @property
     def calibration_path(self):
         return paths.CALIBRATION.parent / self.calibration
+
+    @property
+    def calibration_problem(self):
+        """The "problem" its calibration file records ("vae" where the file has none)."""
+        return self.calibrated_as or self.name
 
     def classes(self):
         """The unbound check classes, in order."""
@@ -114,7 +120,30 @@ CVAE = Problem(
     assets=("digit_classifier.pt",),          # check 6.2 reads its samples with the grader's digit classifier
 )
 
-PROBLEMS = {problem.name: problem for problem in (VAE, CVAE)}
+# The VAE with a KL weight: the CS236 VAE's networks, prior, loop and seed handling, so that at beta = 1
+# its training is the VAE's, step for step (the reference BetaVAE and VAE trained with one seed give the
+# same weights, bit for bit): its gate uses the VAE's calibration (README, "Calibration").
+BETA = Problem(
+    name="beta",
+    title="the VAE with a KL weight",
+    student_files={"beta_vae.py": ("BetaVAE", ("negative_elbo_bound",))},
+    provided=("nns.py", "train.py", "fast.py", "data.py", "runtime.py"),
+    handout=("run_beta_vae.py", "figures.py"),
+    document="HANDOUT_beta.md",
+    run_script="run_beta_vae.py",
+    families={
+        "beta/negative_elbo_bound": Family(("beta_vae.py",), ("utils", "beta_vae"), ("sample_gaussian", "kl_normal")),
+        "beta/training": Family(("utils.py", "beta_vae.py"), ("utils", "beta_vae")),
+    },
+    check_classes=("beta:BetaElboChecks", "beta_training:BetaTrainingChecks"),
+    calibration="calibration.json",
+    tests=("test_beta.py", "test_checks_beta.py"),
+    needs=("utils.py",),
+    calibrated_as="vae",
+    assets=("digit_classifier.pt",),          # check 8.2 reads its samples with the grader's digit classifier
+)
+
+PROBLEMS = {problem.name: problem for problem in (VAE, CVAE, BETA)}
 
 
 class UnknownProblem(ValueError):

@@ -1,6 +1,6 @@
 """The trusted side's own copy of the reference model, loaded from solution/ under private
 module names so that nothing a submission ships can shadow it. The modules every problem shares
-always; a problem's own (`vae`, `cvae`, ...) where its files are here (a Gradescope zip holds the
+always; a problem's own (`vae`, `cvae`, `beta_vae`, ...) where its files are here (a Gradescope zip holds the
 chosen problems' files only): None otherwise."""
 import importlib.util
 import sys
@@ -9,7 +9,7 @@ from . import paths
 
 # Loaded in this order (fast before train, which imports it), each where its file is here: a
 # Gradescope zip holds the files of its problems only (the CVAE alone has no vae.py or nns.py).
-_MODULES = ("utils", "nns", "vae", "fast", "train", "data", "runtime", "cvae_nns", "cvae", "train_cvae")
+_MODULES = ("utils", "nns", "vae", "fast", "train", "data", "runtime", "cvae_nns", "cvae", "train_cvae", "beta_vae")
 _SHARED = ("utils", "fast", "train", "data", "runtime")          # every problem's: always here
 
 
@@ -46,3 +46,4 @@ runtime = _REFERENCE["runtime"]
 cvae_nns = _REFERENCE.get("cvae_nns")
 cvae = _REFERENCE.get("cvae")
 train_cvae = _REFERENCE.get("train_cvae")
+beta_vae = _REFERENCE.get("beta_vae")

@@ -89,13 +89,14 @@ def floors(problem, path=None):
     with the shipped classifier, else config's figures (VAE_SAMPLE_FLOORS for "vae", CVAE_SAMPLE_FLOORS)."""
     from .problems import PROBLEMS
     path = path or PROBLEMS[problem].calibration_path
+    runs_of = PROBLEMS[problem].calibration_problem     # beta: the VAE's runs (the same training)
     try:
         section = json.loads(path.read_text())[KEY]
-        if section.get("classifier_sha256") == config.DIGIT_CLASSIFIER_SHA256 and section.get("problem") == problem:
+        if section.get("classifier_sha256") == config.DIGIT_CLASSIFIER_SHA256 and section.get("problem") == runs_of:
             return dict(section["floors"]), "calibrated"
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
-    return dict(config.CVAE_SAMPLE_FLOORS if problem == "cvae" else config.VAE_SAMPLE_FLOORS), "published"
+    return dict(config.CVAE_SAMPLE_FLOORS if runs_of == "cvae" else config.VAE_SAMPLE_FLOORS), "published"
 
 
 def judge_vae_samples(report, limits):

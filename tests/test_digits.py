@@ -11,8 +11,8 @@ import torch
 
 from autograder import __main__ as cli
 from autograder import config, digit_training, digits, evaluation, reference, sample_calibration, sample_quality
-from autograder.checks import training
-from autograder.checks import cvae_training, samples
+from autograder.checks import beta_training, training
+from autograder.checks import cvae_training
 from autograder.checks.cvae_training import FAMILY
 from autograder.problems import PROBLEMS
 
@@ -217,30 +217,27 @@ def test_check_6_2_gives_nothing_when_the_run_did_not_count_and_passes_a_shorten
     assert "shortened run" in capsys.readouterr().out
 
 
-class _UnconditionalChecks(unittest.TestCase):
-    """What a future problem's check class does: the unconditional verdict with its own gate."""
-    __test__ = False             # run by hand, bound to a submission, not collected by pytest
-    submission = None
-
-    def test_samples(self):
-        samples.judge_unconditional(self, training.VAE_GATE)
-
-
-def _unconditional(state, iterations=config.DEFAULT_ITERATIONS):
+def _unconditional(state, iterations=config.DEFAULT_ITERATIONS, error=None):
+    """Check 8.2 of beta/training, bound to a submission whose run the beta gate already scored."""
     submission = _Trained(iterations=iterations)
-    submission.outcomes = {"training": training.TrainingOutcome(iterations, hidden=(99.5, 19.2, 80.3), state=state)}
-    case = type("Bound", (_UnconditionalChecks,), {"submission": submission})("test_samples")
+    submission.outcomes = {beta_training.FAMILY: training.TrainingOutcome(
+        iterations, hidden=(99.5, 19.2, 80.3), error=error, state=state)}
+    case = type("Bound", (beta_training.BetaTrainingChecks,), {"submission": submission})("test_trained_samples")
     result = unittest.TestResult()
     case.run(result)
     return result
 
 
-def test_the_unconditional_verdict_is_ready_for_another_problem(capsys):
+def test_check_8_2_reads_the_beta_vaes_samples_against_the_vaes_floors(capsys):
+    assert config.ALL_CHECKS[beta_training.FAMILY]["trained_samples"].number == "8.2"
+    assert sample_quality.floors("beta") == sample_quality.floors("vae")      # the same training at beta = 1
     untrained = evaluation.expected_state("vae")
     (failure,) = [text for _, text in _unconditional(untrained).failures]
     assert "make up at least 3%" in failure and "below the floor 0.863" in failure
     assert _unconditional(untrained, iterations=20).wasSuccessful()
     assert "shortened run: the floors apply to full runs only" in capsys.readouterr().out
+    (failure,) = [text for _, text in _unconditional(None, error="Your beta_vae.py raised NameError.").failures]
+    assert "the training run did not count" in failure and "NameError" in failure
 
 
 def test_calibrate_keeps_the_sample_quality_key_when_it_rewrites_a_file(tmp_path):

@@ -125,8 +125,11 @@ def test_without_iterations_every_entry_point_trains_the_full_run(tmp_path, monk
 
 
 @pytest.mark.parametrize("problems, source, full", [("vae,cvae", paths.SOLUTION, True), ("vae,cvae", None, False),
-                                                    ("cvae", paths.SOLUTION, True)],
-                         ids=["both-reference", "both-handout", "cvae-reference"])
+                                                    ("cvae", paths.SOLUTION, True),
+                                                    ("vae,cvae,beta", paths.SOLUTION, True),
+                                                    ("vae,cvae,beta", None, False), ("beta", paths.SOLUTION, True)],
+                         ids=["both-reference", "both-handout", "cvae-reference", "three-reference", "three-handout",
+                              "beta-reference"])
 def test_simulated_container_of_a_problem_set_zip(tmp_path, problems, source, full):
     """`build --problems ...`: the zip grades its problems (it says so in autograder/PROBLEMS) and holds
     their files only; the reference gets every point and the handout none; tags name the problem when
@@ -140,6 +143,7 @@ def test_simulated_container_of_a_problem_set_zip(tmp_path, problems, source, fu
     with zipfile.ZipFile(zip_path) as archive:
         assert archive.read("autograder/PROBLEMS").decode() == f"{problems}\n"
         assert ("solution/vae.py" in archive.namelist()) == ("vae" in chosen.names)
+        assert ("solution/beta_vae.py" in archive.namelist()) == ("beta" in chosen.names)
         archive.extractall(root / "source")
     if source is None:
         source = tmp_path / "handout"
@@ -158,7 +162,10 @@ def test_simulated_container_of_a_problem_set_zip(tmp_path, problems, source, fu
     wanted = sum(c.points for f in chosen.checks.values() for c in f.values()) if full else 0
     assert outcome["score"] == wanted, json.dumps(outcome, indent=1)[:3000]
     boards = {"vae,cvae": ["NELBO", "KL", "Rec", "CVAE NELBO", "CVAE KL", "CVAE Rec"],
-              "cvae": ["CVAE NELBO", "CVAE KL", "CVAE Rec"]}
+              "cvae": ["CVAE NELBO", "CVAE KL", "CVAE Rec"],
+              "vae,cvae,beta": ["NELBO", "KL", "Rec", "CVAE NELBO", "CVAE KL", "CVAE Rec", "BetaVAE NELBO",
+                                "BetaVAE KL", "BetaVAE Rec"],
+              "beta": ["BetaVAE NELBO", "BetaVAE KL", "BetaVAE Rec"]}
     if full:
         assert [e["name"] for e in outcome["leaderboard"]] == boards[problems]
         assert f"Files graded: {', '.join(chosen.student_files)}" in outcome["output"]

@@ -55,8 +55,9 @@ def test_every_solution_file_belongs_to_a_problem():
 
 def test_parse_orders_and_refuses():
     assert parse("cvae, vae") == ("vae", "cvae") and parse("cvae") == ("cvae",)
-    for bad in ("", "vae,gan", "beta"):
-        with pytest.raises(UnknownProblem, match="choose from vae, cvae"):
+    assert parse("beta,cvae,vae") == ("vae", "cvae", "beta")
+    for bad in ("", "vae,gan", "betavae"):
+        with pytest.raises(UnknownProblem, match="choose from vae, cvae, beta"):
             parse(bad)
 
 
@@ -120,12 +121,13 @@ def test_zip_and_bundle_hold_the_chosen_problems_only(tmp_path):
         assert sorted(n.split("/", 1)[1] for n in archive.namelist() if n.startswith("solution/")) == HANDOUT
 
 
-def test_assign_writes_the_chosen_handout_and_refuses_unknown_problems(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "autograder", "assign", "--problems", "vae,cvae", "--out",
+@pytest.mark.parametrize("problems", ["vae,cvae", "vae,cvae,beta"])
+def test_assign_writes_the_chosen_handout_and_refuses_unknown_problems(tmp_path, problems):
+    run = subprocess.run([sys.executable, "-m", "autograder", "assign", "--problems", problems, "--out",
                           str(tmp_path / "h")], cwd=paths.PROJECT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert sorted(p.name for p in (tmp_path / "h").iterdir()) == sorted(
-        skeleton.render_handout(paths.SOLUTION, ProblemSet("vae,cvae")))
+        skeleton.render_handout(paths.SOLUTION, ProblemSet(problems)))
     bad = subprocess.run([sys.executable, "-m", "autograder", "build", "--problems", "gan"], cwd=paths.PROJECT,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown problem gan" in bad.stderr
@@ -233,3 +235,81 @@ def test_results_name_and_tag_each_check_by_problem_when_several_are_graded():
     assert tests[1] == (["negative_elbo_bound"], "negative_elbo_bound")
     tests, summary = finish("vae")
     assert tests[0] == (["training"], "training") and summary.startswith("sample_gaussian: 0 / 0")
+
+
+# ---------------------------------------------------------------- the beta-VAE (problem `beta`)
+
+def test_the_beta_vae_alone_gets_its_file_the_vaes_networks_and_utils_whole():
+    alone = ProblemSet("beta")
+    assert alone.sandbox_files == {"beta_vae.py": "student", "utils.py": "reference", "nns.py": "reference",
+                                   "train.py": "reference", "fast.py": "reference", "data.py": "reference",
+                                   "runtime.py": "reference"}
+    assert [alone.tag(f) for f in alone.checks] == ["negative_elbo_bound", "training"]
+    handout = skeleton.render_handout(paths.SOLUTION, alone)
+    assert sorted(handout) == ["README.md", "beta_vae.py", "data.py", "fast.py", "figures.py", "nns.py",
+                               "run_beta_vae.py", "runtime.py", "train.py", "utils.py"]
+    assert handout["utils.py"] == skeleton.drop_markers((paths.SOLUTION / "utils.py").read_text())
+    assert handout["beta_vae.py"].count("raise NotImplementedError") == 1
+    assert "loss = rec + beta * kl" not in handout["beta_vae.py"] and "class KLWeighted" in handout["beta_vae.py"]
+    readme = handout["README.md"]
+    assert readme.startswith("# Homework: the VAE with a KL weight") and "{{" not in readme
+    assert "| 7.6 | `negative_elbo_bound` |" in readme and "| 8.1 | `training` |" in readme
+    assert "(not calibrated yet)" not in readme                  # the VAE's calibration applies
+
+
+def test_three_problems_make_one_handout_zip_and_tags():
+    every = ProblemSet("vae,cvae,beta")
+    assert [every.tag(f) for f in every.checks][-2:] == ["beta/negative_elbo_bound", "beta/training"]
+    assert every.grading_seconds == config.BUDGETS.grading_seconds + 2 * config.BUDGETS.extra_problem_seconds
+    handout = skeleton.render_handout(paths.SOLUTION, every)
+    assert set(HANDOUT) < set(handout) and {"cvae.py", "beta_vae.py", "run_beta_vae.py"} < set(handout)
+    assert handout["utils.py"].count("raise NotImplementedError") == 2       # the VAE's functions are the student's
+    readme = handout["README.md"]
+    assert "| the VAE with a KL weight (`beta`) | `BetaVAE.negative_elbo_bound` in `beta_vae.py` | `beta_vae.py` | " \
+        "16.5 |" in readme
+    assert "Submit `utils.py`, `vae.py`, `cvae.py`, `beta_vae.py` together" in readme
+    assert "| 7.5 | `beta/negative_elbo_bound` |" in readme and "`utils.py` is yours" in readme
+    names = [name for _, name in build._members(every)]
+    assert {"solution/beta_vae.py", "solution/run_beta_vae.py", "solution/test_checks_beta.py",
+            "autograder/calibration.json", "autograder/calibration_cvae.json"} <= set(names)
+    alone = [name for _, name in build._members(ProblemSet("beta"))]
+    assert "autograder/calibration.json" in alone and "autograder/calibration_cvae.json" not in alone
+    assert "solution/vae.py" not in alone and "solution/nns.py" in alone
+
+
+def test_build_and_assign_take_three_problems(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "autograder", "build", "--public", "--problems", "beta,vae,cvae",
+                          "--out", str(tmp_path / "public.zip")], cwd=paths.PROJECT, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    with zipfile.ZipFile(tmp_path / "public.zip") as archive:
+        assert archive.read("autograder/PROBLEMS").decode() == "vae,cvae,beta\n"
+        assert "solution/beta_vae.py" in archive.namelist()
+        assert "BEGIN SOLUTION" not in archive.read("solution/beta_vae.py").decode()
+
+
+def test_the_beta_gate_uses_the_vaes_calibration(tmp_path, monkeypatch):
+    from autograder.checks.beta_training import BETA_GATE
+    assert PROBLEMS["beta"].calibration_path == paths.CALIBRATION and PROBLEMS["beta"].calibration_problem == "vae"
+    assert training.pass_band(gate=BETA_GATE) == training.pass_band()[:2] + ("calibrated",)
+    monkeypatch.setattr(paths, "CALIBRATION", tmp_path / "calibration.json")
+    published = config.PUBLISHED_BAND["nelbo"]
+    assert training.pass_band(gate=BETA_GATE) == (published["low"], published["high"], "published")
+    band = {"evaluation": "hidden", "hidden_set_sha256": evaluation.hidden_set_sha256(),
+            "bands": {"nelbo": {"low": 1.0, "high": 2.0}}}
+    paths.CALIBRATION.write_text(json.dumps({**band, "problem": "cvae"}))     # a CVAE band is no beta band
+    assert training.pass_band(gate=BETA_GATE)[2] == "published"
+    paths.CALIBRATION.write_text(json.dumps(band))
+    assert training.pass_band(gate=BETA_GATE) == (1.0, 2.0, "calibrated")
+    refused = subprocess.run([sys.executable, "-m", "autograder", "calibrate", "--problem", "beta", "--runs", "2"],
+                             cwd=paths.PROJECT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "uses the calibration of vae" in refused.stderr
+
+
+def test_beta_vae_weights_are_scored_as_the_vaes():
+    from autograder.reference import beta_vae as ref_beta
+    state = {f"w_{k}": v.detach().numpy().copy() for k, v in ref_beta.BetaVAE(z_dim=config.Z_DIM).state_dict().items()
+             if k.startswith(("enc.", "dec."))}
+    accepted = evaluation.validated_state(state, "beta")
+    assert sorted(accepted) == sorted(evaluation.validated_state(state))      # the VAE's tensors, exactly
+    assert evaluation.score(accepted, problem="beta") == evaluation.score(accepted)

@@ -1,8 +1,8 @@
 """The variants' zoo: the cases of tests/variants/ (problems other than the CS236 VAE, alone and
 beside it) graded through the real `grade` path on their problems.
 
-test_scores: correct CVAEs get full marks (training included, 20 iterations), each buggy one loses
-points in cvae/negative_elbo_bound only (exactly its "fails" where the case lists them), a bug of
+test_scores: correct CVAEs and beta-VAEs get full marks (training included, 20 iterations), each buggy
+one loses points in its problem's negative_elbo_bound only (exactly its "fails" where the case lists them), a bug of
 the CS236 VAE's utils.py graded beside a CVAE costs points in that function only, the untouched
 handouts get nothing. test_feedback: no traceback and no internal error reaches the student; every
 failing check of a buggy case says something specific and, together, the words of its "hint";
@@ -39,9 +39,11 @@ def test_variants_are_generated_and_complete():
     committed = {str(p.relative_to(FOLDER)): p.read_text() for p in FOLDER.rglob("case.json")}
     assert committed == expected, "tests/variants is out of date: run `python tests/variants/make_variants.py`"
     names = cases.names(SUITE)
-    assert sum(n.startswith("cvae_") and n.endswith("_full") for n in names) >= 5
-    assert sum(n.startswith("cvae_") and n.endswith("_buggy") for n in names) >= 10
-    assert "cvae_skeleton_zero" in names and "both_skeleton_zero" in names
+    for problem in ("cvae", "beta"):
+        assert sum(n.startswith(f"{problem}_") and n.endswith("_full") for n in names) >= 5
+        assert sum(n.startswith(f"{problem}_") and n.endswith("_buggy") for n in names) >= 10
+        assert f"{problem}_skeleton_zero" in names
+    assert "both_skeleton_zero" in names and "three_skeleton_zero" in names
 
 
 @pytest.mark.parametrize("case", cases.names(SUITE))

@@ -276,9 +276,10 @@ def _encoder_arrivals(session, x, phase, shape):
     return arrivals, _sum_arrivals(arrivals, shape)
 
 
-def _gradient_problems(reply, wrong_z):
+def _gradient_problems(reply, wrong_z, kl_weight=1.0):
     """What is wrong with the gradients of one request. wrong_z: the rec check found that the decoded z
-    is not drawn from q(z|x); the pathwise comparison then names that as its cause."""
+    is not drawn from q(z|x); the pathwise comparison then names that as its cause. kl_weight: the
+    first value is rec + kl_weight * kl (the beta-VAE's loss; 1: the NELBO)."""
     session, x = reply.session, reply.x.astype(np.float64)
     analysis = _analysis(reply)
     if analysis.problem:
@@ -337,14 +338,30 @@ def _gradient_problems(reply, wrong_z):
     # nelbo: judged only when nelbo = kl + rec in value (3.1 reports it otherwise)
     values = [_term(reply, name, per_image=True)[0] for name in ("nelbo", "kl", "rec")]
     if all(value is not None and math.isfinite(value) for value in values) and \
-            np.isclose(values[0], values[1] + values[2], rtol=1e-5, atol=1e-4):
+            np.isclose(values[0], kl_weight * values[1] + values[2], rtol=1e-5, atol=1e-4):
         parts = [_encoder_arrivals(session, reply.x, phase, m.shape)[1] for phase in ("rec", "kl", "nelbo")]
-        total_scale = max(np.abs(parts[0][0] + parts[1][0]).max(), np.abs(parts[0][1] + parts[1][1]).max(), 1e-30)
-        if not (_close(parts[2][0], parts[0][0] + parts[1][0], total_scale)
-                and _close(parts[2][1], parts[0][1] + parts[1][1], total_scale)):
-            problems.append("The gradient of nelbo at the encoder's outputs is not the sum of those of kl and rec: is "
-                            "nelbo built from detached values?")
+        want = [parts[0][i] + kl_weight * parts[1][i] for i in range(2)]
+        total_scale = max(np.abs(want[0]).max(), np.abs(want[1]).max(), 1e-30)
+        if not (_close(parts[2][0], want[0], total_scale) and _close(parts[2][1], want[1], total_scale)):
+            problems.append(_total_gradient_problem(kl_weight, parts, want))
     return problems
+
+
+def _total_gradient_problem(kl_weight, parts, want):
+    """Why the gradient of the first value at the encoder's outputs is not that of rec + kl_weight * kl."""
+    if kl_weight == 1.0:
+        return ("The gradient of nelbo at the encoder's outputs is not the sum of those of kl and rec: is "
+                "nelbo built from detached values?")
+    got = np.concatenate([parts[2][0].ravel(), parts[2][1].ravel()])
+    for weight, what in ((1.0, "rec + kl, as if beta were 1"), (0.0, "rec alone, as if the kl term were constant")):
+        guess = np.concatenate([(parts[0][i] + weight * parts[1][i]).ravel() for i in range(2)])
+        if _close(got, guess, max(np.abs(guess).max(), 1e-30)):
+            return (f"The gradient of the loss at the encoder's outputs is that of {what}, although its value is "
+                    f"rec + {kl_weight:g} * kl: the weight is applied to a detached kl or to the value only "
+                    "(e.g. kl.detach(), .item(), or a correction added without gradient). Compute "
+                    "loss = rec + beta * kl with torch operations.")
+    return (f"The gradient of the loss at the encoder's outputs is not that of rec + {kl_weight:g} * kl (at "
+            f"beta = {kl_weight:g}): is part of the loss detached or computed outside torch?")
 
 
 class NegativeElboBoundChecks(CheckCase):

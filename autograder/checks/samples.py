@@ -2,10 +2,8 @@
 training gate: what the model the gate scored generates, read by the grader's digit classifier and held
 to the problem's floors. The model is the gate's (TrainingOutcome.state): nothing is trained again.
 
-`judge_conditional` is check 6.2 of cvae/training. `judge_unconditional` is ready for a problem whose
-trained model is an unconditional VAE (e.g. a beta-VAE): its check class calls it with its own Gate,
-after adding the check to config.PROBLEM_CHECKS and, with `calibrate-samples --problem NAME`, its
-floors to its calibration file; the CS236 VAE (`vae`) does not grade it."""
+`judge_conditional` is check 6.2 of cvae/training, `judge_unconditional` check 8.2 of beta/training (the
+beta-VAE's floors are the VAE's, as its band is); the CS236 VAE (`vae`) does not grade either."""
 from .. import config, sample_quality
 from .training import trained_result
 

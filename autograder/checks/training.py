@@ -5,7 +5,7 @@ the child only trains, on the training images this process sends, and says how t
 (audit), which is checked here against what this process sent and measured.
 
 Each problem with a trained model has its Gate (the CS236 VAE's: VAE_GATE, checked here; the
-conditional VAE's in checks/cvae_training.py): its family, the worker's loop, its calibration and
+conditional VAE's in checks/cvae_training.py, the beta-VAE's in checks/beta_training.py): its family, the worker's loop, its calibration and
 the names of its leaderboard entries; the run, the audit and the scoring are the same code."""
 import ctypes
 import ctypes.util
@@ -40,7 +40,7 @@ TIMING_IMAGES = 5000
 @dataclass(frozen=True)
 class Gate:
     """One problem's training gate."""
-    family: str                  # its tag: "training", "cvae/training"
+    family: str                  # its tag: "training", "cvae/training", "beta/training"
     problem: str                 # "vae": what the worker trains and evaluation.py scores
     published: Optional[dict]    # the band used without a calibration (measured on the CS236 subset), or None
     leaderboard_prefix: str = ""  # "CVAE ": its leaderboard entries, beside another problem's
@@ -90,7 +90,8 @@ def pass_band(data_dir=None, gate=VAE_GATE):
     gate's published band, or (None, None, "none") where it has none."""
     try:
         calibration = json.loads(gate.calibration.read_text())
-        if calibration.get("evaluation") == EVALUATION and calibration.get("problem", "vae") == gate.problem and \
+        if calibration.get("evaluation") == EVALUATION and \
+                calibration.get("problem", "vae") == PROBLEMS[gate.problem].calibration_problem and \
                 calibration.get("hidden_set_sha256") == evaluation.hidden_set_sha256(data_dir):
             band = calibration["bands"]["nelbo"]
             return band["low"], band["high"], "calibrated"
@@ -133,6 +134,9 @@ def reference_step_cpu_seconds(train_u8, steps=REFERENCE_TIMING_STEPS, labels=No
     if gate.problem == "cvae":
         model, loop = reference.cvae.CVAE(z_dim=config.Z_DIM), reference.train_cvae
         run = lambda count, seed: loop.train(model, images, torch.from_numpy(labels), count, seed=seed)  # noqa: E731
+    elif gate.problem == "beta":                 # the VAE's networks, through the loop's KL-weight adaptor
+        model = reference.beta_vae.KLWeighted(reference.beta_vae.BetaVAE(z_dim=config.Z_DIM), 1.0)
+        run = lambda count, seed: ref_train.train(model, images, count, seed=seed)  # noqa: E731
     else:
         model = ref_vae.VAE(z_dim=config.Z_DIM)
         run = lambda count, seed: ref_train.train(model, images, count, seed=seed)  # noqa: E731

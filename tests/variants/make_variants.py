@@ -3,7 +3,8 @@
 The cases of the problems other than the CS236 VAE (autograder/problems.py), in the format of
 tests/cases.py, each graded on its "problems": the conditional VAE alone (`cvae`: the submission
 is cvae.py; utils.py is the grader's) and together with the CS236 VAE (`vae,cvae`: utils.py,
-vae.py and cvae.py, tags `problem/function`). As in tests/submissions/make_zoo.py, a case is the
+vae.py and cvae.py, tags `problem/function`); the VAE with a KL weight alone (`beta`: beta_vae.py)
+and the three problems together (`vae,cvae,beta`). As in tests/submissions/make_zoo.py, a case is the
 reference with the student regions of the functions it names replaced by a student's code:
 correct styles get full marks (training included), each buggy one loses points in its own
 function only ("less", or the exact failing checks under "fails"; training left out), the
@@ -32,7 +33,7 @@ def _zoo():
 
 
 FILE_OF = {"sample_gaussian": "utils.py", "kl_normal": "utils.py", "negative_elbo_bound": "vae.py",
-           "cvae.negative_elbo_bound": "cvae.py"}
+           "cvae.negative_elbo_bound": "cvae.py", "beta.negative_elbo_bound": "beta_vae.py"}
 CVAE = "cvae/negative_elbo_bound"
 ELBO = "cvae.negative_elbo_bound"            # the region of CVAE.negative_elbo_bound in cvae.py
 
@@ -168,21 +169,24 @@ BUGGY = {
 }
 
 
-def _spec(case, code_by_function, extra=None):
-    """The files entry of one case: the reference of each file with the student's regions."""
+def _spec(case, code_by_function, extra=None, main="cvae.py"):
+    """The files entry of one case: the reference of each file with the student's regions (`main`: the
+    file that takes the case's imports, appended code and further edits)."""
     extra = extra or {}
     zoo = _zoo()
     files = {}
     prefix = f"{extra['subdir']}/" if extra.get("subdir") else ""
-    names = extra.get("files", ("cvae.py",))
+    names = extra.get("files", (main,))
     for name in names:
         code = {function.split(".")[-1]: text for function, text in code_by_function.items()
                 if FILE_OF[function] == name}
         entry = {"from": f"solution:{name}"}
-        imports = extra.get("imports", ()) if name == "cvae.py" else ()
-        if code or imports:
-            entry["edits"] = zoo.student_edits((SOLUTION / name).read_text(), code, imports, f"{case}/{name}")
-        if name == "cvae.py" and extra.get("append"):
+        imports = extra.get("imports", ()) if name == main else ()
+        edits = extra.get("edits", []) if name == main else []
+        if code or imports or edits:
+            entry["edits"] = zoo.student_edits((SOLUTION / name).read_text(), code, imports, f"{case}/{name}") + \
+                [[cases.as_lines(old), cases.as_lines(new)] for old, new in edits]
+        if name == main and extra.get("append"):
             entry["append"] = cases.as_lines("\n\n" + textwrap.dedent(extra["append"]).strip("\n") + "\n")
         files[prefix + name] = entry
     return files
@@ -235,6 +239,167 @@ def cases_of_the_variants():
     out["both_skeleton_zero"] = {
         "why": "the untouched handout of both problems", "problems": ["vae", "cvae"],
         "files": {name: {"from": f"handout:{name}"} for name in both}, "scores": dict.fromkeys(every, "none")}
+    out.update(beta_cases())
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# The VAE with a KL weight (problem `beta`): BetaVAE.negative_elbo_bound(x, beta) in beta_vae.py.
+# ---------------------------------------------------------------------------------------
+BETA = "beta/negative_elbo_bound"
+BETA_ELBO = "beta.negative_elbo_bound"       # the region of BetaVAE.negative_elbo_bound in beta_vae.py
+BETA_DEF = "    def negative_elbo_bound(self, x, beta=1.0):"
+
+
+def _weighted(kl="kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v)", z="z = ut.sample_gaussian(m, v)",
+              rec="rec = -ut.log_bernoulli_with_logits(x, self.dec(z))", loss="loss = rec + beta * kl",
+              means="loss, kl, rec = loss.mean(), kl.mean(), rec.mean()"):
+    return "\n".join(["m, v = self.enc(x)", kl, z, rec, loss, means])
+
+
+BETA_CORRECT = {
+    "distributions": ("torch.distributions throughout: Normal(m, v.sqrt()).rsample(), kl_divergence, Bernoulli; "
+                      "the loss from the batch means",
+                      """
+                      D = torch.distributions
+                      m, v = self.enc(x)
+                      q = D.Normal(m, v.sqrt())
+                      kl = D.kl_divergence(q, D.Normal(self.z_prior_m, self.z_prior_v.sqrt())).sum(-1).mean()
+                      rec = -D.Bernoulli(logits=self.dec(q.rsample())).log_prob(x).sum(-1).mean()
+                      loss = rec + beta * kl
+                      """, {}),
+    "torch_add_alpha": ("the weighted sum as torch.add(rec, kl, alpha=beta); rec via "
+                        "F.binary_cross_entropy_with_logits(reduction='none').sum(-1)",
+                        """
+                        m, v = self.enc(x)
+                        z = ut.sample_gaussian(m, v)
+                        rec = F.binary_cross_entropy_with_logits(self.dec(z), x, reduction="none").sum(-1).mean()
+                        kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
+                        loss = torch.add(rec, kl, alpha=beta)
+                        """, {"imports": ["import torch.nn.functional as F"]}),
+    "sum_over_batch_size": ("batch means written as .sum() / batch_size; beta made a tensor of x's dtype first",
+                            """
+                            batch_size = x.shape[0]
+                            beta = torch.as_tensor(beta, dtype=x.dtype)
+                            m, v = self.enc(x)
+                            z = ut.sample_gaussian(m, v)
+                            kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).sum() / batch_size
+                            rec = -ut.log_bernoulli_with_logits(x, self.dec(z)).sum() / batch_size
+                            loss = beta * kl + rec
+                            """, {}),
+    "kl_by_hand_loop": ("the closed-form KL written by hand, a loop over the latent dimensions; its own noise "
+                        "m + sqrt(v) * randn_like(m) (judged statistically)",
+                        """
+                        m, v = self.enc(x)
+                        kl = torch.zeros(len(x), dtype=x.dtype)
+                        for j in range(self.z_dim):
+                            kl = kl + 0.5 * (v[:, j] + m[:, j] ** 2 - 1 - torch.log(v[:, j]))
+                        z = m + torch.sqrt(v) * torch.randn_like(m)
+                        rec = -ut.log_bernoulli_with_logits(x, self.dec(z))
+                        loss = (rec + beta * kl).mean()
+                        kl, rec = kl.mean(), rec.mean()
+                        """, {}),
+    "student_helper": ("the terms by a helper of the student's own at the end of beta_vae.py; the loss as "
+                       "-(weighted ELBO)",
+                       """
+                       kl_rows, rec_rows = per_image_terms(self, x)
+                       weighted_elbo = -rec_rows - beta * kl_rows
+                       loss = -weighted_elbo.mean()
+                       kl, rec = kl_rows.mean(), rec_rows.mean()
+                       """, {"append": """
+
+
+                       def per_image_terms(model, x):
+                           \"\"\"KL and -log p(x|z) per image, one z each: my own helper.\"\"\"
+                           m, v = model.enc(x)
+                           kl = ut.kl_normal(m, v, model.z_prior_m, model.z_prior_v)
+                           rec = -ut.log_bernoulli_with_logits(x, model.dec(ut.sample_gaussian(m, v)))
+                           return kl, rec
+                       """}),
+    "keyword_only_zip": ("beta_vae.py in a folder of a zip (hw2.zip: hw2/beta_vae.py); beta keyword-only "
+                         "(def negative_elbo_bound(self, x, *, beta=1.0)), the grader's way of passing it",
+                         _weighted(), {"subdir": "hw2", "zip": {"hw2.zip": ["hw2/"]},
+                                       "edits": [[BETA_DEF, "    def negative_elbo_bound(self, x, *, beta=1.0):"]]}),
+}
+
+BETA_BUGGY = {
+    "weight_on_rec": ("the weight on rec: loss = beta * rec + kl", _weighted(loss="loss = beta * rec + kl"),
+                      ["the weight multiplies rec"], ["weighted_loss"], {}),
+    "weight_on_total": ("the weight on the whole loss: loss = beta * (rec + kl)",
+                        _weighted(loss="loss = beta * (rec + kl)"), ["multiplies the whole loss"], ["weighted_loss"], {}),
+    "beta_squared": ("the KL weighted by beta ** 2", _weighted(loss="loss = rec + beta ** 2 * kl"), ["beta squared"],
+                     ["weighted_loss"], {}),
+    "beta_ignored": ("beta accepted but never used: loss = rec + kl", _weighted(loss="loss = rec + kl"),
+                     ["beta is ignored"], ["weighted_loss"], {}),
+    "one_minus_beta": ("the KL weighted by 1 - beta", _weighted(loss="loss = rec + (1 - beta) * kl"),
+                       ["(1 - beta)"], ["three_scalars", "weighted_loss", "default_beta"], {}),
+    "convex_combination": ("(1 - beta) * rec + beta * kl", _weighted(loss="loss = (1 - beta) * rec + beta * kl"),
+                           ["rec keeps the weight 1"], ["three_scalars", "weighted_loss", "default_beta"], {}),
+    "kl_only_at_beta_one": ("the kl term added to the loss only when beta == 1",
+                            _weighted(loss="loss = rec + kl if beta == 1 else rec"), ["the kl term is missing"],
+                            ["weighted_loss"], {}),
+    "weighted_kl_returned": ("kl multiplied by beta before it is returned: loss = rec + kl of that",
+                             _weighted(kl="kl = beta * ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v)",
+                                       loss="loss = rec + kl"),
+                             ["times KL(q(z|x) || p(z))", "return the unweighted kl"], ["weight_on_kl_only"], {}),
+    "beta_in_value_only": ("the weight in the value only: loss = rec + kl + (beta - 1) * kl.detach()",
+                           _weighted(loss="loss = rec + kl + (beta - 1) * kl.detach()"),
+                           ["as if beta were 1", "value only"], ["gradients"], {}),
+    "detached_weighted_kl": ("beta * kl.detach(): no gradient of the kl term",
+                             _weighted(loss="loss = rec + beta * kl.detach()"), ["rec alone"], ["gradients"], {}),
+    "default_beta_zero": ("the default weight 0 (def negative_elbo_bound(self, x, beta=0.0))", _weighted(),
+                          ["the default weight must be 1"], ["default_beta"],
+                          {"edits": [[BETA_DEF, "    def negative_elbo_bound(self, x, beta=0.0):"]]}),
+    "kl_sign": ("kl with the wrong sign: -KL, and loss = rec + beta * kl of that",
+                _weighted(kl="kl = -ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v)"), ["sign is reversed"],
+                ["kl_term"], {}),
+    "sum_over_batch": ("sums over the batch instead of averaging",
+                       _weighted(means="loss, kl, rec = loss.sum(), kl.sum(), rec.sum()"), ["sum over the batch"],
+                       ["batch_mean"], {}),
+    "decodes_mean": ("decodes the mean of q(z|x) instead of a sample", _weighted(z="z = m"), ["mean of q(z|x)"],
+                     ["rec_term"], {}),
+    "z_from_prior": ("decodes z drawn from the prior N(0, I)", _weighted(z="z = torch.randn_like(m)"), ["prior"],
+                     ["rec_term", "gradients"], {}),
+}
+
+
+def beta_cases():
+    """{case: data} of the beta-VAE alone."""
+    out = {}
+    for name, (why, code, extra) in BETA_CORRECT.items():
+        meta = {"why": why, "problems": ["beta"], "files": _spec(name, {BETA_ELBO: code}, extra, main="beta_vae.py"),
+                "scores": {BETA: "full", "beta/training": "full"}}
+        if extra.get("zip"):
+            meta["zip"] = extra["zip"]
+        out[f"beta_{name}_full"] = meta
+    for name, (why, code, hint, fails, extra) in BETA_BUGGY.items():
+        meta = {"why": why, "problems": ["beta"], "files": _spec(name, {BETA_ELBO: code}, extra, main="beta_vae.py")}
+        if fails == "less":
+            meta["scores"] = {BETA: "less"}
+        else:
+            meta["scores"], meta["fails"] = {}, {BETA: fails}
+        meta["hint"] = hint
+        out[f"beta_{name}_buggy"] = meta
+    out["beta_skeleton_zero"] = {
+        "why": "the untouched handout of the beta-VAE alone: negative_elbo_bound raises NotImplementedError",
+        "problems": ["beta"], "files": {"beta_vae.py": {"from": "handout:beta_vae.py"}},
+        "scores": {BETA: "none", "beta/training": "none"}}
+    three = ("utils.py", "vae.py", "cvae.py", "beta_vae.py")
+    every = ["sample_gaussian", "kl_normal", "negative_elbo_bound", "training", CVAE, "cvae/training", BETA,
+             "beta/training"]
+    out["three_reference_full"] = {
+        "why": "the CS236 VAE, the CVAE and the beta-VAE together: the reference's four files",
+        "problems": ["vae", "cvae", "beta"], "files": _spec("three", {}, {"files": three}),
+        "scores": dict.fromkeys(every, "full")}
+    out["three_beta_weight_on_rec_buggy"] = {
+        "why": "the three problems together, the beta-VAE's weight on rec: only its weighted-loss check loses points",
+        "problems": ["vae", "cvae", "beta"],
+        "files": _spec("three_beta", {BETA_ELBO: BETA_BUGGY["weight_on_rec"][1]}, {"files": three}),
+        "scores": {"sample_gaussian": "full", "kl_normal": "full", "negative_elbo_bound": "full", CVAE: "full"},
+        "fails": {BETA: ["weighted_loss"]}, "hint": ["the weight multiplies rec"]}
+    out["three_skeleton_zero"] = {
+        "why": "the untouched handout of the three problems", "problems": ["vae", "cvae", "beta"],
+        "files": {name: {"from": f"handout:{name}"} for name in three}, "scores": dict.fromkeys(every, "none")}
     return out
 
 

@@ -200,8 +200,12 @@ def _check(submission):
 def test_check_6_2_passes_a_trained_cvae_and_names_the_digits_of_one_that_ignores_its_label(capsys):
     assert config.CVAE_CHECKS[FAMILY]["trained_samples"].number == "6.2"
     state = _trained_cvae_state()
-    assert _check(_Trained(state)).wasSuccessful()
+    submission = _Trained(state)
+    assert _check(submission).wasSuccessful()
     assert "Every digit clears the calibrated floor of 88.4%" in capsys.readouterr().out
+    board = training.leaderboard(submission, cvae_training.CVAE_GATE)           # its figure beside the NELBO's
+    assert [e["name"] for e in board][-1] == "CVAE samples: lowest digit read as itself (%)"
+    assert board[-1]["order"] == "desc" and 88.4 <= board[-1]["value"] <= 100
     swapped = _label_columns(state, lambda w: w[:, [0, 1, 2, 3, 4, 5, 6, 8, 7, 9]])      # 7 and 8 exchanged
     result = _check(_Trained(swapped))
     (failure,) = [text for _, text in result.failures]
@@ -217,9 +221,9 @@ def test_check_6_2_gives_nothing_when_the_run_did_not_count_and_passes_a_shorten
     assert "shortened run" in capsys.readouterr().out
 
 
-def _unconditional(state, iterations=config.DEFAULT_ITERATIONS, error=None):
+def _unconditional(state, iterations=config.DEFAULT_ITERATIONS, error=None, submission=None):
     """Check 8.2 of beta/training, bound to a submission whose run the beta gate already scored."""
-    submission = _Trained(iterations=iterations)
+    submission = submission or _Trained(iterations=iterations)
     submission.outcomes = {beta_training.FAMILY: training.TrainingOutcome(
         iterations, hidden=(99.5, 19.2, 80.3), error=error, state=state)}
     case = type("Bound", (beta_training.BetaTrainingChecks,), {"submission": submission})("test_trained_samples")
@@ -232,8 +236,11 @@ def test_check_8_2_reads_the_beta_vaes_samples_against_the_vaes_floors(capsys):
     assert config.ALL_CHECKS[beta_training.FAMILY]["trained_samples"].number == "8.2"
     assert sample_quality.floors("beta") == sample_quality.floors("vae")      # the same training at beta = 1
     untrained = evaluation.expected_state("vae")
-    (failure,) = [text for _, text in _unconditional(untrained).failures]
+    submission = _Trained(iterations=config.DEFAULT_ITERATIONS)
+    (failure,) = [text for _, text in _unconditional(untrained, submission=submission).failures]
     assert "make up at least 3%" in failure and "below the floor 0.863" in failure
+    (entry,) = [e for e in training.leaderboard(submission, beta_training.BETA_GATE) if "samples" in e["name"]]
+    assert entry["name"] == "BetaVAE samples: mean top-class probability" and entry["value"] < 0.863
     assert _unconditional(untrained, iterations=20).wasSuccessful()
     assert "shortened run: the floors apply to full runs only" in capsys.readouterr().out
     (failure,) = [text for _, text in _unconditional(None, error="Your beta_vae.py raised NameError.").failures]

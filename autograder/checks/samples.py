@@ -25,6 +25,7 @@ def judge_conditional(case, gate):
     number = _gate_number(gate)
     result = _trained(case, gate, number)
     report = sample_quality.cvae_report(result.state)
+    result.samples = {"samples: lowest digit read as itself (%)": 100.0 * report["min_fraction"]}
     limits, source = sample_quality.floors(gate.problem)
     shares = ", ".join(f"{d}: {share:.0%}" for d, share in enumerate(report["fractions"]))
     summary = (f"After {result.iterations} iterations, {sample_quality.CVAE_SAMPLES_PER_DIGIT} samples of your trained "
@@ -46,6 +47,7 @@ def judge_unconditional(case, gate):
     number = _gate_number(gate)
     result = _trained(case, gate, number)
     report = sample_quality.vae_report(result.state)
+    result.samples = {"samples: mean top-class probability": float(report["mean_top_probability"])}
     limits, source = sample_quality.floors(gate.problem)
     summary = (f"After {result.iterations} iterations, {sample_quality.VAE_SAMPLES:,} samples of your trained model, "
                f"read by the grader's digit classifier: {report['digits_present']} of the 10 digits make up at least "

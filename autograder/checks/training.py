@@ -65,6 +65,7 @@ class TrainingOutcome:
     cpu: Optional[Tuple[float, float]] = None               # (CPU seconds used, allowed) where measured
     error: Optional[str] = None                             # why the run does not count
     state: Optional[dict] = None                            # the accepted encoder/decoder tensors, once scored
+    samples: Optional[dict] = None                          # {leaderboard name: value} of its sample check, if run
 
 
 def leaderboard(submission, gate=VAE_GATE):
@@ -73,8 +74,11 @@ def leaderboard(submission, gate=VAE_GATE):
     if outcome is None or outcome.error or outcome.hidden is None \
             or not all(math.isfinite(v) for v in outcome.hidden):
         return []
-    return [{"name": gate.leaderboard_prefix + name, "value": round(value, 3), "order": "asc"}
-            for name, value in zip(("NELBO", "KL", "Rec"), outcome.hidden)]
+    entries = [{"name": gate.leaderboard_prefix + name, "value": round(value, 3), "order": "asc"}
+               for name, value in zip(("NELBO", "KL", "Rec"), outcome.hidden)]
+    entries += [{"name": gate.leaderboard_prefix + name, "value": round(value, 3), "order": "desc"}
+                for name, value in (outcome.samples or {}).items() if math.isfinite(value)]
+    return entries
 
 
 def leaderboards(submission):

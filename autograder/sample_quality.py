@@ -69,10 +69,11 @@ def _trained(state):
     return {key: value for key, value in state.items() if key.startswith(evaluation.TRAINED_PREFIXES)}
 
 
-def vae_report(state, classifier=None):
-    """vae_measures of the reference VAE (reference.vae.VAE, the grader's prior) with `state`'s encoder
-    and decoder tensors ({name: tensor}, as evaluation.validated_state gives them)."""
-    model = evaluation.model_from(_trained(state), "vae").eval()
+def vae_report(state, classifier=None, problem="vae"):
+    """vae_measures of the problem's reference model (reference.vae.VAE, or the BetaVAE where a zip holds
+    no vae.py; the grader's prior) with `state`'s encoder and decoder tensors ({name: tensor}, as
+    evaluation.validated_state gives them)."""
+    model = evaluation.model_from(_trained(state), problem).eval()
     return vae_measures(model.dec, classifier=classifier)
 
 

@@ -46,7 +46,7 @@ def judge_unconditional(case, gate):
     """1,000 samples: enough digits at >= 3% each, read clearly enough (the mean top-class probability)."""
     number = _gate_number(gate)
     result = _trained(case, gate, number)
-    report = sample_quality.vae_report(result.state)
+    report = sample_quality.vae_report(result.state, problem=gate.problem)
     result.samples = {"samples: mean top-class probability": float(report["mean_top_probability"])}
     limits, source = sample_quality.floors(gate.problem)
     summary = (f"After {result.iterations} iterations, {sample_quality.VAE_SAMPLES:,} samples of your trained model, "

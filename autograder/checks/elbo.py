@@ -364,6 +364,23 @@ def _total_gradient_problem(kl_weight, parts, want):
             f"beta = {kl_weight:g}): is part of the loss detached or computed outside torch?")
 
 
+def assert_kl_term(case, reply, given="x", reword=None):
+    """kl must be the batch mean of KL(q(z|given) || p(z)) in closed form for the encoder's answers in
+    `reply`; `reword` adapts the sentences about the model to another problem's (the CVAE's labels)."""
+    reword = reword or (lambda text: text)
+    analysis = _analysis(reply)
+    if analysis.kl_rows is None:
+        case.fail(reword(analysis.problem))
+    kl, problem = _term(reply, "kl", per_image=True)
+    if problem:
+        case.fail(problem)
+    if analysis.kl_match:
+        return
+    expected = (f"Expected kl = {analysis.kl_rows.mean():.6g}: the batch mean of KL(q(z|{given}) || p(z)) between the "
+                f"encoder's q(z|{given}) = N(m, diag(v)) and the prior N(self.z_prior_m, self.z_prior_v); got {kl:.6g}.")
+    case.fail(reword(f"{expected} {_kl_hint(kl, analysis, reply.session)}".strip()))
+
+
 def assert_batch_means(case, once, twice):
     """kl and rec of a batch (`once`) and of that batch repeated (`twice`) must be equal: batch means,
     not sums. A term that is missing or not finite is left to the check of that term."""
@@ -398,19 +415,7 @@ class NegativeElboBoundChecks(CheckCase):
     @check(FAMILY, "kl_term")
     def test_kl_term(self):
         """negative_elbo_bound: kl is KL(q(z|x) || p(z)) in closed form for the model's encoder"""
-        reply = _run(self.submission, _X, "main")
-        analysis = _analysis(reply)
-        if analysis.kl_rows is None:
-            self.fail(analysis.problem)
-        kl, problem = _term(reply, "kl", per_image=True)
-        if problem:
-            self.fail(problem)
-        if analysis.kl_match:
-            return
-        rows = analysis.kl_rows
-        expected = (f"Expected kl = {rows.mean():.6g}: the batch mean of KL(q(z|x) || p(z)) between the encoder's "
-                    f"q(z|x) = N(m, diag(v)) and the prior N(self.z_prior_m, self.z_prior_v); got {kl:.6g}.")
-        self.fail(f"{expected} {_kl_hint(kl, analysis, reply.session)}".strip())
+        assert_kl_term(self, _run(self.submission, _X, "main"))
 
     @check(FAMILY, "rec_term")
     def test_rec_term(self):

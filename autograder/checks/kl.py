@@ -68,13 +68,19 @@ def _diagnose(got, qm, qv, pm, pv):
         "the log-variance ratio has the wrong sign": 0.5 * (np.log(qv) - np.log(pv) + qv / pv + (qm - pm) ** 2 / pv - 1).sum(-1),
         "qv and pv were treated as log-variances (they are variances)": _as_log_variances(qm, qv, pm, pv),
     }
+    return named_mistake(got, candidates, (qm, qv, pm, pv))
+
+
+def named_mistake(got, candidates, inputs):
+    """" It looks like <mistake>." for the first of `candidates` ({mistake: value}) that `got` equals, else
+    what its shape says (one number, one value per element of the broadcast `inputs`), else ""."""
     got = np.asarray(got)
     for mistake, value in candidates.items():
         if got.shape == np.shape(value) and np.allclose(got, value, rtol=1e-4, atol=1e-6):
             return f" It looks like {mistake}."
     if got.ndim == 0 or got.shape == ():
         return " It returned one number: sum over the last dimension only, giving one value per batch row."
-    if got.shape == np.broadcast_shapes(qm.shape, qv.shape, pm.shape, pv.shape):
+    if got.shape == np.broadcast_shapes(*(np.shape(a) for a in inputs)):
         return " It returned one value per element: sum them over the last dimension."
     return ""
 

@@ -153,7 +153,8 @@ class SampleGaussianLogvarChecks(CheckCase):
         if got.shape != m.shape or got.dtype.kind != "f":
             if _owned_elsewhere(lambda: SAMPLER.statistics_draws(self.submission)):
                 return
-            self.fail(f"At large |s|: expected a float tensor of shape {m.shape}, got {got.dtype} of shape {got.shape}.")
+            self.fail(f"At large |s|: expected a float tensor of shape {m.shape}, got {got.dtype} of shape "
+                      f"{got.shape}.")
         draws = got.astype(np.float64)
         sigma = np.exp(EXTREME_S.astype(np.float64) / 2)
         eps = draws / sigma                       # N(0, 1) for a correct sampler, to float32's precision
@@ -161,19 +162,20 @@ class SampleGaussianLogvarChecks(CheckCase):
         for j, value in enumerate(EXTREME_S):
             column = draws[:, j]
             if not np.all(np.isfinite(column)):
-                overflow.append(f"at s = {value:g}, {int(np.sum(~np.isfinite(column)))} of {len(column)} draws are inf or "
-                           f"NaN: exp({value:g}) overflows float32 (its largest number is exp({FLOAT32_EXP_OVERFLOW:.2f}))"
-                           f", so sqrt(exp(s)) is inf, while exp(s / 2) = {sigma[j]:.3g} is an ordinary float32")
+                overflow.append(f"at s = {value:g}, {int(np.sum(~np.isfinite(column)))} of {len(column)} draws are "
+                                f"inf or NaN: exp({value:g}) overflows float32 (its largest number is "
+                                f"exp({FLOAT32_EXP_OVERFLOW:.2f})), so sqrt(exp(s)) is inf, while exp(s / 2) = "
+                                f"{sigma[j]:.3g} is an ordinary float32")
             elif np.all(column == 0):
-                underflow.append(f"at s = {value:g} (m = 0) every draw is 0: exp({value:g}) underflows to 0 in float32 "
-                           f"(below s = {FLOAT32_EXP_UNDERFLOW:.2f}), so sqrt(exp(s)) = 0, while exp(s / 2) = "
-                           f"{sigma[j]:.3g} is an ordinary float32")
+                underflow.append(f"at s = {value:g} (m = 0) every draw is 0: exp({value:g}) underflows to 0 in "
+                                 f"float32 (below s = {FLOAT32_EXP_UNDERFLOW:.2f}), so sqrt(exp(s)) = 0, while "
+                                 f"exp(s / 2) = {sigma[j]:.3g} is an ordinary float32")
         bad = overflow[:1] + underflow[:1]           # one of each kind
         if not bad:
             mean_z, var_z = stats.mean_z(eps, 0.0, 1.0), stats.variance_z(eps, 1.0)
-            bad = [f"at s = {value:g}, the draws divided by exp(s / 2) = {sigma[j]:.3g} have mean {eps[:, j].mean():.4g} "
-                   f"and variance {eps[:, j].var(ddof=1):.4g} (expected 0 and 1, within {stats.Z_LIMIT:g} standard "
-                   "errors)" for j, value in enumerate(EXTREME_S)
+            bad = [f"at s = {value:g}, the draws divided by exp(s / 2) = {sigma[j]:.3g} have mean "
+                   f"{eps[:, j].mean():.4g} and variance {eps[:, j].var(ddof=1):.4g} (expected 0 and 1, within "
+                   f"{stats.Z_LIMIT:g} standard errors)" for j, value in enumerate(EXTREME_S)
                    if abs(mean_z[j]) > stats.Z_LIMIT or abs(var_z[j]) > stats.Z_LIMIT]
         if not bad:
             return
@@ -215,15 +217,7 @@ def _diagnose(got, qm, qs, pm, ps):
             "the mean term is divided by the log-variance ps instead of the variance exp(ps)":
                 (element - 0.5 * (qm - pm) ** 2 * np.exp(-ps) + 0.5 * (qm - pm) ** 2 / ps).sum(-1),
         }
-    got = np.asarray(got)
-    for mistake, value in candidates.items():
-        if got.shape == np.shape(value) and np.allclose(got, value, rtol=1e-4, atol=1e-6):
-            return f" It looks like {mistake}."
-    if got.ndim == 0 or got.shape == ():
-        return " It returned one number: sum over the last dimension only, giving one value per batch row."
-    if got.shape == np.broadcast_shapes(np.shape(qm), np.shape(qs), np.shape(pm), np.shape(ps)):
-        return " It returned one value per element: sum them over the last dimension."
-    return ""
+    return kl_checks.named_mistake(got, candidates, (qm, qs, pm, ps))
 
 
 KL_SPEC = kl_checks.Kl(KL, MODULE, ("qm", "qs", "pm", "ps"), closed_form, _diagnose)
@@ -318,7 +312,7 @@ class KlNormalLogvarChecks(CheckCase):
 
     @check(KL, "large_log_variance")
     def test_large_log_variance(self):
-        """logvar/kl_normal_logvar: float32 at large |qs|, |ps| (up to 120), where exp(s) alone overflows or underflows"""
+        """logvar/kl_normal_logvar: float32 at |qs|, |ps| up to 120, where exp(s) alone overflows or underflows"""
         qm, qs, pm, ps = _extreme_inputs()
         reply = KL_SPEC.call(self.submission, "extreme s", qm, qs, pm, ps)
         got = decoded(reply, "out0", "kl_normal_logvar at large |s|")
@@ -345,8 +339,8 @@ class KlNormalLogvarChecks(CheckCase):
             return                 # wrong at ordinary s already: check 10.1's fault, not a float32 one
         said = [f"{name}: expected {expected[i]:.6g}, got {got[i]:.6g}"
                 for i, name in enumerate(EXTREME_ROWS) if wrong[i]]
-        self.fail("In float32, kl_normal_logvar breaks at large |s| though it is right at ordinary s (" + "; ".join(said)
-                  + f"). exp(s) is inf in float32 for s > {FLOAT32_EXP_OVERFLOW:.2f} and 0 for s < "
+        self.fail("In float32, kl_normal_logvar breaks at large |s| though it is right at ordinary s ("
+                  + "; ".join(said) + f"). exp(s) is inf in float32 for s > {FLOAT32_EXP_OVERFLOW:.2f} and 0 for s < "
                   f"{FLOAT32_EXP_UNDERFLOW:.2f}, so exp(qs) / exp(ps) gives inf / inf = NaN and log(exp(s)) gives inf "
                   "or -inf, where the KL is an ordinary number. Write the variance ratio as exp(qs - ps), the log of "
                   "the ratio as ps - qs, and the mean term as (qm - pm)^2 * exp(-ps).")

@@ -334,6 +334,9 @@ def test_the_logvar_vae_alone_gets_its_file_utils_whole_and_no_training():
     names = [name for _, name in build._members(alone)]
     assert {"solution/logvar_utils.py", "solution/logvar_vae.py", "solution/test_checks_logvar.py"} <= set(names)
     assert "solution/vae.py" not in names and "autograder/digit_classifier.pt" not in names
+    refused = subprocess.run([sys.executable, "-m", "autograder", "calibrate", "--problem", "logvar", "--out",
+                              "/nonexistent/c.json"], cwd=paths.PROJECT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "logvar has no training gate" in refused.stderr
 
 
 def test_the_logvar_vae_beside_the_cs236_vae_keeps_both_utils_files_the_students():

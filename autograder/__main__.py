@@ -126,6 +126,8 @@ def main(argv=None):
         names = write_handout(paths.SOLUTION, out, problem_set)
         print(f"wrote {len(names)} files to {out}: {', '.join(names)}")
     elif args.command == "calibrate":
+        if not any(family.rsplit("/", 1)[-1] == "training" for family in PROBLEMS[args.problem].families):
+            parser.error(f"{args.problem} has no training gate: there is no band to calibrate")
         shared = PROBLEMS[args.problem].calibrated_as
         if shared and shared != args.problem and args.out is None:
             parser.error(f"{args.problem} uses the calibration of {shared} ({PROBLEMS[args.problem].calibration}): "

@@ -12,7 +12,7 @@ import traceback
 import numpy as np
 import torch
 
-STUDENT_FILES = ("utils.py", "vae.py", "cvae.py", "beta_vae.py")     # every problem's (autograder/problems.py)
+STUDENT_FILES = ("utils.py", "vae.py", "cvae.py", "beta_vae.py", "logvar_utils.py")     # every problem's (autograder/problems.py)
 # Bound before any submission code runs: patching torch.Tensor.detach, torch.equal and the
 # like at import time then cannot change what this worker reports.
 _TENSOR = torch.Tensor
@@ -66,15 +66,16 @@ def _import_utils_or_fallback(text):
 
 
 def op_call(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_TENSOR, _as_tensor=_AS_TENSOR):
-    """Call utils.<function>(*args) `repeat` times; optionally backpropagate a cotangent.
+    """Call utils.<function>(*args) `repeat` times (params["module"]: another student module's function,
+    e.g. "logvar_utils"); optionally backpropagate a cotangent.
 
     The helpers are bound as defaults when this module loads, before any submission code:
     replacing _worker._to_array or _describe afterwards changes nothing here. The grader reads
     shape, dtype and values from the arrays it decodes and gradients from the grad_ arrays;
     `info` (what _describe says) is for its logs only."""
+    import importlib
     import torch
-    import utils
-    function = getattr(utils, params["function"])
+    function = getattr(importlib.import_module(params.get("module", "utils")), params["function"])
     device = params.get("device", "cpu")
     inputs = {name: _as_tensor(arrays[name]).to(device) for name in params["args"]}
     for name in params.get("grad_wrt", []):

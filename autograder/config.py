@@ -124,8 +124,25 @@ BETA_CHECKS = {
         "trained_samples": Check("8.2", 2),
     },
 }
+# The log-variance VAE (problem `logvar`): its two functions only, no training gate.
+LOGVAR_CHECKS = {
+    "logvar/sample_gaussian_logvar": {
+        "shape_dtype": Check("9.1", 0.5),
+        "mean_and_variance": Check("9.2", 1.5),
+        "independent_noise": Check("9.3", 1),
+        "pathwise_gradient": Check("9.4", 1),
+        "large_log_variance": Check("9.5", 1),
+    },
+    "logvar/kl_normal_logvar": {
+        "closed_form": Check("10.1", 1.5),
+        "edge_cases": Check("10.2", 0.5),
+        "properties": Check("10.3", 1),
+        "gradient": Check("10.4", 1),
+        "large_log_variance": Check("10.5", 1),
+    },
+}
 # problem -> its checks (CHECKS above is the CS236 VAE's, the default grading)
-PROBLEM_CHECKS = {"vae": CHECKS, "cvae": CVAE_CHECKS, "beta": BETA_CHECKS}
+PROBLEM_CHECKS = {"vae": CHECKS, "cvae": CVAE_CHECKS, "beta": BETA_CHECKS, "logvar": LOGVAR_CHECKS}
 ALL_CHECKS = {family: specs for checks in PROBLEM_CHECKS.values() for family, specs in checks.items()}
 
 

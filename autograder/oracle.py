@@ -48,3 +48,13 @@ def pathwise_sample(m, v, eps):
     for a zero variance is the point m, which no longer depends on v to first order."""
     safe = torch.where(v > 0, v, torch.ones_like(v))
     return m + torch.where(v > 0, safe.sqrt(), torch.zeros_like(v)) * eps
+
+
+def kl_normal_logvar(qm, qs, pm, ps):
+    """KL(N(qm, exp(qs)) || N(pm, exp(ps))) from means and log-variances, summed over the last dimension."""
+    return kl_normal(qm, qs.exp(), pm, ps.exp())
+
+
+def pathwise_sample_logvar(m, s, eps):
+    """z = m + exp(s / 2) * eps, differentiable in m and s: the reparameterized sample of N(m, diag(exp(s)))."""
+    return m + torch.exp(0.5 * s) * eps

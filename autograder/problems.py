@@ -143,7 +143,30 @@ BETA = Problem(
     assets=("digit_classifier.pt",),          # check 8.2 reads its samples with the grader's digit classifier
 )
 
-PROBLEMS = {problem.name: problem for problem in (VAE, CVAE, BETA)}
+# The VAE whose encoder outputs a log-variance: the student writes its two Gaussian helpers; the model, its
+# bound and its run script are provided. No training gate (the issue asks for the functions' checks only):
+# its handout's README quotes the VAE's calibration for comparison, nothing is gated on it.
+LOGVAR = Problem(
+    name="logvar",
+    title="the log-variance VAE",
+    student_files={"logvar_utils.py": (None, ("sample_gaussian_logvar", "kl_normal_logvar"))},
+    provided=(),
+    handout=("logvar_vae.py", "nns.py", "train.py", "fast.py", "data.py", "runtime.py", "run_logvar_vae.py",
+             "figures.py"),
+    document="HANDOUT_logvar.md",
+    run_script="run_logvar_vae.py",
+    families={
+        "logvar/sample_gaussian_logvar": Family(("logvar_utils.py",), ("logvar_utils",)),
+        "logvar/kl_normal_logvar": Family(("logvar_utils.py",), ("logvar_utils",)),
+    },
+    check_classes=("logvar:SampleGaussianLogvarChecks", "logvar:KlNormalLogvarChecks"),
+    calibration="calibration.json",
+    tests=("test_logvar.py", "test_checks_logvar.py"),
+    needs=("utils.py",),
+    calibrated_as="vae",
+)
+
+PROBLEMS = {problem.name: problem for problem in (VAE, CVAE, BETA, LOGVAR)}
 
 
 class UnknownProblem(ValueError):

@@ -121,7 +121,7 @@ def test_zip_and_bundle_hold_the_chosen_problems_only(tmp_path):
         assert sorted(n.split("/", 1)[1] for n in archive.namelist() if n.startswith("solution/")) == HANDOUT
 
 
-@pytest.mark.parametrize("problems", ["vae,cvae", "vae,cvae,beta"])
+@pytest.mark.parametrize("problems", ["vae,cvae", "vae,cvae,beta", "vae,logvar"])
 def test_assign_writes_the_chosen_handout_and_refuses_unknown_problems(tmp_path, problems):
     run = subprocess.run([sys.executable, "-m", "autograder", "assign", "--problems", problems, "--out",
                           str(tmp_path / "h")], cwd=paths.PROJECT, capture_output=True, text=True, timeout=120)
@@ -313,3 +313,37 @@ def test_beta_vae_weights_are_scored_as_the_vaes():
     accepted = evaluation.validated_state(state, "beta")
     assert sorted(accepted) == sorted(evaluation.validated_state(state))      # the VAE's tensors, exactly
     assert evaluation.score(accepted, problem="beta") == evaluation.score(accepted)
+
+
+# ---------------------------------------------------------------- the log-variance VAE (problem `logvar`)
+
+def test_the_logvar_vae_alone_gets_its_file_utils_whole_and_no_training():
+    alone = ProblemSet("logvar")
+    assert alone.sandbox_files == {"logvar_utils.py": "student", "utils.py": "reference"}
+    assert [alone.tag(f) for f in alone.checks] == ["sample_gaussian_logvar", "kl_normal_logvar"]
+    assert sum(spec.points for specs in alone.checks.values() for spec in specs.values()) == 10
+    handout = skeleton.render_handout(paths.SOLUTION, alone)
+    assert sorted(handout) == ["README.md", "data.py", "fast.py", "figures.py", "logvar_utils.py", "logvar_vae.py",
+                               "nns.py", "run_logvar_vae.py", "runtime.py", "train.py", "utils.py"]
+    assert handout["utils.py"] == skeleton.drop_markers((paths.SOLUTION / "utils.py").read_text())
+    assert handout["logvar_utils.py"].count("raise NotImplementedError") == 2
+    assert "torch.exp(0.5 * s)" not in handout["logvar_utils.py"] and "exp(qs - ps)" in handout["logvar_utils.py"]
+    readme = handout["README.md"]
+    assert readme.startswith("# Homework: the log-variance VAE") and "{{" not in readme
+    assert "| 9.5 | `sample_gaussian_logvar` |" in readme and "| 10.5 | `kl_normal_logvar` |" in readme
+    names = [name for _, name in build._members(alone)]
+    assert {"solution/logvar_utils.py", "solution/logvar_vae.py", "solution/test_checks_logvar.py"} <= set(names)
+    assert "solution/vae.py" not in names and "autograder/digit_classifier.pt" not in names
+    refused = subprocess.run([sys.executable, "-m", "autograder", "calibrate", "--problem", "logvar", "--out",
+                              "/nonexistent/c.json"], cwd=paths.PROJECT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "logvar has no training gate" in refused.stderr
+
+
+def test_the_logvar_vae_beside_the_cs236_vae_keeps_both_utils_files_the_students():
+    both = ProblemSet("vae,logvar")
+    assert both.sandbox_files["utils.py"] == both.sandbox_files["logvar_utils.py"] == "student"
+    assert [both.tag(f) for f in both.checks][-2:] == ["logvar/sample_gaussian_logvar", "logvar/kl_normal_logvar"]
+    handout = skeleton.render_handout(paths.SOLUTION, both)
+    assert handout["utils.py"].count("raise NotImplementedError") == 2
+    assert handout["logvar_utils.py"].count("raise NotImplementedError") == 2
+    assert "Submit `utils.py`, `vae.py`, `logvar_utils.py` together" in handout["README.md"]

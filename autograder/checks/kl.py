@@ -2,7 +2,14 @@
 
 KL(N(qm, qv) || N(pm, pv)) = 1/2 sum_j [log(pv/qv) + qv/pv + (qm - pm)^2/pv - 1]
 (Kingma & Welling 2014, appendix B).
+
+The closed-form comparison and the hypothesis properties are written for any KL function whose spread
+arguments are a function of the variances (a `Kl`): the log-variance VAE's kl_normal_logvar(qm, qs, pm, ps)
+(checks/logvar.py) runs them with its own closed form and diagnosis.
 """
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Flaky
@@ -20,9 +27,28 @@ def closed_form(qm, qv, pm, pv):
     return 0.5 * (np.log(pv) - np.log(qv) + qv / pv + (qm - pm) ** 2 / pv - 1).sum(-1)
 
 
+@dataclass(frozen=True)
+class Kl:
+    """A student KL between diagonal Gaussians as these checks see it: its family and module, its four
+    arguments' names, its closed form (float64 numpy) and the diagnosis of a wrong value."""
+    family: str
+    module: str
+    args: tuple
+    closed_form: Callable                # (qm, q spread, pm, p spread) -> (batch,)
+    diagnose: Callable                   # (got, qm, q spread, pm, p spread) -> sentence or ""
+
+    @property
+    def function(self):
+        return self.family.rsplit("/", 1)[-1]
+
+    def call(self, submission, key, *arrays, **params):
+        module = {"module": self.module} if self.module != "utils" else {}
+        return ask(submission, self.family, "call", dict(function=self.function, args=list(self.args), **params,
+                                                         **module), dict(zip(self.args, arrays)), key=key)
+
+
 def _kl(submission, key, qm, qv, pm, pv, **params):
-    arrays = dict(zip(ARGS, (qm, qv, pm, pv)))
-    return ask(submission, FAMILY, "call", dict(function=FAMILY, args=ARGS, **params), arrays, key=key)
+    return KL.call(submission, key, qm, qv, pm, pv, **params)
 
 
 def _as_log_variances(qm, lqv, pm, lpv):
@@ -42,34 +68,97 @@ def _diagnose(got, qm, qv, pm, pv):
         "the log-variance ratio has the wrong sign": 0.5 * (np.log(qv) - np.log(pv) + qv / pv + (qm - pm) ** 2 / pv - 1).sum(-1),
         "qv and pv were treated as log-variances (they are variances)": _as_log_variances(qm, qv, pm, pv),
     }
+    return named_mistake(got, candidates, (qm, qv, pm, pv))
+
+
+def named_mistake(got, candidates, inputs):
+    """" It looks like <mistake>." for the first of `candidates` ({mistake: value}) that `got` equals, else
+    what its shape says (one number, one value per element of the broadcast `inputs`), else ""."""
     got = np.asarray(got)
     for mistake, value in candidates.items():
         if got.shape == np.shape(value) and np.allclose(got, value, rtol=1e-4, atol=1e-6):
             return f" It looks like {mistake}."
     if got.ndim == 0 or got.shape == ():
         return " It returned one number: sum over the last dimension only, giving one value per batch row."
-    if got.shape == np.broadcast_shapes(qm.shape, qv.shape, pm.shape, pv.shape):
+    if got.shape == np.broadcast_shapes(*(np.shape(a) for a in inputs)):
         return " It returned one value per element: sum them over the last dimension."
     return ""
+
+
+KL = Kl(FAMILY, "utils", tuple(ARGS), closed_form, _diagnose)
+
+
+def judge_kl(case, kl, key, qm, qs, pm, ps, rtol=1e-6, atol=1e-9):
+    """Fail `case` unless kl(qm, qs, pm, ps) is its closed form, of shape (batch,), within rtol and atol."""
+    reply = kl.call(case.submission, key, qm, qs, pm, ps)
+    expected = kl.closed_form(qm, qs, pm, ps)
+    got = decoded(reply, "out0", f"{kl.function} ({key})")    # shape as decoded here, never as described
+    if got.shape != expected.shape:
+        numeric = got.dtype.kind in "fiu"
+        case.fail(f"For inputs of shape {qm.shape} ({key}), expected a result of shape {expected.shape} "
+                  f"(summed over the last dimension), got {got.shape}."
+                  + (kl.diagnose(got.astype(np.float64), qm, qs, pm, ps) if numeric else ""))
+    got = output(reply, "out0", f"{kl.function} ({key})")
+    if not np.allclose(got, expected, rtol=rtol, atol=atol):
+        worst = int(np.argmax(np.abs(got - expected)))
+        case.fail(f"For {key}: expected {describe(expected)}, got {describe(got)} "
+                  f"(largest difference at row {worst}: {got.flat[worst]:.6g} vs {expected.flat[worst]:.6g})."
+                  + kl.diagnose(got, qm, qs, pm, ps))
+
+
+def judge_properties(case, kl, spreads):
+    """Fail `case` unless kl is >= 0, and 0 exactly when q = p, on 40 hypothesis examples of shape (3, 4)
+    (means in [-50, 50], spread arguments drawn from the strategy `spreads`)."""
+    finite = dict(allow_nan=False, allow_infinity=False)
+    means = hnp.arrays(np.float64, (3, 4), elements=st.floats(-50, 50, **finite))
+    spread = hnp.arrays(np.float64, (3, 4), elements=spreads)
+    name = kl.function
+    stopped = []   # a sandbox that stopped (crash, timeout, budget) is not a property of KL: no shrinking
+
+    # No shrinking: each example costs two calls of the student's code against the function's
+    # time budget, and the first failing example (the same every run: derandomized) is reported.
+    @settings(max_examples=40, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck), phases=(Phase.explicit, Phase.reuse, Phase.generate))
+    @given(qm=means, qv=spread, pm=means, pv=spread)
+    def nonnegative_and_zero_iff_equal(qm, qv, pm, pv):
+        if stopped:
+            return
+        try:
+            different = kl.call(case.submission, None, qm, qv, pm, pv)
+            same = kl.call(case.submission, None, qm, qv, qm, qv)
+        except SubmissionFault as fault:
+            stopped.append(fault)
+            return
+        kl_pq = output(different, "out0", f"{name}(q, p)", shape=(3,))
+        kl_qq = output(same, "out0", f"{name}(q, q)", shape=(3,))
+        expected = kl.closed_form(qm, qv, pm, pv)
+        q_, p_ = kl.args[1], kl.args[3]
+        assert np.all(kl_pq >= -1e-9), f"{name} returned a negative value {describe(kl_pq)} for " \
+                                       f"qm={describe(qm)}, {q_}={describe(qv)}, pm={describe(pm)}, {p_}={describe(pv)}."
+        assert np.allclose(kl_qq, 0, atol=1e-9), f"{name}(q, q) should be 0, got {describe(kl_qq)} " \
+                                                 f"for qm={describe(qm)}, {q_}={describe(qv)}."
+        positive = expected > 1e-6
+        assert np.all(kl_pq[positive] > 0), f"{name} returned 0 for different distributions (expected " \
+                                            f"{describe(expected)}, got {describe(kl_pq)})."
+
+    try:
+        nonnegative_and_zero_iff_equal()
+    except Flaky as error:
+        # A failure that did not repeat when hypothesis replayed it: the sandbox stopped meanwhile
+        # (e.g. its time budget ran out on a loaded host), or the submission is not deterministic.
+        if stopped:
+            raise stopped[0] from None
+        failures = [e for e in getattr(error, "exceptions", ()) if isinstance(e, AssertionError)]
+        raise AssertionError((str(failures[0]) + " " if failures else "") + f"({name} gave a different "
+                             "result when called again with the same inputs.)") from None
+    if stopped:
+        raise stopped[0]
 
 
 class KlNormalChecks(CheckCase):
 
     def assert_kl(self, key, qm, qv, pm, pv, rtol=1e-6, atol=1e-9):
-        reply = _kl(self.submission, key, qm, qv, pm, pv)
-        expected = closed_form(qm, qv, pm, pv)
-        got = decoded(reply, "out0", f"kl_normal ({key})")    # shape as decoded here, never as described
-        if got.shape != expected.shape:
-            numeric = got.dtype.kind in "fiu"
-            self.fail(f"For inputs of shape {qm.shape} ({key}), expected a result of shape {expected.shape} "
-                      f"(summed over the last dimension), got {got.shape}."
-                      + (_diagnose(got.astype(np.float64), qm, qv, pm, pv) if numeric else ""))
-        got = output(reply, "out0", f"kl_normal ({key})")
-        if not np.allclose(got, expected, rtol=rtol, atol=atol):
-            worst = int(np.argmax(np.abs(got - expected)))
-            self.fail(f"For {key}: expected {describe(expected)}, got {describe(got)} "
-                      f"(largest difference at row {worst}: {got.flat[worst]:.6g} vs {expected.flat[worst]:.6g})."
-                      + _diagnose(got, qm, qv, pm, pv))
+        judge_kl(self, KL, key, qm, qv, pm, pv, rtol=rtol, atol=atol)
 
     @check(FAMILY, "closed_form")
     def test_closed_form(self):
@@ -94,49 +183,7 @@ class KlNormalChecks(CheckCase):
     @check(FAMILY, "properties")
     def test_properties(self):
         """kl_normal: non-negative, and zero exactly when q = p (property-based, hypothesis)"""
-        finite = dict(allow_nan=False, allow_infinity=False)
-        means = hnp.arrays(np.float64, (3, 4), elements=st.floats(-50, 50, **finite))
-        variances = hnp.arrays(np.float64, (3, 4), elements=st.floats(1e-3, 1e3, **finite))
-
-        stopped = []   # a sandbox that stopped (crash, timeout, budget) is not a property of KL: no shrinking
-
-        # No shrinking: each example costs two calls of the student's code against the function's
-        # time budget, and the first failing example (the same every run: derandomized) is reported.
-        @settings(max_examples=40, derandomize=True, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck), phases=(Phase.explicit, Phase.reuse, Phase.generate))
-        @given(qm=means, qv=variances, pm=means, pv=variances)
-        def nonnegative_and_zero_iff_equal(qm, qv, pm, pv):
-            if stopped:
-                return
-            try:
-                different = _kl(self.submission, None, qm, qv, pm, pv)
-                same = _kl(self.submission, None, qm, qv, qm, qv)
-            except SubmissionFault as fault:
-                stopped.append(fault)
-                return
-            kl_pq = output(different, "out0", "kl_normal(q, p)", shape=(3,))
-            kl_qq = output(same, "out0", "kl_normal(q, q)", shape=(3,))
-            expected = closed_form(qm, qv, pm, pv)
-            assert np.all(kl_pq >= -1e-9), f"kl_normal returned a negative value {describe(kl_pq)} for " \
-                                           f"qm={describe(qm)}, qv={describe(qv)}, pm={describe(pm)}, pv={describe(pv)}."
-            assert np.allclose(kl_qq, 0, atol=1e-9), f"kl_normal(q, q) should be 0, got {describe(kl_qq)} " \
-                                                     f"for qm={describe(qm)}, qv={describe(qv)}."
-            positive = expected > 1e-6
-            assert np.all(kl_pq[positive] > 0), f"kl_normal returned 0 for different distributions (expected " \
-                                                f"{describe(expected)}, got {describe(kl_pq)})."
-
-        try:
-            nonnegative_and_zero_iff_equal()
-        except Flaky as error:
-            # A failure that did not repeat when hypothesis replayed it: the sandbox stopped meanwhile
-            # (e.g. its time budget ran out on a loaded host), or the submission is not deterministic.
-            if stopped:
-                raise stopped[0] from None
-            failures = [e for e in getattr(error, "exceptions", ()) if isinstance(e, AssertionError)]
-            raise AssertionError((str(failures[0]) + " " if failures else "") + "(kl_normal gave a different "
-                                 "result when called again with the same inputs.)") from None
-        if stopped:
-            raise stopped[0]
+        judge_properties(self, KL, st.floats(1e-3, 1e3, allow_nan=False, allow_infinity=False))
 
     @check(FAMILY, "gradient")
     def test_gradient(self):

@@ -33,7 +33,8 @@ def _zoo():
 
 
 FILE_OF = {"sample_gaussian": "utils.py", "kl_normal": "utils.py", "negative_elbo_bound": "vae.py",
-           "cvae.negative_elbo_bound": "cvae.py", "beta.negative_elbo_bound": "beta_vae.py"}
+           "cvae.negative_elbo_bound": "cvae.py", "beta.negative_elbo_bound": "beta_vae.py",
+           "logvar.sample_gaussian_logvar": "logvar_utils.py", "logvar.kl_normal_logvar": "logvar_utils.py"}
 CVAE = "cvae/negative_elbo_bound"
 ELBO = "cvae.negative_elbo_bound"            # the region of CVAE.negative_elbo_bound in cvae.py
 
@@ -240,6 +241,7 @@ def cases_of_the_variants():
         "why": "the untouched handout of both problems", "problems": ["vae", "cvae"],
         "files": {name: {"from": f"handout:{name}"} for name in both}, "scores": dict.fromkeys(every, "none")}
     out.update(beta_cases())
+    out.update(logvar_cases())
     return out
 
 
@@ -400,6 +402,145 @@ def beta_cases():
     out["three_skeleton_zero"] = {
         "why": "the untouched handout of the three problems", "problems": ["vae", "cvae", "beta"],
         "files": {name: {"from": f"handout:{name}"} for name in three}, "scores": dict.fromkeys(every, "none")}
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# The log-variance VAE (problem `logvar`): sample_gaussian_logvar and kl_normal_logvar in logvar_utils.py.
+# ---------------------------------------------------------------------------------------
+LV_SAMPLE, LV_KL = "logvar/sample_gaussian_logvar", "logvar/kl_normal_logvar"
+LV_SG, LV_KLF = "logvar.sample_gaussian_logvar", "logvar.kl_normal_logvar"     # the two regions
+LV_STABLE = "element_wise = 0.5 * (ps - qs + torch.exp(qs - ps) + (qm - pm).pow(2) * torch.exp(-ps) - 1)"
+
+LOGVAR_CORRECT = {
+    "distributions": ("torch.distributions: Normal(m, torch.exp(0.5 * s)).rsample(); kl_divergence of two such "
+                      "Normals, summed over the last dimension",
+                      {LV_SG: "z = torch.distributions.Normal(m, torch.exp(0.5 * s)).rsample()",
+                       LV_KLF: """
+                       D = torch.distributions
+                       kl = D.kl_divergence(D.Normal(qm, torch.exp(0.5 * qs)), D.Normal(pm, torch.exp(0.5 * ps))).sum(-1)
+                       """}, {}),
+    "broadcast_shapes_log_space": ("noise by torch.randn(broadcast_shapes(...), dtype=, device=) and (s / 2).exp(); "
+                                   "the KL in log space, the log-ratio d = qs - ps first",
+                                   {LV_SG: """
+                                    shape = torch.broadcast_shapes(m.shape, s.shape)
+                                    eps = torch.randn(shape, dtype=m.dtype, device=m.device)
+                                    z = m + (s / 2).exp() * eps
+                                    """,
+                                    LV_KLF: """
+                                    d = qs - ps
+                                    kl = 0.5 * (d.exp() - d - 1 + (qm - pm) ** 2 * (-ps).exp()).sum(dim=-1)
+                                    """}, {}),
+    "torch_normal_division": ("eps from torch.normal(zeros, ones) of the broadcast shape, scaled by torch.exp(s * 0.5) "
+                              "(differentiable: the noise does not depend on m or s); the mean term divided by "
+                              "exp(ps)",
+                              {LV_SG: """
+                               ones = torch.ones_like(m + s)
+                               z = m + torch.exp(s * 0.5) * torch.normal(torch.zeros_like(ones), ones)
+                               """,
+                               LV_KLF: """
+                               kl = 0.5 * torch.sum(ps - qs - 1 + torch.exp(qs - ps) + (qm - pm).pow(2) / torch.exp(ps),
+                                                    dim=-1)
+                               """}, {}),
+    "std_ratios_addcmul": ("torch.addcmul(m, exp(0.5 s), eps); the KL from standard deviations, their ratio squared",
+                           {LV_SG: "z = torch.addcmul(m, torch.exp(0.5 * s), torch.randn_like(m + s))",
+                            LV_KLF: """
+                            q_sd, p_sd = torch.exp(0.5 * qs), torch.exp(0.5 * ps)
+                            ratio = (q_sd / p_sd) ** 2
+                            kl = 0.5 * (ratio + ((qm - pm) / p_sd) ** 2 - 1 - torch.log(ratio)).sum(-1)
+                            """}, {}),
+    "helper_in_zip": ("logvar_utils.py in a folder of a zip (hw.zip: hw/logvar_utils.py); both functions call a "
+                      "helper of the student's own at the end of the file (sigma = exp(s / 2)); the KL as a mean over "
+                      "dimensions times their count",
+                      {LV_SG: "z = m + _sigma(s) * torch.randn_like(m + s)",
+                       LV_KLF: """
+                       terms = (ps - qs) + torch.exp(qs - ps) + ((qm - pm) / _sigma(ps)) ** 2 - 1
+                       kl = 0.5 * terms.mean(-1) * terms.shape[-1]
+                       """},
+                      {"subdir": "hw", "zip": {"hw.zip": ["hw/"]},
+                       "append": """
+                       def _sigma(s):
+                           \"\"\"The standard deviation of a log-variance, without leaving float32's range.\"\"\"
+                           return torch.exp(0.5 * s)
+                       """}),
+}
+
+LOGVAR_BUGGY = {     # name: (why, {region: code}, hint, {tag: failing checks})
+    "sg_sigma_exp_s": ("the noise scaled by exp(s): the variance comes out as exp(2 s)",
+                       {LV_SG: "z = m + torch.exp(s) * torch.randn_like(m + s)"}, ["exp(2 s)"],
+                       {LV_SAMPLE: ["mean_and_variance", "pathwise_gradient"]}),
+    "sg_sigma_is_s": ("the noise scaled by s itself, as if s were the standard deviation",
+                      {LV_SG: "z = m + s * torch.randn_like(m + s)"}, ["s^2"],
+                      {LV_SAMPLE: ["mean_and_variance", "pathwise_gradient"]}),
+    "sg_sqrt_exp": ("sqrt(exp(s)): right in float64 at ordinary s, inf or 0 at large |s| in float32",
+                    {LV_SG: "z = m + torch.sqrt(torch.exp(s)) * torch.randn_like(m + s)"}, ["overflows float32"],
+                    {LV_SAMPLE: ["large_log_variance"]}),
+    "sg_shared_eps": ("one eps of shape (dim,) shared by every row of the batch",
+                      {LV_SG: "z = m + torch.exp(0.5 * s) * torch.randn(m.shape[-1], dtype=m.dtype)"},
+                      ["every row got the same noise"], {LV_SAMPLE: ["mean_and_variance", "independent_noise"]}),
+    "sg_detached_s": ("s detached before scaling the noise: no gradient reaches s",
+                      {LV_SG: "z = m + torch.exp(0.5 * s.detach()) * torch.randn_like(m + s)"}, ["No gradient reaches s"],
+                      {LV_SAMPLE: ["pathwise_gradient"]}),
+    "kl_sign": ("the KL with its sign flipped", {LV_KLF: "kl = -0.5 * (ps - qs + torch.exp(qs - ps) + (qm - pm).pow(2) "
+                                                "* torch.exp(-ps) - 1).sum(-1)"},
+                ["sign is flipped"], {LV_KL: ["closed_form", "edge_cases", "properties", "gradient"]}),
+    "kl_missing_half": ("the factor 1/2 missing", {LV_KLF: "kl = (ps - qs + torch.exp(qs - ps) + (qm - pm).pow(2) "
+                                                  "* torch.exp(-ps) - 1).sum(-1)"},
+                        ["1/2 is missing"], {LV_KL: ["closed_form", "edge_cases", "gradient"]}),
+    "kl_reversed": ("KL(p || q): the arguments of q and p swapped",
+                    {LV_KLF: "kl = 0.5 * (qs - ps + torch.exp(ps - qs) + (pm - qm).pow(2) * torch.exp(-qs) - 1).sum(-1)"},
+                    ["reversed arguments"], {LV_KL: ["closed_form", "edge_cases", "gradient"]}),
+    "kl_not_summed": ("the elementwise KL returned, not summed over the last dimension",
+                      {LV_KLF: f"kl = {LV_STABLE.split(' = ', 1)[1]}"}, ["sum them over the last dimension"],
+                      {LV_KL: ["closed_form", "edge_cases", "properties"]}),
+    "kl_summed_over_batch": ("summed over the batch as well: one number",
+                             {LV_KLF: f"{LV_STABLE}\nkl = element_wise.sum()"}, ["one number"],
+                             {LV_KL: ["closed_form", "edge_cases", "properties"]}),
+    "kl_exp_ratio": ("the variance ratio as exp(qs) / exp(ps): inf / inf at large s in float32",
+                     {LV_KLF: "kl = 0.5 * (ps - qs + torch.exp(qs) / torch.exp(ps) + (qm - pm).pow(2) * torch.exp(-ps) "
+                              "- 1).sum(-1)"}, ["exp(qs - ps)"], {LV_KL: ["large_log_variance"]}),
+    "kl_log_of_exp": ("the log-variance ratio as log(exp(ps) / exp(qs))",
+                      {LV_KLF: "kl = 0.5 * (torch.log(torch.exp(ps) / torch.exp(qs)) + torch.exp(qs - ps) "
+                               "+ (qm - pm).pow(2) * torch.exp(-ps) - 1).sum(-1)"}, ["log(exp(s))"],
+                      {LV_KL: ["large_log_variance"]}),
+    "kl_variance_as_logvar": ("qs and ps used as variances: log(ps / qs) + qs / ps + ...",
+                              {LV_KLF: "kl = 0.5 * (torch.log(ps) - torch.log(qs) + qs / ps + (qm - pm).pow(2) / ps "
+                                       "- 1).sum(-1)"}, ["treating s as a variance"],
+                              {LV_KL: ["closed_form", "edge_cases", "properties", "gradient"]}),
+    "kl_log_sigma": ("s read as log(sigma): exp(2 qs - 2 ps) and exp(-2 ps)",
+                     {LV_KLF: "kl = (ps - qs + 0.5 * torch.exp(2 * (qs - ps)) + 0.5 * (qm - pm).pow(2) * torch.exp(-2 * ps) "
+                              "- 0.5).sum(-1)"}, ["log(sigma)"], {LV_KL: ["closed_form", "edge_cases", "gradient"]}),
+}
+
+
+def logvar_cases():
+    """{case: data} of the log-variance VAE alone (no training gate), and beside the CS236 VAE."""
+    out = {}
+    for name, (why, code, extra) in LOGVAR_CORRECT.items():
+        meta = {"why": why, "problems": ["logvar"], "files": _spec(name, code, extra, main="logvar_utils.py"),
+                "scores": {LV_SAMPLE: "full", LV_KL: "full"}}
+        if extra.get("zip"):
+            meta["zip"] = extra["zip"]
+        out[f"logvar_{name}_full"] = meta
+    for name, (why, code, hint, fails) in LOGVAR_BUGGY.items():
+        owner = next(iter(fails))
+        meta = {"why": why, "problems": ["logvar"], "files": _spec(name, code, main="logvar_utils.py"),
+                "scores": {tag: "full" for tag in (LV_SAMPLE, LV_KL) if tag != owner}, "fails": fails, "hint": hint}
+        out[f"logvar_{name}_buggy"] = meta
+    out["logvar_skeleton_zero"] = {
+        "why": "the untouched handout of the log-variance VAE alone: both functions raise NotImplementedError",
+        "problems": ["logvar"], "files": {"logvar_utils.py": {"from": "handout:logvar_utils.py"}},
+        "scores": {LV_SAMPLE: "none", LV_KL: "none"}}
+    pair = ("utils.py", "vae.py", "logvar_utils.py")
+    units = ["sample_gaussian", "kl_normal", "negative_elbo_bound"]
+    out["logvar_beside_vae_sqrt_exp_buggy"] = {
+        "why": "the CS236 VAE and the log-variance VAE together, sample_gaussian_logvar as sqrt(exp(s)): only 9.5 "
+               "loses points (the CS236 VAE's sample_gaussian, with its variance, is right)",
+        "problems": ["vae", "logvar"],
+        "files": _spec("vae_logvar", {LV_SG: LOGVAR_BUGGY["sg_sqrt_exp"][1][LV_SG]}, {"files": pair},
+                       main="logvar_utils.py"),
+        "scores": {**dict.fromkeys(units, "full"), LV_KL: "full"}, "fails": {LV_SAMPLE: ["large_log_variance"]},
+        "hint": ["sqrt(exp(s))"]}
     return out
 
 

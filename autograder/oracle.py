@@ -48,3 +48,27 @@ def pathwise_sample(m, v, eps):
     for a zero variance is the point m, which no longer depends on v to first order."""
     safe = torch.where(v > 0, v, torch.ones_like(v))
     return m + torch.where(v > 0, safe.sqrt(), torch.zeros_like(v)) * eps
+
+
+def gaussian_kernel_sums(a, b, rows=1000):
+    """sum_ij exp(-|a_i - b_j|^2 / dim) and its diagonal's sum where a is b (float64, a block of rows at a
+    time: 10,000 x 10,000 entries never exist at once)."""
+    dim = a.shape[-1]
+    total = torch.zeros((), dtype=torch.float64)
+    for start in range(0, len(a), rows):
+        block = a[start:start + rows].double()
+        squared = ((block[:, None, :] - b.double()[None, :, :]) ** 2).sum(-1)
+        total = total + torch.exp(-squared / dim).sum()
+    return total
+
+
+def mmd(x, y, biased=True):
+    """The squared MMD between the rows of x (n, dim) and y (m, dim), Gaussian kernel exp(-|a - b|^2 / dim)
+    (bandwidth h^2 = dim / 2), float64: biased, the V-statistic (every pair); else the U-statistic (the xx
+    and yy diagonals, each k = 1, left out). Differentiable in x and y."""
+    x, y = x.double(), y.double()
+    n, m = len(x), len(y)
+    kxx, kyy, kxy = gaussian_kernel_sums(x, x), gaussian_kernel_sums(y, y), gaussian_kernel_sums(x, y)
+    if biased:
+        return kxx / n ** 2 + kyy / m ** 2 - 2 * kxy / (n * m)
+    return (kxx - n) / (n * (n - 1)) + (kyy - m) / (m * (m - 1)) - 2 * kxy / (n * m)

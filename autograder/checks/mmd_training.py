@@ -5,13 +5,14 @@ encoder/decoder scored here with the grader's float64 objective on the hidden se
 prior draws of a fixed seed, loss = rec + LAMBDA * mmd) against the band calibration_mmd.json derives
 from 20 reference runs (its "nelbo" band is the loss's, "kl" the MMD's). Nothing the child computed is
 used: the run, the audit and the scoring are checks/training.py's."""
+from .. import config
 from .base import CheckCase, check
 from .training import Gate, judge
 
 FAMILY = "mmd/training"
 MMD_GATE = Gate(FAMILY, "mmd", published=None, leaderboard_prefix="MMDVAE ",
                 bound="the reference MMD-VAE objective (float64)", unit_checks="mmd/mmd and mmd/loss",
-                terms=("Loss", "MMD", "Rec"),
+                iterations=config.MMD_ITERATIONS, terms=("Loss", "MMD", "Rec"),
                 low_hint=" A loss below the band usually means a term is scaled down (e.g. the MMD's weight, a "
                          "mean instead of a sum over pixels in rec).")
 

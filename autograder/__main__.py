@@ -38,7 +38,8 @@ def build_parser():
     calibrate.add_argument("--problem", type=_problem, default="vae", help="the problem whose reference is "
                            f"trained, among {', '.join(PROBLEMS)} (default: vae)")
     calibrate.add_argument("--runs", type=int, default=20, help="number of seeds (default: 20)")
-    calibrate.add_argument("--iterations", type=int, default=20000, help="(default: 20000)")
+    calibrate.add_argument("--iterations", type=int, default=None,
+                           help="(default: what the problem's gate trains: 20000, the MMD-VAE's 5000)")
     calibrate.add_argument("--first-seed", type=int, default=1000, help="(default: 1000)")
     calibrate.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="(default: cpu)")
     calibrate.add_argument("--out", type=Path, default=None,
@@ -128,6 +129,9 @@ def main(argv=None):
     elif args.command == "calibrate":
         if not any(family.rsplit("/", 1)[-1] == "training" for family in PROBLEMS[args.problem].families):
             parser.error(f"{args.problem} has no training gate: there is no band to calibrate")
+        if args.iterations is None:
+            from .config import DEFAULT_ITERATIONS, MMD_ITERATIONS
+            args.iterations = MMD_ITERATIONS if args.problem == "mmd" else DEFAULT_ITERATIONS
         shared = PROBLEMS[args.problem].calibrated_as
         if shared and shared != args.problem and args.out is None:
             parser.error(f"{args.problem} uses the calibration of {shared} ({PROBLEMS[args.problem].calibration}): "

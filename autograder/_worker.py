@@ -12,7 +12,7 @@ import traceback
 import numpy as np
 import torch
 
-STUDENT_FILES = ("utils.py", "vae.py", "cvae.py", "beta_vae.py", "logvar_utils.py")     # every problem's (autograder/problems.py)
+STUDENT_FILES = ("utils.py", "vae.py", "cvae.py", "beta_vae.py", "logvar_utils.py", "mmd_vae.py")     # every problem's (autograder/problems.py)
 # Bound before any submission code runs: patching torch.Tensor.detach, torch.equal and the
 # like at import time then cannot change what this worker reports.
 _TENSOR = torch.Tensor
@@ -136,7 +136,7 @@ def _remote_class():
     return Remote
 
 
-_REMOTE_ARITY = {"enc": 1, "dec": 1, "sample_gaussian": 2, "kl_normal": 4}
+_REMOTE_ARITY = {"enc": 1, "dec": 1, "sample_gaussian": 2, "kl_normal": 4, "mmd": 3}
 _REMOTE = []
 
 
@@ -241,6 +241,74 @@ def _elbo_reply(result, params):
                 torch.autograd.backward(terms[name].sum(), retain_graph=True)
         grader_call("phase", {"name": "done"})
     return {}, out
+
+
+# ---------------------------------------------------------------- the MMD-VAE (problem `mmd`)
+
+def op_mmd(params, arrays):
+    """mmd_vae.mmd(x, y) (biased=params["biased"], or the default without it) on each pair sent (x0, y0,
+    x1, y1, ...); with `grads`, the gradients of the first pair's value with respect to x and y."""
+    import mmd_vae
+    out = {}
+    for i in range(params["pairs"]):
+        x, y = _AS_TENSOR(arrays[f"x{i}"]), _AS_TENSOR(arrays[f"y{i}"])
+        if params.get("grads") and i == 0:
+            x.requires_grad_(True)
+            y.requires_grad_(True)
+        value = mmd_vae.mmd(x, y) if params.get("biased") is None else mmd_vae.mmd(x, y, biased=bool(params["biased"]))
+        out[f"out{i}"] = _to_array(value, "mmd")
+        if params.get("grads") and i == 0 and isinstance(value, _TENSOR) and value.requires_grad:
+            grads = torch.autograd.grad(value.sum(), [x, y], allow_unused=True)
+            for name, grad in zip(("x", "y"), grads):
+                if grad is not None:
+                    out[f"grad_{name}"] = _to_array(grad, "the gradient")
+    return {}, out
+
+
+def _remote_mmd(x, y, biased=True):
+    """The squared MMD between the rows of x and y (answered by the grader)."""
+    return _remote("mmd", x, y, _AS_TENSOR(1.0 if biased else 0.0, dtype=torch.float64), arity=3)
+
+
+def op_mmd_loss(params, arrays):
+    """MMDVAE.loss(x) of the student's MMD-VAE with the grader's encoder, decoder and mmd (mmd_vae.mmd
+    replaced after import); with `grads`, backward passes of rec, mmd and loss in turn."""
+    import mmd_vae
+    mmd_vae.mmd = _remote_mmd
+    model = mmd_vae.MMDVAE(z_dim=params["z_dim"])
+    model.enc, model.dec = _remote_module("enc"), _remote_module("dec")
+    result = model.loss(_AS_TENSOR(arrays["x"]))
+    if not isinstance(result, (tuple, list)) or len(result) != 3:
+        shown = f"a {type(result).__name__} of length {len(result)}" if isinstance(result, (tuple, list)) \
+            else f"a {type(result).__name__}"
+        raise TypeError(f"loss returned {shown}, expected a tuple (loss, mmd, rec)")
+    names = ("loss", "mmd", "rec")
+    out = {name: _to_array(value, f"loss's {name}") for name, value in zip(names, result)}
+    if params.get("grads"):
+        terms = dict(zip(names, result))
+        for name in ("rec", "mmd", "loss"):
+            grader_call("phase", {"name": name})
+            if terms[name].requires_grad:
+                torch.autograd.backward(terms[name].sum(), retain_graph=True)
+        grader_call("phase", {"name": "done"})
+    return {}, out
+
+
+def _loss_as_bound_class():
+    """The MMD-VAE as train.py's loop sees it: the loop calls negative_elbo_bound(x), this answers with
+    model.loss(x) (mmd_vae.LossAsBound of the handout, made here before any submission code runs)."""
+    class LossAsBound(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def negative_elbo_bound(self, x):
+            return self.model.loss(x)
+
+    return LossAsBound
+
+
+_LOSS_AS_BOUND = [_loss_as_bound_class()]
 
 
 # ---------------------------------------------------------------- training
@@ -352,6 +420,8 @@ def bind_provided():
         _route_through_counters(module, module_name, factory, batch_class, _TRAIN_METHODS[module_name][batch_class])
     # the beta-VAE's adaptor (problem `beta`): its method is what the loop calls
     _remember_attribute(_KL_WEIGHTED[0], "negative_elbo_bound", "KLWeighted.negative_elbo_bound")
+    # the MMD-VAE's adaptor (problem `mmd`)
+    _remember_attribute(_LOSS_AS_BOUND[0], "negative_elbo_bound", "LossAsBound.negative_elbo_bound")
 
 
 def _route_through_counters(module, module_name, factory, batch_class, methods):
@@ -465,6 +535,9 @@ def op_train(params, arrays):
     elif params.get("problem") == "beta":
         import beta_vae
         model = beta_vae.BetaVAE(z_dim=params["z_dim"]).to(device)
+    elif params.get("problem") == "mmd":
+        import mmd_vae
+        model = mmd_vae.MMDVAE(z_dim=params["z_dim"]).to(device)
     else:
         import vae
         model = vae.VAE(z_dim=params["z_dim"]).to(device)
@@ -475,6 +548,8 @@ def op_train(params, arrays):
         _ORIGINALS["train_cvae.train"][1](model, train_u8, train_labels, params["iterations"], seed=params["seed"])
     elif params.get("problem") == "beta":         # at beta = 1, through the adaptor bound before student code
         _ORIGINALS["train.train"][1](_KL_WEIGHTED[0](model, 1.0), train_u8, params["iterations"], seed=params["seed"])
+    elif params.get("problem") == "mmd":          # through the adaptor bound before student code
+        _ORIGINALS["train.train"][1](_LOSS_AS_BOUND[0](model), train_u8, params["iterations"], seed=params["seed"])
     else:
         _ORIGINALS["train.train"][1](model, train_u8, params["iterations"], seed=params["seed"])
     binarizers = _RUN["binarizers"]
@@ -496,7 +571,7 @@ def op_train(params, arrays):
     return {"audit": audit}, out
 
 
-OPS = {"import": op_import, "call": op_call, "elbo": op_elbo, "train": op_train}
+OPS = {"import": op_import, "call": op_call, "elbo": op_elbo, "train": op_train, "mmd": op_mmd, "mmd_loss": op_mmd_loss}
 
 
 def _where(error):

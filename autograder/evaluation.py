@@ -73,7 +73,9 @@ def hidden_set_sha256(data_dir=None):
 
 
 # problem -> the name of its model in messages
-MODEL_NAMES = {"vae": "VAE", "cvae": "CVAE", "beta": "BetaVAE"}
+MODEL_NAMES = {"vae": "VAE", "cvae": "CVAE", "beta": "BetaVAE", "mmd": "MMDVAE"}
+# The MMD-VAE's prior draws in its scoring: this seed, as many as codes (float64)
+MMD_PRIOR_SEED = 14
 
 
 def reference_model(problem="vae"):
@@ -82,6 +84,8 @@ def reference_model(problem="vae"):
         return reference.cvae.CVAE(z_dim=config.Z_DIM)
     if problem == "beta":                # the VAE's networks and prior: scored with the unweighted bound
         return reference.beta_vae.BetaVAE(z_dim=config.Z_DIM)
+    if problem == "mmd":
+        return reference.mmd_vae.MMDVAE(z_dim=config.Z_DIM)
     return ref_vae.VAE(z_dim=config.Z_DIM)
 
 
@@ -146,6 +150,10 @@ def score(state, data_dir=None, problem="vae"):
     {"hidden": (nelbo, kl, rec) or None, "subset": (...) or None}; None where a value is not finite."""
     if problem == "cvae":
         return _score_conditional(model_from(state, problem), data_dir)
+    if problem == "mmd":
+        model = model_from(state, problem)
+        return {"hidden": mmd_loss(model, hidden_set(data_dir)),
+                "subset": mmd_loss(model, ref_data.load_test_subset(data_dir)[0])}
     model = model_from(state, problem)
     torch.manual_seed(0)
     hidden = torch.from_numpy(hidden_set(data_dir))
@@ -169,3 +177,22 @@ def _score_conditional(model, data_dir):
     on_subset = loop.evaluate(model, torch.from_numpy(images), one_hot(torch.from_numpy(labels)),
                               bound=oracle.negative_elbo_conditional)
     return {"hidden": _finite_triple(on_hidden), "subset": _finite_triple(on_subset)}
+
+
+def mmd_loss(model, images, rows=1000):
+    """The MMD-VAE's objective on `images`, float64, from the grader's own code -> (loss, mmd, rec) or None:
+    rec the batch mean of -log p(x|z) at the codes z (the encoder's means), mmd the biased MMD between all
+    codes and as many prior draws (seed MMD_PRIOR_SEED), loss = rec + LAMBDA * mmd (LAMBDA of the reference)."""
+    model = model.double()
+    codes, rec = [], torch.zeros((), dtype=torch.float64)
+    with torch.no_grad():
+        for start in range(0, len(images), rows):
+            x = torch.from_numpy(np.asarray(images[start:start + rows], dtype=np.float64))
+            z, _ = model.enc(x)
+            codes.append(z)
+            rec = rec + oracle.reconstruction(x, model.dec(z)).sum()
+        codes = torch.cat(codes)
+        prior = torch.randn(codes.shape, generator=torch.Generator().manual_seed(MMD_PRIOR_SEED), dtype=torch.float64)
+        divergence = float(oracle.mmd(codes, prior))
+    rec = float(rec) / len(images)
+    return _finite_triple((rec + reference.mmd_vae.LAMBDA * divergence, divergence, rec))

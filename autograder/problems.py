@@ -166,7 +166,28 @@ LOGVAR = Problem(
     calibrated_as="vae",
 )
 
-PROBLEMS = {problem.name: problem for problem in (VAE, CVAE, BETA, LOGVAR)}
+# The MMD-VAE (InfoVAE): the VAE's networks with the encoder's mean as code, the KL replaced by
+# LAMBDA * MMD(codes, prior draws); trained by train.py's loop through mmd_vae.LossAsBound.
+MMD = Problem(
+    name="mmd",
+    title="the MMD-VAE",
+    student_files={"mmd_vae.py": (None, ("mmd", "MMDVAE.loss"))},
+    provided=("nns.py", "train.py", "fast.py", "data.py", "runtime.py"),
+    handout=("run_mmd_vae.py", "figures.py"),
+    document="HANDOUT_mmd.md",
+    run_script="run_mmd_vae.py",
+    families={
+        "mmd/mmd": Family(("mmd_vae.py",), ("utils", "mmd_vae")),
+        "mmd/loss": Family(("mmd_vae.py",), ("utils", "mmd_vae")),
+        "mmd/training": Family(("utils.py", "mmd_vae.py"), ("utils", "mmd_vae")),
+    },
+    check_classes=("mmd:MmdChecks", "mmd:MmdLossChecks", "mmd_training:MmdTrainingChecks"),
+    calibration="calibration_mmd.json",
+    tests=("test_mmd.py", "test_checks_mmd.py"),
+    needs=("utils.py",),
+)
+
+PROBLEMS = {problem.name: problem for problem in (VAE, CVAE, BETA, LOGVAR, MMD)}
 
 
 class UnknownProblem(ValueError):

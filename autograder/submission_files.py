@@ -213,6 +213,21 @@ def decode_source(data, shown):
     return text, notes
 
 
+def _definitions(tree, class_name):
+    """{name: node} of the functions (and assignments) at module level, or in the last class `class_name`."""
+    scope = tree.body
+    if class_name is not None:
+        classes = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == class_name]
+        if not classes:
+            return {}
+        scope = classes[-1].body
+    defined = {node.name: node for node in scope if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for node in scope:              # `kl_normal = some_other_function` counts as implemented too
+        if isinstance(node, ast.Assign):
+            defined.update({target.id: node for target in node.targets if isinstance(target, ast.Name)})
+    return defined
+
+
 def implemented_functions(name, text, student_functions=None):
     """How many of the student functions of `name` are defined without `raise NotImplementedError`."""
     try:
@@ -220,16 +235,13 @@ def implemented_functions(name, text, student_functions=None):
     except (SyntaxError, ValueError):
         return 0
     class_name, functions = (student_functions or STUDENT_FUNCTIONS)[name]
-    scope = tree.body
-    if class_name is not None:
-        classes = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == class_name]
-        if not classes:
-            return 0
-        scope = classes[-1].body
-    defined = {node.name: node for node in scope if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
-    for node in scope:              # `kl_normal = some_other_function` counts as implemented too
-        if isinstance(node, ast.Assign):
-            defined.update({target.id: node for target in node.targets if isinstance(target, ast.Name)})
+    # a function named "Class.method" is looked up in that class, whatever class_name says (mmd_vae.py:
+    # the module function mmd and the method MMDVAE.loss)
+    defined = {}
+    for scope_class in {class_name, *(f.split(".")[0] for f in functions if "." in f)}:
+        found = _definitions(tree, scope_class)
+        defined.update({(f"{scope_class}.{key}" if scope_class and scope_class != class_name else key): node
+                        for key, node in found.items()})
 
     def raises_not_implemented(node):
         for inner in ast.walk(node):

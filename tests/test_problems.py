@@ -347,3 +347,54 @@ def test_the_logvar_vae_beside_the_cs236_vae_keeps_both_utils_files_the_students
     assert handout["utils.py"].count("raise NotImplementedError") == 2
     assert handout["logvar_utils.py"].count("raise NotImplementedError") == 2
     assert "Submit `utils.py`, `vae.py`, `logvar_utils.py` together" in handout["README.md"]
+# ---------------------------------------------------------------- the MMD-VAE (problem `mmd`)
+
+def test_the_mmd_vae_alone_gets_its_file_two_functions_and_utils_whole():
+    alone = ProblemSet("mmd")
+    assert alone.sandbox_files == {"mmd_vae.py": "student", "utils.py": "reference", "nns.py": "reference",
+                                   "train.py": "reference", "fast.py": "reference", "data.py": "reference",
+                                   "runtime.py": "reference"}
+    assert [alone.tag(f) for f in alone.checks] == ["mmd", "loss", "training"]
+    handout = skeleton.render_handout(paths.SOLUTION, alone)
+    assert sorted(handout) == ["README.md", "data.py", "fast.py", "figures.py", "mmd_vae.py", "nns.py",
+                               "run_mmd_vae.py", "runtime.py", "train.py", "utils.py"]
+    assert handout["mmd_vae.py"].count("raise NotImplementedError") == 2
+    assert "class LossAsBound" in handout["mmd_vae.py"] and "loss = rec + self.lam * divergence" not in handout["mmd_vae.py"]
+    readme = handout["README.md"]
+    assert readme.startswith("# Homework: the MMD-VAE") and "{{" not in readme
+    assert "| 13.5 | `mmd` |" in readme and "| 14.1 | `training` |" in readme
+
+
+def test_a_module_function_and_a_method_count_as_implemented():
+    from autograder import submission_files
+    functions = ProblemSet("mmd").student_functions
+    handout = skeleton.render_handout(paths.SOLUTION, ProblemSet("mmd"))["mmd_vae.py"]
+    solution = (paths.SOLUTION / "mmd_vae.py").read_text()
+    assert submission_files.implemented_functions("mmd_vae.py", handout, functions) == 0
+    assert submission_files.implemented_functions("mmd_vae.py", solution, functions) == 2
+    only_mmd = solution.replace("        z = self.encode(x)  ", "        raise NotImplementedError  # ")
+    assert submission_files.implemented_functions("mmd_vae.py", only_mmd, functions) == 1
+
+
+def test_the_mmd_gate_scores_with_the_graders_float64_objective():
+    from autograder import oracle
+    from autograder.checks.mmd_training import MMD_GATE
+    from autograder.reference import mmd_vae as ref_mmd
+    assert PROBLEMS["mmd"].calibration_path.name == "calibration_mmd.json" and MMD_GATE.iterations == 5000
+    torch.manual_seed(0)
+    state = {f"w_{k}": v.detach().numpy().copy() for k, v in ref_mmd.MMDVAE(z_dim=config.Z_DIM).state_dict().items()
+             if k.startswith(("enc.", "dec."))}
+    accepted = evaluation.validated_state(state, "mmd")
+    images = evaluation.hidden_set()[:300]
+    loss, divergence, rec = evaluation.mmd_loss(evaluation.model_from(accepted, "mmd"), images)
+    model = evaluation.model_from(accepted, "mmd").double()
+    x = torch.from_numpy(images.astype("float64"))
+    codes = model.enc(x)[0]
+    assert abs(rec - float(oracle.reconstruction(x, model.dec(codes)).mean())) < 1e-9
+    prior = torch.randn(codes.shape, generator=torch.Generator().manual_seed(evaluation.MMD_PRIOR_SEED),
+                        dtype=torch.float64)
+    assert abs(divergence - float(oracle.mmd(codes, prior))) < 1e-12 and abs(loss - rec - 1000 * divergence) < 1e-9
+    # the oracle's blocks change nothing, and its two forms differ by the diagonals alone
+    assert abs(float(oracle.mmd(codes, prior)) - float(oracle.gaussian_kernel_sums(codes, codes, rows=7) / 300 ** 2
+               + oracle.gaussian_kernel_sums(prior, prior, rows=300) / 300 ** 2
+               - 2 * oracle.gaussian_kernel_sums(codes, prior) / 300 ** 2)) < 1e-12

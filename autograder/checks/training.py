@@ -46,6 +46,10 @@ class Gate:
     leaderboard_prefix: str = ""  # "CVAE ": its leaderboard entries, beside another problem's
     bound: str = "the reference bound"
     unit_checks: str = "sample_gaussian, kl_normal and negative_elbo_bound"    # named when the NELBO is too high
+    iterations: Optional[int] = None     # what its full run trains (None: the grading's, 20,000 by default)
+    terms: Tuple[str, str, str] = ("NELBO", "KL", "Rec")     # the names of the three figures it scores
+    low_hint: str = (" A NELBO below the band usually means a term is missing or scaled down (e.g. the 1/2 in the "
+                     "KL, a mean instead of a sum over pixels).")
 
     @property
     def calibration(self):
@@ -75,7 +79,7 @@ def leaderboard(submission, gate=VAE_GATE):
             or not all(math.isfinite(v) for v in outcome.hidden):
         return []
     entries = [{"name": gate.leaderboard_prefix + name, "value": round(value, 3), "order": "asc"}
-               for name, value in zip(("NELBO", "KL", "Rec"), outcome.hidden)]
+               for name, value in zip(gate.terms, outcome.hidden)]
     entries += [{"name": gate.leaderboard_prefix + name, "value": round(value, 3), "order": "desc"}
                 for name, value in (outcome.samples or {}).items() if math.isfinite(value)]
     return entries
@@ -138,6 +142,9 @@ def reference_step_cpu_seconds(train_u8, steps=REFERENCE_TIMING_STEPS, labels=No
     if gate.problem == "cvae":
         model, loop = reference.cvae.CVAE(z_dim=config.Z_DIM), reference.train_cvae
         run = lambda count, seed: loop.train(model, images, torch.from_numpy(labels), count, seed=seed)  # noqa: E731
+    elif gate.problem == "mmd":                  # the VAE's networks, through the loop's loss adaptor
+        model = reference.mmd_vae.LossAsBound(reference.mmd_vae.MMDVAE(z_dim=config.Z_DIM))
+        run = lambda count, seed: ref_train.train(model, images, count, seed=seed)  # noqa: E731
     elif gate.problem == "beta":                 # the VAE's networks, through the loop's KL-weight adaptor
         model = reference.beta_vae.KLWeighted(reference.beta_vae.BetaVAE(z_dim=config.Z_DIM), 1.0)
         run = lambda count, seed: ref_train.train(model, images, count, seed=seed)  # noqa: E731
@@ -202,12 +209,17 @@ def _run_training(submission, params, images, timeout=None, key="train", family=
     return reply, sandbox_cpu_seconds(box) - before
 
 
+def gate_iterations(submission, gate=VAE_GATE):
+    """The iterations this gate trains for the grading (its own full count at most)."""
+    return submission.iterations if gate.iterations is None else min(submission.iterations, gate.iterations)
+
+
 def trained_result(submission, gate=VAE_GATE):
     """Train once per submission (kept in submission.outcomes) -> TrainingOutcome whose `hidden`
     is set, or AssertionError saying why the run does not count."""
     outcome = submission.outcomes.get(gate.family)
     if outcome is None:
-        outcome = submission.outcomes[gate.family] = TrainingOutcome(submission.iterations)
+        outcome = submission.outcomes[gate.family] = TrainingOutcome(gate_iterations(submission, gate))
         try:
             _train_and_score(submission, outcome, gate)
         except AssertionError as error:
@@ -218,7 +230,7 @@ def trained_result(submission, gate=VAE_GATE):
 
 
 def _train_and_score(submission, outcome, gate=VAE_GATE):
-    iterations, family = submission.iterations, gate.family
+    iterations, family = gate_iterations(submission, gate), gate.family
     submission.sandbox(family)   # started first: the other families' sandboxes and cached replies are let go
     release_memory()
     images = TrainingImages(submission.data_dir)     # read in pieces: never whole in this process
@@ -279,10 +291,11 @@ def judge(case, gate, set_score):
     result = trained_result(case.submission, gate)
     nelbo, kl, rec = result.hidden
     subset = result.subset
+    first, second, third = gate.terms
     summary = (f"After {result.iterations} iterations, {gate.bound} on the hidden test set gives "
-               f"NELBO {nelbo:.2f}, KL {kl:.2f}, Rec {rec:.2f}"
-               + (f" (on the CS236 test subset: NELBO {subset[0]:.2f})." if subset else "."))
-    if result.iterations < config.DEFAULT_ITERATIONS:
+               f"{first} {nelbo:.2f}, {second} {kl:.4g}, {third} {rec:.2f}"
+               + (f" (on the CS236 test subset: {first} {subset[0]:.2f})." if subset else "."))
+    if result.iterations < (gate.iterations or config.DEFAULT_ITERATIONS):
         set_score(points)   # shortened runs exist for the grader's own tests only: no band applies
         print(summary + " (shortened run: the pass band applies to full runs only)")
         return
@@ -305,9 +318,8 @@ def judge(case, gate, set_score):
     score = round(points * max(0.0, 1 - distance / config.PARTIAL_CREDIT_NATS), 2)
     set_score(score)
     direction = "below" if nelbo < low else "above"
-    hint = (" A NELBO below the band usually means a term is missing or scaled down (e.g. the 1/2 in the "
-            "KL, a mean instead of a sum over pixels)." if nelbo < low else
-            f" A NELBO above the band usually means the model learned worse: check the checks of "
+    hint = (gate.low_hint if nelbo < low else
+            f" A {first} above the band usually means the model learned worse: check the checks of "
             f"{gate.unit_checks} above.")
     case.fail(f"{summary} That is {distance:.2f} nats {direction} the {source} pass band "
               f"[{low:.2f}, {high:.2f}]: {score} of {points} points.{hint}")

@@ -34,7 +34,8 @@ def _zoo():
 
 FILE_OF = {"sample_gaussian": "utils.py", "kl_normal": "utils.py", "negative_elbo_bound": "vae.py",
            "cvae.negative_elbo_bound": "cvae.py", "beta.negative_elbo_bound": "beta_vae.py",
-           "logvar.sample_gaussian_logvar": "logvar_utils.py", "logvar.kl_normal_logvar": "logvar_utils.py"}
+           "logvar.sample_gaussian_logvar": "logvar_utils.py", "logvar.kl_normal_logvar": "logvar_utils.py",
+           "mmd.mmd": "mmd_vae.py", "mmd.loss": "mmd_vae.py"}
 CVAE = "cvae/negative_elbo_bound"
 ELBO = "cvae.negative_elbo_bound"            # the region of CVAE.negative_elbo_bound in cvae.py
 
@@ -242,6 +243,7 @@ def cases_of_the_variants():
         "files": {name: {"from": f"handout:{name}"} for name in both}, "scores": dict.fromkeys(every, "none")}
     out.update(beta_cases())
     out.update(logvar_cases())
+    out.update(mmd_cases())
     return out
 
 
@@ -541,6 +543,180 @@ def logvar_cases():
                        main="logvar_utils.py"),
         "scores": {**dict.fromkeys(units, "full"), LV_KL: "full"}, "fails": {LV_SAMPLE: ["large_log_variance"]},
         "hint": ["sqrt(exp(s))"]}
+# The MMD-VAE (problem `mmd`): mmd(x, y, biased=True) and MMDVAE.loss(x) in mmd_vae.py.
+# ---------------------------------------------------------------------------------------
+MMD = "mmd/mmd"
+MMD_LOSS = "mmd/loss"
+MMD_FN, LOSS_FN = "mmd.mmd", "mmd.loss"         # their regions in mmd_vae.py
+
+
+def _mmd(kernel="k = lambda a, b: torch.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / dim)",
+         xx="xx = (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))",
+         yy="yy = (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))",
+         biased="return kxx.mean() + kyy.mean() - 2 * kxy.mean()", unbiased="return xx + yy - 2 * kxy.mean()"):
+    return "\n".join(["dim = x.shape[1]", "n, m = x.shape[0], y.shape[0]", kernel,
+                      "kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)", "if biased:", "    " + biased, xx, yy, unbiased])
+
+
+def _loss(z="z = self.encode(x)", prior="z_prior = self.sample_z(x.shape[0])", divergence="divergence = mmd(z, z_prior)",
+          rec="rec = -ut.log_bernoulli_with_logits(x, self.dec(z)).mean()", loss="loss = rec + self.lam * divergence"):
+    return "\n".join([z, prior, divergence, rec, loss])
+
+
+MMD_CORRECT = {
+    "cdist": ("torch.cdist for the distances; the unbiased form by masking the diagonals",
+              {MMD_FN: """
+                       dim = x.shape[1]
+                       k = lambda a, b: torch.exp(-torch.cdist(a, b) ** 2 / dim)
+                       kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+                       if biased:
+                           return kxx.mean() + kyy.mean() - 2 * kxy.mean()
+                       off_x = ~torch.eye(len(x), dtype=torch.bool, device=x.device)
+                       off_y = ~torch.eye(len(y), dtype=torch.bool, device=y.device)
+                       return kxx[off_x].mean() + kyy[off_y].mean() - 2 * kxy.mean()
+                       """}, {}),
+    "expanded_clamp": ("squared distances expanded as |a|^2 - 2 a.b + |b|^2, clamped at 0; the loss with "
+                       "torch.randn_like for the prior draws",
+                       {MMD_FN: """
+                                def sq(a, b):
+                                    d = (a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None, :]
+                                    return d.clamp_min(0)
+                                dim = x.size(1)
+                                kxx, kyy, kxy = (torch.exp(-sq(a, b) / dim) for a, b in ((x, x), (y, y), (x, y)))
+                                n, m = len(x), len(y)
+                                if not biased:
+                                    kxx = kxx - torch.diag(torch.diagonal(kxx))
+                                    kyy = kyy - torch.diag(torch.diagonal(kyy))
+                                    return kxx.sum() / (n * (n - 1)) + kyy.sum() / (m * (m - 1)) - 2 * kxy.mean()
+                                return kxx.mean() + kyy.mean() - 2 * kxy.mean()
+                                """,
+                        LOSS_FN: _loss(prior="z_prior = torch.randn_like(z)")}, {}),
+    "einsum": ("a loop-free einsum for the squared distances; h^2 written out as dim / 2; the loss summed then "
+               "divided by the batch size",
+               {MMD_FN: """
+                        h2 = x.shape[-1] / 2
+                        def k(a, b):
+                            diff = a.unsqueeze(1) - b.unsqueeze(0)
+                            return torch.exp(-torch.einsum("ijd,ijd->ij", diff, diff) / (2 * h2))
+                        n, m = x.shape[0], y.shape[0]
+                        if biased:
+                            wx, wy = 1 / (n * n), 1 / (m * m)
+                            sx, sy = k(x, x).sum(), k(y, y).sum()
+                        else:
+                            wx, wy = 1 / (n * (n - 1)), 1 / (m * (m - 1))
+                            sx, sy = k(x, x).sum() - n, k(y, y).sum() - m
+                        return wx * sx + wy * sy - 2 * k(x, y).sum() / (n * m)
+                        """,
+                LOSS_FN: _loss(rec="rec = -ut.log_bernoulli_with_logits(x, self.dec(z)).sum() / x.shape[0]")}, {}),
+    "stacked": ("one kernel matrix of the stacked samples, split into blocks; the loss through torch.distributions "
+                "(Bernoulli) and self.enc directly",
+                {MMD_FN: """
+                         n = x.shape[0]
+                         both = torch.cat([x, y])
+                         K = torch.exp(-(both[:, None] - both[None]).pow(2).sum(-1) / both.shape[1])
+                         kxx, kyy, kxy = K[:n, :n], K[n:, n:], K[:n, n:]
+                         if biased:
+                             return kxx.mean() + kyy.mean() - 2 * kxy.mean()
+                         m = y.shape[0]
+                         return ((kxx.sum() - kxx.trace()) / (n * (n - 1)) + (kyy.sum() - kyy.trace()) / (m * (m - 1))
+                                 - 2 * kxy.mean())
+                         """,
+                 LOSS_FN: """
+                          z, _ = self.enc(x)
+                          z_prior = torch.randn(x.shape[0], self.z_dim, dtype=z.dtype, device=z.device)
+                          divergence = mmd(z, z_prior)
+                          rec = -torch.distributions.Bernoulli(logits=self.dec(z)).log_prob(x).sum(-1).mean()
+                          loss = rec + self.lam * divergence
+                          """}, {}),
+    "helper_kernel": ("a kernel helper of the student's own at the end of mmd_vae.py; the unbiased form as the "
+                      "biased one corrected by its diagonals",
+                      {MMD_FN: """
+                               kxx, kyy, kxy = gaussian_kernel(x, x), gaussian_kernel(y, y), gaussian_kernel(x, y)
+                               value = kxx.mean() + kyy.mean() - 2 * kxy.mean()
+                               if biased:
+                                   return value
+                               n, m = len(x), len(y)
+                               return (kxx.sum() - n) / (n * (n - 1)) + (kyy.sum() - m) / (m * (m - 1)) - 2 * kxy.mean()
+                               """},
+                      {"append": """
+                                 def gaussian_kernel(a, b):
+                                     \"\"\"exp(-|a - b|^2 / dim) between the rows of a and b.\"\"\"
+                                     return torch.exp(-torch.cdist(a, b).pow(2) / a.shape[1])
+                                 """}),
+}
+
+# (Also named by the checks, left out of the zoo to keep its grading time small: h = 1/sqrt(2), the distance
+# unsquared, prior draws from a fixed seed, the unbiased form in the loss.)
+MMD_BUGGY = {
+    # mmd's own bugs: graded in mmd/mmd only (the loss sandbox uses the grader's mmd)
+    "bandwidth_dim": ("bandwidth h^2 = dim: k = exp(-|a - b|^2 / (2 dim))",
+                      {MMD_FN: _mmd(kernel="k = lambda a, b: torch.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / (2 * dim))")},
+                      ["bandwidth"], MMD, ["reference_values", "bandwidth"]),
+    "exp_plus": ("the exponent's sign reversed: exp(+|a - b|^2 / dim)",
+                 {MMD_FN: _mmd(kernel="k = lambda a, b: torch.exp(((a[:, None] - b[None]) ** 2).sum(-1) / dim)")},
+                 ["sign is reversed"], MMD, "less"),
+    "plus_cross_term": ("squared distances as |a|^2 + |b|^2 + 2 a.b",
+                        {MMD_FN: _mmd(kernel="k = lambda a, b: torch.exp(-((a * a).sum(1)[:, None] + (b * b).sum(1)"
+                                             "[None] + 2 * a @ b.T) / dim)")},
+                        ["cross term"], MMD, "less"),
+    "unbiased_keeps_diagonal": ("the unbiased form keeps the diagonals (divides by n (n - 1) all the same)",
+                                {MMD_FN: _mmd(xx="xx = kxx.sum() / (n * (n - 1))", yy="yy = kyy.sum() / (m * (m - 1))")},
+                                ["diagonals"], MMD, ["reference_values", "unbiased_expectation_zero"]),
+    "biased_drops_diagonal": ("the biased form drops the diagonals (it is then the unbiased one)",
+                              {MMD_FN: _mmd(biased="return xx_b + yy_b - 2 * kxy.mean()")
+                               .replace("if biased:", "xx_b = (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))\n"
+                                        "yy_b = (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))\nif biased:")},
+                              ["other form"], MMD, ["reference_values", "biased_zero_on_identical"]),
+    "cross_mean_wrong_axis": ("the cross term averaged over one axis only, then its first entry",
+                              {MMD_FN: _mmd(biased="return kxx.mean() + kyy.mean() - 2 * kxy.mean(0)[0]",
+                                            unbiased="return xx + yy - 2 * kxy.mean(0)[0]")},
+                              ["symmetric"], MMD, "less"),
+    # the loss's bugs: graded in mmd/loss only
+    "lambda_on_rec": ("the weight on rec: loss = self.lam * rec + mmd", {LOSS_FN: _loss(loss="loss = self.lam * rec + divergence")},
+                      ["weight belongs on the MMD"], MMD_LOSS, ["weighted_loss", "gradients"]),
+    "codes_vs_zeros": ("codes compared with zeros instead of prior draws",
+                       {LOSS_FN: _loss(prior="z_prior = torch.zeros_like(z)")}, ["not N(0, I) draws"], MMD_LOSS,
+                       ["codes_and_prior"]),
+    "codes_vs_themselves": ("codes compared with themselves", {LOSS_FN: _loss(prior="z_prior = z")},
+                            ["both of its arguments"], MMD_LOSS, ["codes_and_prior"]),
+    "detached_codes": ("the codes detached before the MMD: mmd(z.detach(), z_prior)",
+                       {LOSS_FN: _loss(divergence="divergence = mmd(z.detach(), z_prior)")}, ["rec alone"], MMD_LOSS,
+                       ["gradients"]),
+    "sum_over_batch": ("rec summed over the batch", {LOSS_FN: _loss(rec="rec = -ut.log_bernoulli_with_logits(x, self.dec(z)).sum()")},
+                       ["sum over the batch"], MMD_LOSS, ["rec_term"]),
+    "kl_instead_of_mmd": ("the KL of q(z|x) instead of the MMD",
+                          {LOSS_FN: """
+                                    m, v = self.enc(x)
+                                    z = m
+                                    divergence = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
+                                    rec = -ut.log_bernoulli_with_logits(x, self.dec(z)).mean()
+                                    loss = rec + self.lam * divergence
+                                    """}, ["called mmd 0 times"], MMD_LOSS, "less"),
+    "sampled_codes": ("a sample of q(z|x) as the code instead of the encoder's mean",
+                      {LOSS_FN: _loss(z="m, v = self.enc(x)\nz = ut.sample_gaussian(m, v)")}, ["codes"], MMD_LOSS, "less"),
+}
+
+
+def mmd_cases():
+    """{case: data} of the MMD-VAE alone."""
+    out = {}
+    every = {MMD: "full", MMD_LOSS: "full", "mmd/training": "full"}
+    for name, (why, code, extra) in MMD_CORRECT.items():
+        out[f"mmd_{name}_full"] = {"why": why, "problems": ["mmd"],
+                                   "files": _spec(name, code, extra, main="mmd_vae.py"), "scores": dict(every)}
+    for name, (why, code, hint, family, fails) in MMD_BUGGY.items():
+        other = MMD_LOSS if family == MMD else MMD
+        meta = {"why": why, "problems": ["mmd"], "files": _spec(name, code, {}, main="mmd_vae.py")}
+        if fails == "less":
+            meta["scores"] = {family: "less", other: "full"}
+        else:
+            meta["scores"], meta["fails"] = {other: "full"}, {family: fails}
+        meta["hint"] = hint
+        out[f"mmd_{name}_buggy"] = meta
+    out["mmd_skeleton_zero"] = {
+        "why": "the untouched handout of the MMD-VAE alone: mmd and loss raise NotImplementedError",
+        "problems": ["mmd"], "files": {"mmd_vae.py": {"from": "handout:mmd_vae.py"}},
+        "scores": {MMD: "none", MMD_LOSS: "none", "mmd/training": "none"}}
     return out
 
 

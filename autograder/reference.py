@@ -9,7 +9,8 @@ from . import paths
 
 # Loaded in this order (fast before train, which imports it), each where its file is here: a
 # Gradescope zip holds the files of its problems only (the CVAE alone has no vae.py or nns.py).
-_MODULES = ("utils", "nns", "vae", "fast", "train", "data", "runtime", "cvae_nns", "cvae", "train_cvae", "beta_vae")
+_MODULES = ("utils", "nns", "vae", "fast", "train", "data", "runtime", "cvae_nns", "cvae", "train_cvae", "beta_vae",
+            "ae", "train_ae")
 _SHARED = ("utils", "fast", "train", "data", "runtime")          # every problem's: always here
 
 
@@ -47,3 +48,5 @@ cvae_nns = _REFERENCE.get("cvae_nns")
 cvae = _REFERENCE.get("cvae")
 train_cvae = _REFERENCE.get("train_cvae")
 beta_vae = _REFERENCE.get("beta_vae")
+ae = _REFERENCE.get("ae")
+train_ae = _REFERENCE.get("train_ae")

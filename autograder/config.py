@@ -149,6 +149,9 @@ AE_CODE_SIZES = (2, 5, 10, 50, 100)
 # below k = 10 the eigen-gaps are wide and the loop's angle ends under a degree; at 50 and 100 the last
 # directions' gaps are tiny and the angle stays tens of degrees while the error equals PCA's.
 AE_ANGLE_CODE_SIZES = (2, 5, 10)
+# The calibrated upper bounds are never tighter than these above the reference runs' mean (ae_calibration.py).
+AE_MIN_EXCESS_MARGIN = 0.001              # relative validation error over PCA's: 0.1%
+AE_MIN_ANGLE_MARGIN_DEGREES = 0.25
 # problem -> its checks (CHECKS above is the CS236 VAE's, the default grading)
 PROBLEM_CHECKS = {"vae": CHECKS, "cvae": CVAE_CHECKS, "beta": BETA_CHECKS, "ae": AE_CHECKS}
 ALL_CHECKS = {family: specs for checks in PROBLEM_CHECKS.values() for family, specs in checks.items()}

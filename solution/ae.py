@@ -56,19 +56,21 @@ class NonlinearAutoencoder(nn.Module):
     def __init__(self, k, pixels=PIXELS, hidden=512):
         super().__init__()
         self.k, self.pixels = k, pixels
-        self.encoder = nn.Sequential(nn.Linear(pixels, hidden), nn.ReLU(), nn.Linear(hidden, k), nn.ReLU())
-        self.decoder = nn.Sequential(nn.Linear(k, hidden), nn.ReLU(), nn.Linear(hidden, pixels))
+        self.down = nn.Sequential(nn.Linear(pixels, hidden), nn.ReLU(), nn.Linear(hidden, k), nn.ReLU())
+        self.up = nn.Sequential(nn.Linear(k, hidden), nn.ReLU(), nn.Linear(hidden, pixels))
 
     def encode(self, x):
-        return self.encoder(x)
+        return self.down(x)
 
     def decode(self, z):
-        return torch.sigmoid(self.decoder(z))
+        return torch.sigmoid(self.up(z))
 
     def forward(self, x):
         return self.decode(self.encode(x))
 
-    def loss(self, x, x_hat):
-        """Cross-entropy of the grey levels against the output, (1/784) sum over pixels, batch mean."""
-        logits = self.decoder(self.encode(x))
-        return nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").mean(-1).mean()
+
+
+def cross_entropy_loss(x, x_hat):
+    """The non-linear variant's loss: cross-entropy of the grey levels x against the output x_hat in (0, 1),
+    (1/784) sum over pixels, batch mean."""
+    return nn.functional.binary_cross_entropy(x_hat.clamp(1e-6, 1 - 1e-6), x)

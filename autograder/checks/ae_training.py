@@ -238,11 +238,9 @@ class AeTrainingChecks(CheckCase):
                                       else f", above the calibrated {limit:.3f} degrees.") + hint)
         score = round(points * passed / len(code_sizes), 2)
         set_score(score)
-        text = f"After {outcome.iterations} iterations at each k ({source} bounds): " + " ".join(lines)
-        if not full:
-            set_score(points)
-            print(text + " (shortened run: the bounds apply to full runs only)")
-            return
+        text = (f"After {outcome.iterations} iterations at each k ({source} bounds): " if full else
+                f"After {outcome.iterations} iterations at each k (a shortened run: the bounds apply to full runs "
+                "only, every measured k counts): ") + " ".join(lines)
         if passed < len(code_sizes):
             self.fail(text + f" {score} of {points} points.")
         print(text)

@@ -40,6 +40,7 @@ class AeOutcome:
     iterations: int
     measures: dict = field(default_factory=dict)      # k -> ae_evaluation.measures of the trained maps
     unusable: dict = field(default_factory=dict)      # k -> why its maps cannot be measured (12.1's message)
+    reasons: dict = field(default_factory=dict)       # k -> the same in a few words (12.2 and 12.3 name it)
     cpu: Optional[tuple] = None
     error: Optional[str] = None
 
@@ -145,7 +146,7 @@ def _train_and_measure(submission, outcome):
             enc = measure.affine_fit(enc_in, output(reply, f"enc_{k}", f"encode at k = {k}", (len(enc_in), k)))
             dec = measure.affine_fit(dec_in, output(reply, f"dec_{k}", f"decode at k = {k}", (len(dec_in), 784)))
         except AssertionError as error:
-            outcome.unusable[k] = str(error)
+            outcome.unusable[k], outcome.reasons[k] = str(error), "no usable encode or decode values"
             continue
         bad = [(what, fit) for what, fit in (("encode", enc), ("decode", dec)) if not fit.worst_ratio <= 1]
         if bad:
@@ -154,6 +155,7 @@ def _train_and_measure(submission, outcome):
             outcome.unusable[k] = (f"after training, {what} is not affine (random points stray from it by up to "
                                    f"{fit.worst_error:.3g}, {fit.worst_ratio:.3g} times float32 rounding)."
                                    + _nonlinearity(values))
+            outcome.reasons[k] = f"{what} is not affine"
             continue
         listed = runs.get(str(k), {}).get("parameters") if isinstance(runs.get(str(k)), dict) else None
         listed = listed if isinstance(listed, list) else []
@@ -167,6 +169,7 @@ def _train_and_measure(submission, outcome):
             outcome.unusable[k] = (f"the trained encode and decode are not the maps of the trained parameters: "
                                    f"{problem}. The model must compute its codes and reconstructions from the "
                                    "weights the provided loop trains.")
+            outcome.reasons[k] = "encode and decode are not the maps of the trained parameters"
             continue
         outcome.measures[k] = measure.measures(enc, dec, data_dir, k)
 
@@ -213,7 +216,7 @@ class AeTrainingChecks(CheckCase):
         lines, passed = [], 0
         for k in code_sizes:
             if k in outcome.unusable:
-                lines.append(f"k = {k}: not measured (check 12.1 says why).")
+                lines.append(f"k = {k}: not measured ({outcome.reasons[k]}: see check 12.1).")
                 continue
             m = outcome.measures[k]
             shown = (f"k = {k}: validation error {m['error']:.6f}, PCA's {m['pca_error']:.6f} "

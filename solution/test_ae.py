@@ -34,8 +34,8 @@ def test_the_maps_are_affine_and_the_probes_recover_them():
         enc = ae_evaluation.affine_fit(enc_in, model.encode(torch.from_numpy(enc_in)).numpy())
         dec = ae_evaluation.affine_fit(dec_in, model.decode(torch.from_numpy(dec_in)).numpy())
     assert enc.worst_ratio <= 1 and dec.worst_ratio <= 1
-    assert np.allclose(enc.weight, model.encoder.weight.double().numpy(), atol=1e-6)
-    assert np.allclose(dec.bias, model.decoder.bias.double().numpy(), atol=1e-7)
+    assert np.allclose(enc.weight, model.encoder.weight.detach().double().numpy(), atol=1e-6)
+    assert np.allclose(dec.bias, model.decoder.bias.detach().double().numpy(), atol=1e-7)
 
 
 def test_a_relu_between_the_maps_is_not_affine():

@@ -257,7 +257,7 @@ _IMAGES = {}           # the training images of the last request that sent them
 _TRAIN_FUNCTIONS = {
     "train": ("train", "binarize", "make_optimizer"),
     "train_cvae": ("train", "binarize", "make_optimizer", "one_hot", "mean_in_pieces"),
-    "train_ae": ("train", "scale", "split", "make_optimizer"),
+    "train_ae": ("train", "_steps", "scale", "split", "make_optimizer"),
     "fast": ("train", "wanted", "usable", "_missing", "_say", "_eager_step", "_training_optimizer", "_window_mean",
              "_threshold_table", "fast_matmul", "_onednn_mm", "_onednn_addmm", "_plain_matrix", "onednn_matmul_pays",
              "_probe_onednn", "_hide_kernel_frames", "_cuda_graphs_wanted", "_capture_cuda_graph", "_on_stream"),

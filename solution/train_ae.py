@@ -61,6 +61,18 @@ def train(model, train_images_u8, iters=ITERATIONS, loss=None, batch=BATCH, lr=L
     batches = Batches(train_images_u8.to(home), batch, torch.Generator(device=home).manual_seed(seed))
     optimizer = make_optimizer(model, lr)
     model.train()
+    # One thread: products of 100 x 784 by 784 x k are too small to share, and on a busy host idle
+    # threads waiting for each other made a run many times slower (measured: minutes for k = 2).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        summary = _steps(model, batches, optimizer, loss, iters, lr, device, progress, log_every)
+    finally:
+        torch.set_num_threads(threads)
+    return summary
+
+
+def _steps(model, batches, optimizer, loss, iters, lr, device, progress, log_every):
     window, summary = [], float("nan")
     for step in range(1, iters + 1):
         x = batches.next().to(device)

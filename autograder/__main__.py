@@ -126,6 +126,16 @@ def main(argv=None):
                            paths.PROJECT / f"assignment-{'-'.join(problem_set.names)}")
         names = write_handout(paths.SOLUTION, out, problem_set)
         print(f"wrote {len(names)} files to {out}: {', '.join(names)}")
+    elif args.command == "calibrate" and args.problem == "ae":     # its own runs and measures (ae_calibration.py)
+        from . import ae_calibration
+        out = args.out or PROBLEMS["ae"].calibration_path
+        iterations = None if args.iterations == 20000 else args.iterations     # default: train_ae's own budget
+        if args.models is not None:
+            ae_calibration.calibrate_from_models(args.models, out, iterations)
+            return 0
+        if args.runs < 2:
+            parser.error("--runs must be at least 2")
+        ae_calibration.calibrate(args.runs, out, iterations, args.first_seed, args.jobs, args.save_models)
     elif args.command == "calibrate":
         if not any(family.rsplit("/", 1)[-1] == "training" for family in PROBLEMS[args.problem].families):
             parser.error(f"{args.problem} has no training gate: there is no band to calibrate")

@@ -12,7 +12,7 @@ import traceback
 import numpy as np
 import torch
 
-STUDENT_FILES = ("utils.py", "vae.py", "cvae.py", "beta_vae.py", "logvar_utils.py", "mmd_vae.py")     # every problem's (autograder/problems.py)
+STUDENT_FILES = ("utils.py", "vae.py", "cvae.py", "beta_vae.py", "logvar_utils.py", "mmd_vae.py", "ae.py")     # every problem's (autograder/problems.py)
 # Bound before any submission code runs: patching torch.Tensor.detach, torch.equal and the
 # like at import time then cannot change what this worker reports.
 _TENSOR = torch.Tensor
@@ -326,6 +326,7 @@ _IMAGES = {}           # the training images of the last request that sent them
 _TRAIN_FUNCTIONS = {
     "train": ("train", "binarize", "make_optimizer"),
     "train_cvae": ("train", "binarize", "make_optimizer", "one_hot", "mean_in_pieces"),
+    "train_ae": ("train", "_steps", "scale", "split", "make_optimizer"),
     "fast": ("train", "wanted", "usable", "_missing", "_say", "_eager_step", "_training_optimizer", "_window_mean",
              "_threshold_table", "fast_matmul", "_onednn_mm", "_onednn_addmm", "_plain_matrix", "onednn_matmul_pays",
              "_probe_onednn", "_hide_kernel_frames", "_cuda_graphs_wanted", "_capture_cuda_graph", "_on_stream"),
@@ -333,6 +334,7 @@ _TRAIN_FUNCTIONS = {
 _TRAIN_METHODS = {
     "train": {"Batches": ("__init__", "next")},
     "train_cvae": {"LabelledBatches": ("__init__", "next")},
+    "train_ae": {"Batches": ("__init__", "next")},
     "fast": {"Binarizer": ("__init__", "next", "_uniform_int16"), "FusedAdam": ("__init__", "step", "zero_grad",
              "supports"), "ThreadTuner": ("__init__", "tick", "restore"), "GraphedStep": ("__init__", "__call__",
              "_captured_step")},
@@ -340,7 +342,7 @@ _TRAIN_METHODS = {
 # Each loop's optimizer factory and batch class, which it looks up in its module at each call:
 # routed through counters (`_route_through_counters`).
 _COUNTED = {"train": ("make_optimizer", "Batches"), "fast": ("_training_optimizer", "Binarizer"),
-            "train_cvae": ("make_optimizer", "LabelledBatches")}
+            "train_cvae": ("make_optimizer", "LabelledBatches"), "train_ae": ("make_optimizer", "Batches")}
 _TORCH_NAMES = {
     # (not torch.manual_seed: importing torch._dynamo, which torch.optim does, wraps it; the loop seeds a Generator)
     "torch": ("_fused_adam_", "randperm", "randint", "lt", "stack", "empty", "zeros", "zeros_like", "Generator",
@@ -396,10 +398,10 @@ def bind_provided():
     before any submission code runs); then route each loop's optimizer and batches through
     counters, so that code the student did not write reports the steps and images it saw."""
     import importlib
-    for name in ("runtime", "data", "fast", "train", "train_cvae"):     # none imports a student file
+    for name in ("runtime", "data", "fast", "train", "train_cvae", "train_ae"):     # none imports a student file
         if os.path.exists(f"{name}.py"):
             _PROVIDED[name] = importlib.import_module(name)
-    if "train" not in _PROVIDED:
+    if "train" not in _PROVIDED and "train_ae" not in _PROVIDED:
         return
     for module_name, names in _TORCH_NAMES.items():
         owner = _resolve(module_name)
@@ -418,6 +420,8 @@ def bind_provided():
             for name in methods:
                 _remember_attribute(getattr(module, cls), name, f"{module_name}.{cls}.{name}")
         _route_through_counters(module, module_name, factory, batch_class, _TRAIN_METHODS[module_name][batch_class])
+    if "train" not in _PROVIDED:
+        return
     # the beta-VAE's adaptor (problem `beta`): its method is what the loop calls
     _remember_attribute(_KL_WEIGHTED[0], "negative_elbo_bound", "KLWeighted.negative_elbo_bound")
     # the MMD-VAE's adaptor (problem `mmd`)
@@ -513,9 +517,12 @@ def op_train(params, arrays):
     """Train the student's VAE with the provided loop on the images sent (or those of the last
     request); return the tensors the grader asked for and how the run went, as our code saw it.
     params["problem"] "cvae": the student's CVAE with train_cvae's loop, on the images and labels;
-    "beta": the student's BetaVAE with train.py's loop at beta = 1 (negative_elbo_bound(x, beta=1.0))."""
+    "beta": the student's BetaVAE with train.py's loop at beta = 1 (negative_elbo_bound(x, beta=1.0));
+    "ae": the student's LinearAutoencoder at each k (op_train_ae)."""
     import hashlib
     import torch
+    if params.get("problem") == "ae":
+        return op_train_ae(params, arrays)
     runtime = _PROVIDED["runtime"]
     if "images" in arrays:
         _IMAGES["train"] = arrays["images"]
@@ -571,7 +578,86 @@ def op_train(params, arrays):
     return {"audit": audit}, out
 
 
-OPS = {"import": op_import, "call": op_call, "elbo": op_elbo, "train": op_train, "mmd": op_mmd, "mmd_loss": op_mmd_loss}
+# ---------------------------------------------------------------- the linear autoencoder (problem `ae`)
+
+def _ae_probe(model, arrays, suffix=""):
+    """encode and decode of the model at the grader's points, and its parameters, as arrays (no grad)."""
+    import torch
+    with torch.no_grad():
+        encoded = model.encode(_AS_TENSOR(arrays["enc_in"]))
+        decoded = model.decode(_AS_TENSOR(arrays["dec_in"]))
+    out = {f"enc{suffix}": _to_array(encoded, "encode"), f"dec{suffix}": _to_array(decoded, "decode")}
+    parameters = [(name, p) for name, p in model.named_parameters()]
+    for index, (_, parameter) in enumerate(parameters[:16]):
+        out[f"p{index}{suffix}"] = _to_array(parameter, "a parameter")
+    info = {"parameters": [[str(name)[:200], bool(p.requires_grad)] for name, p in parameters[:16]],
+            "parameter_count": len(parameters)}
+    return info, out
+
+
+def op_ae_probe(params, arrays):
+    """A fresh LinearAutoencoder(k) (seeded) at the grader's points: encode, decode, its parameters;
+    with "grad", the gradients of sum(forward(x) * cotangent) with respect to each parameter."""
+    import torch
+    import ae
+    torch.manual_seed(params["seed"])
+    model = ae.LinearAutoencoder(params["k"])
+    info, out = _ae_probe(model, arrays)
+    if "x" in arrays:
+        parameters = [p for _, p in model.named_parameters()][:16]
+        result = model(_AS_TENSOR(arrays["x"]))
+        out["forward"] = _to_array(result, "forward")
+        trained = [p for p in parameters if p.requires_grad]
+        if isinstance(result, _TENSOR) and result.requires_grad and trained:
+            grads = torch.autograd.grad((result * _AS_TENSOR(arrays["cotangent"])).sum(), trained, allow_unused=True)
+            index = {id(p): i for i, p in enumerate(parameters)}
+            for parameter, grad in zip(trained, grads):
+                if grad is not None:
+                    out[f"grad{index[id(parameter)]}"] = _to_array(grad, "a gradient")
+    return info, out
+
+
+def op_train_ae(params, arrays):
+    """Train the student's LinearAutoencoder at each k with train_ae's loop on the images sent, then
+    probe it at the grader's points; how each run went, as our code saw it."""
+    import hashlib
+    import torch
+    import ae
+    runtime = _PROVIDED["runtime"]
+    if "images" in arrays:
+        _IMAGES["train"] = arrays["images"]
+    images = _IMAGES["train"]
+    digest = hashlib.sha256(np.ascontiguousarray(images).data).hexdigest()
+    runtime.configure_threads()
+    device = runtime.pick_device(params.get("device", "cpu"))
+    train_u8 = torch.from_numpy(images).to(device)
+    infos, out = {}, {}
+    for k in params["ks"]:
+        torch.manual_seed(params["seed"])
+        model = ae.LinearAutoencoder(k).to(device)
+        _RUN["optimizers"].clear()
+        _RUN["binarizers"].clear()
+        _ORIGINALS["train_ae.train"][1](model, train_u8, params["iterations"], loss=ae.reconstruction_loss,
+                                        seed=params["seed"])
+        binarizers = _RUN["binarizers"]
+        audit = {
+            "replaced": replaced_originals(),
+            "optimizer_steps": sorted({s for o in _RUN["optimizers"] for s in _optimizer_steps(o)}),
+            "optimizers": len(_RUN["optimizers"]),
+            "batches": [b.draws for b in binarizers],
+            "same_images": len(binarizers) == 1 and binarizers[0].images.data_ptr() == train_u8.data_ptr(),
+            "images_sha256": hashlib.sha256(np.ascontiguousarray(images).data).hexdigest(),
+            "images_sha256_before": digest,
+        }
+        model = model.cpu()
+        info, probed = _ae_probe(model, {"enc_in": arrays["enc_in"], "dec_in": arrays[f"dec_in{k}"]}, f"_{k}")
+        infos[str(k)] = {"audit": audit, **info}
+        out.update(probed)
+    return {"runs": infos}, out
+
+
+OPS = {"import": op_import, "call": op_call, "elbo": op_elbo, "train": op_train, "mmd": op_mmd, "mmd_loss": op_mmd_loss,
+       "ae_probe": op_ae_probe}
 
 
 def _where(error):

@@ -164,8 +164,37 @@ MMD_CHECKS = {
 # The MMD-VAE's gate trains this many iterations (its loss converges early; 20 calibration runs and a
 # grading at half a CPU stay affordable: README, "The MMD-VAE").
 MMD_ITERATIONS = 5000
+# The linear autoencoder against PCA (problems.AE): 11.x its unit checks, 12.x its trained maps.
+AE_CHECKS = {
+    "ae/LinearAutoencoder": {
+        "shapes": Check("11.1", 1),
+        "affine_maps": Check("11.2", 1.5),
+        "two_maps_with_biases": Check("11.3", 1.5),
+    },
+    "ae/reconstruction_loss": {
+        "loss_value": Check("11.4", 2),
+        "loss_gradient": Check("11.5", 1),
+    },
+    "ae/training": {
+        "trained_maps_affine": Check("12.1", 1),
+        "validation_error": Check("12.2", 3),
+        "principal_angles": Check("12.3", 2),
+    },
+}
+# The autoencoder's split of MNIST's 60,000 training images (solution/train_ae.py `split`): the sha256
+# of its indices (train then validation, int64 little-endian), so that it cannot drift.
+AE_SPLIT_SHA256 = "d931717929c20421ee21d79b6ea631bc3f293ad0e27b53d71e03d69f6182b3a7"
+AE_CODE_SIZES = (2, 5, 10, 50, 100)
+# The k whose largest principal angle is gated where the calibration file lists none (see calibration_ae.json):
+# below k = 10 the eigen-gaps are wide and the loop's angle ends under a degree; at 50 and 100 the last
+# directions' gaps are tiny and the angle stays tens of degrees while the error equals PCA's.
+AE_ANGLE_CODE_SIZES = (2, 5, 10)
+# The calibrated upper bounds are never tighter than these above the reference runs' mean (ae_calibration.py).
+AE_MIN_EXCESS_MARGIN = 0.001              # relative validation error over PCA's: 0.1%
+AE_MIN_ANGLE_MARGIN_DEGREES = 0.25
 # problem -> its checks (CHECKS above is the CS236 VAE's, the default grading)
-PROBLEM_CHECKS = {"vae": CHECKS, "cvae": CVAE_CHECKS, "beta": BETA_CHECKS, "logvar": LOGVAR_CHECKS, "mmd": MMD_CHECKS}
+PROBLEM_CHECKS = {"vae": CHECKS, "cvae": CVAE_CHECKS, "beta": BETA_CHECKS, "logvar": LOGVAR_CHECKS, "mmd": MMD_CHECKS,
+                  "ae": AE_CHECKS}
 ALL_CHECKS = {family: specs for checks in PROBLEM_CHECKS.values() for family, specs in checks.items()}
 
 

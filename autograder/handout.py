@@ -139,8 +139,34 @@ def fields(problem_set=None, problem=None):
             "other part of this homework: the grader trains with your own copy" if mine else
             f"{' and '.join(f'`{name}`' for name in problem.needs)} {'is' if len(problem.needs) == 1 else 'are'} "
             "provided complete: the grader uses its own copy")
+    if problem.name == "ae":
+        values.update(_ae_fields(problem))
     values.update({f"points_{function}": f"{total:g}" for function, total in points.items()})
     return values
+
+
+def _ae_fields(problem):
+    """The linear autoencoder's figures: its loop's iterations and the calibrated bounds per k."""
+    from .reference import train_ae
+    try:
+        stored = json.loads(problem.calibration_path.read_text())
+        bands, runs = stored["bands"], stored["runs"]
+    except (OSError, ValueError, KeyError):
+        return {"ae_iterations": f"{train_ae.ITERATIONS:,}", "ae_calibration_runs": "(not calibrated yet)",
+                "ae_bounds": "(not calibrated yet)"}
+    lines = ["| k | PCA's validation error | reference: excess over PCA, mean +- sd | bound (12.2) | "
+             "reference: largest angle, mean +- sd | bound (12.3) |", "|---|---|---|---|---|---|"]
+    for k in config.AE_CODE_SIZES:
+        excess = bands[f"excess_{k}"]
+        angles = [run[f"angle_{k}"] for run in runs]
+        angle_mean = sum(angles) / len(angles)
+        angle_sd = (sum((a - angle_mean) ** 2 for a in angles) / (len(angles) - 1)) ** 0.5
+        bound = f"{bands[f'angle_{k}']['high']:.2f} degrees" if f"angle_{k}" in bands else "not judged"
+        lines.append(f"| {k} | {stored['pca_errors'][str(k)]:.5f} | {100 * excess['mean']:+.3f}% +- "
+                     f"{100 * excess['sd']:.3f}% | {100 * excess['high']:+.3f}% | {angle_mean:.2f} +- {angle_sd:.2f} "
+                     f"degrees | {bound} |")
+    return {"ae_iterations": f"{train_ae.ITERATIONS:,}", "ae_calibration_runs": str(len(runs)),
+            "ae_bounds": "\n".join(lines)}
 
 
 def readme(problem_set, documents):

@@ -187,7 +187,27 @@ MMD = Problem(
     needs=("utils.py",),
 )
 
-PROBLEMS = {problem.name: problem for problem in (VAE, CVAE, BETA, LOGVAR, MMD)}
+# The linear autoencoder against PCA (a computer-vision course's ask): no VAE code at all; its gate
+# trains every code size k with train_ae.py's loop and measures the maps against the grader's PCA.
+AE = Problem(
+    name="ae",
+    title="the linear autoencoder against PCA",
+    student_files={"ae.py": ("LinearAutoencoder", ("__init__", "encode", "decode"))},
+    provided=("train_ae.py", "data.py", "runtime.py"),
+    handout=("run_ae.py", "figures_ae.py"),
+    document="HANDOUT_ae.md",
+    run_script="run_ae.py",
+    families={
+        "ae/LinearAutoencoder": Family(("ae.py",), ("ae",)),
+        "ae/reconstruction_loss": Family(("ae.py",), ("ae",)),
+        "ae/training": Family(("ae.py",), ("ae",)),
+    },
+    check_classes=("ae:LinearAutoencoderChecks", "ae:ReconstructionLossChecks", "ae_training:AeTrainingChecks"),
+    calibration="calibration_ae.json",
+    tests=("test_ae.py", "test_checks_ae.py"),
+)
+
+PROBLEMS = {problem.name: problem for problem in (VAE, CVAE, BETA, LOGVAR, MMD, AE)}
 
 
 class UnknownProblem(ValueError):

@@ -10,14 +10,16 @@ from . import paths
 # Loaded in this order (fast before train, which imports it), each where its file is here: a
 # Gradescope zip holds the files of its problems only (the CVAE alone has no vae.py or nns.py).
 _MODULES = ("utils", "nns", "vae", "fast", "train", "data", "runtime", "cvae_nns", "cvae", "train_cvae", "beta_vae",
-            "mmd_vae")
+            "mmd_vae", "ae", "train_ae")
 _SHARED = ("utils", "fast", "train", "data", "runtime")          # every problem's: always here
+# except in a zip of the linear autoencoder alone (problem `ae`), which holds no VAE code: only data and runtime
+_AE_ALONE = not (paths.SOLUTION / "train.py").is_file() and (paths.SOLUTION / "train_ae.py").is_file()
 
 
 def _load_reference():
     """Import solution/*.py once as `reference_<name>`, wiring their `import utils` etc."""
     loaded = {}
-    names = [name for name in _MODULES if name in _SHARED or (paths.SOLUTION / f"{name}.py").is_file()]
+    names = [name for name in _MODULES if (name in _SHARED and not _AE_ALONE) or (paths.SOLUTION / f"{name}.py").is_file()]
     saved = {name: sys.modules.get(name) for name in names}
     try:
         for name in names:
@@ -37,11 +39,11 @@ def _load_reference():
 
 
 _REFERENCE = _load_reference()
-utils = _REFERENCE["utils"]
+utils = _REFERENCE.get("utils")
 nns = _REFERENCE.get("nns")
 vae = _REFERENCE.get("vae")
-fast = _REFERENCE["fast"]
-train = _REFERENCE["train"]
+fast = _REFERENCE.get("fast")
+train = _REFERENCE.get("train")
 data = _REFERENCE["data"]
 runtime = _REFERENCE["runtime"]
 cvae_nns = _REFERENCE.get("cvae_nns")
@@ -49,3 +51,5 @@ cvae = _REFERENCE.get("cvae")
 train_cvae = _REFERENCE.get("train_cvae")
 beta_vae = _REFERENCE.get("beta_vae")
 mmd_vae = _REFERENCE.get("mmd_vae")
+ae = _REFERENCE.get("ae")
+train_ae = _REFERENCE.get("train_ae")

@@ -106,7 +106,8 @@ SUITES = {
     "hostile": Suite(TESTS / "hostile", frozenset(_COMMON | _RUNNER), ("item", "why", "files", "scores")),
     "messy": Suite(TESTS / "messy", frozenset(_COMMON | _RUNNER), ("item", "why", "files", "scores")),
     "variants": Suite(TESTS / "variants", frozenset(_COMMON | {"hint"}), ("why", "files", "problems"),
-                      optional_families=("training", "cvae/training", "beta/training", "mmd/training")),
+                      optional_families=("training", "cvae/training", "beta/training", "mmd/training",
+                                         "ae/training")),
 }
 SPEC_KEYS = {"from", "text", "latin1", "edits", "append", "pad", "tabs", "newline", "encoding", "age"}
 

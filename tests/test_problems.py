@@ -398,3 +398,33 @@ def test_the_mmd_gate_scores_with_the_graders_float64_objective():
     assert abs(float(oracle.mmd(codes, prior)) - float(oracle.gaussian_kernel_sums(codes, codes, rows=7) / 300 ** 2
                + oracle.gaussian_kernel_sums(prior, prior, rows=300) / 300 ** 2
                - 2 * oracle.gaussian_kernel_sums(codes, prior) / 300 ** 2)) < 1e-12
+# ---------------------------------------------------------------- the linear autoencoder (problem `ae`)
+
+def test_the_autoencoder_alone_gets_its_file_its_loop_and_no_vae_code():
+    alone = ProblemSet("ae")
+    assert alone.sandbox_files == {"ae.py": "student", "train_ae.py": "reference", "data.py": "reference",
+                                   "runtime.py": "reference"}
+    assert [alone.tag(f) for f in alone.checks] == ["LinearAutoencoder", "reconstruction_loss", "training"]
+    handout = skeleton.render_handout(paths.SOLUTION, alone)
+    assert sorted(handout) == ["README.md", "ae.py", "data.py", "figures_ae.py", "run_ae.py", "runtime.py",
+                               "train_ae.py"]
+    assert handout["ae.py"].count("raise NotImplementedError") == 4
+    assert "nn.Linear(pixels, k)" not in handout["ae.py"] and "class NonlinearAutoencoder" in handout["ae.py"]
+    readme = handout["README.md"]
+    assert readme.startswith("# Homework: the linear autoencoder") and "{{" not in readme
+    assert "| 11.3 | `LinearAutoencoder` |" in readme and "| 12.3 | `training` |" in readme
+
+
+def test_the_autoencoder_bounds_come_from_its_own_calibration_only(tmp_path, monkeypatch):
+    from autograder.checks import ae_training
+    calibration = tmp_path / "calibration_ae.json"
+    monkeypatch.setattr(paths, "CALIBRATION", tmp_path / "calibration.json")
+    assert PROBLEMS["ae"].calibration_path == calibration
+    assert ae_training.bands() == ({}, "none")
+    stored = {"problem": "ae", "evaluation": "ae-validation", "split_sha256": config.AE_SPLIT_SHA256,
+              "bands": {"excess_2": {"high": 0.01}, "angle_2": {"high": 1.5}}}
+    calibration.write_text(json.dumps({**stored, "split_sha256": "0" * 64}))      # another split: no bounds
+    assert ae_training.bands() == ({}, "none")
+    calibration.write_text(json.dumps(stored))
+    assert ae_training.bands() == ({"excess_2": 0.01, "angle_2": 1.5}, "calibrated")
+    assert ae_training.angle_code_sizes() == (2,)

@@ -35,7 +35,8 @@ def _zoo():
 FILE_OF = {"sample_gaussian": "utils.py", "kl_normal": "utils.py", "negative_elbo_bound": "vae.py",
            "cvae.negative_elbo_bound": "cvae.py", "beta.negative_elbo_bound": "beta_vae.py",
            "logvar.sample_gaussian_logvar": "logvar_utils.py", "logvar.kl_normal_logvar": "logvar_utils.py",
-           "mmd.mmd": "mmd_vae.py", "mmd.loss": "mmd_vae.py"}
+           "mmd.mmd": "mmd_vae.py", "mmd.loss": "mmd_vae.py",
+           "ae.__init__": "ae.py", "ae.encode": "ae.py", "ae.decode": "ae.py", "ae.reconstruction_loss": "ae.py"}
 CVAE = "cvae/negative_elbo_bound"
 ELBO = "cvae.negative_elbo_bound"            # the region of CVAE.negative_elbo_bound in cvae.py
 
@@ -244,6 +245,7 @@ def cases_of_the_variants():
     out.update(beta_cases())
     out.update(logvar_cases())
     out.update(mmd_cases())
+    out.update(ae_cases())
     return out
 
 
@@ -717,6 +719,123 @@ def mmd_cases():
         "why": "the untouched handout of the MMD-VAE alone: mmd and loss raise NotImplementedError",
         "problems": ["mmd"], "files": {"mmd_vae.py": {"from": "handout:mmd_vae.py"}},
         "scores": {MMD: "none", MMD_LOSS: "none", "mmd/training": "none"}}
+# The linear autoencoder (problem `ae`): LinearAutoencoder.__init__, encode, decode and
+# reconstruction_loss in ae.py. Each case gives the four regions (the reference's where not named).
+# ---------------------------------------------------------------------------------------
+AE_MODEL, AE_LOSS, AE_TRAINING = "ae/LinearAutoencoder", "ae/reconstruction_loss", "ae/training"
+_INIT_PARAMETERS = """
+    bound_e, bound_d = 1 / pixels ** 0.5, 1 / k ** 0.5           # as nn.Linear initialises
+    self.w_enc = nn.Parameter(torch.empty(k, pixels).uniform_(-bound_e, bound_e))
+    self.b_enc = nn.Parameter(torch.empty(k).uniform_(-bound_e, bound_e))
+    self.w_dec = nn.Parameter(torch.empty(pixels, k).uniform_(-bound_d, bound_d))
+    self.b_dec = nn.Parameter(torch.empty(pixels).uniform_(-bound_d, bound_d))
+"""
+
+
+def _ae(**regions):
+    """The regions a case changes (the others stay the reference's)."""
+    return {f"ae.{name}": textwrap.dedent(code).strip("\n") for name, code in regions.items()}
+
+
+AE_CORRECT = {
+    "mse_loss": ("nn.Linear twice, torch.nn.functional.mse_loss (reduction 'mean')",
+                 _ae(reconstruction_loss="return torch.nn.functional.mse_loss(x_hat, x)"), {}),
+    "explicit_parameters": ("explicit nn.Parameters initialised as nn.Linear does, x @ W.T + b, the loss as "
+                            "torch.mean of the squares",
+                            _ae(__init__=_INIT_PARAMETERS, encode="return x @ self.w_enc.T + self.b_enc",
+                                decode="return z @ self.w_dec.T + self.b_dec",
+                                reconstruction_loss="return torch.mean(torch.square(x - x_hat))"), {}),
+    "einsum_transposed": ("weights stored (in, out) and applied with torch.einsum; the loss as an einsum of the "
+                          "difference with itself over the number of elements",
+                          _ae(__init__="""
+                              bound_e, bound_d = 1 / pixels ** 0.5, 1 / k ** 0.5
+                              self.enc_w = nn.Parameter((torch.rand(pixels, k) * 2 - 1) * bound_e)
+                              self.enc_b = nn.Parameter((torch.rand(k) * 2 - 1) * bound_e)
+                              self.dec_w = nn.Parameter((torch.rand(k, pixels) * 2 - 1) * bound_d)
+                              self.dec_b = nn.Parameter((torch.rand(pixels) * 2 - 1) * bound_d)
+                              """,
+                              encode="return torch.einsum('bi,ik->bk', x, self.enc_w) + self.enc_b",
+                              decode="return torch.einsum('bk,ki->bi', z, self.dec_w) + self.dec_b",
+                              reconstruction_loss="""
+                              d = x - x_hat
+                              return torch.einsum('bi,bi->', d, d) / d.numel()
+                              """), {}),
+    "sequential_mse_module": ("each map an nn.Sequential holding one nn.Linear; nn.MSELoss()",
+                              _ae(__init__="self.encoder = nn.Sequential(nn.Linear(pixels, k))\n"
+                                           "self.decoder = nn.Sequential(nn.Linear(k, pixels))",
+                                  reconstruction_loss="return nn.MSELoss()(x_hat, x)"), {}),
+    "functional_linear_addmm": ("F.linear with explicit parameters in the encoder, torch.addmm in the decoder; "
+                                "the loss summed per image, divided by 784, averaged",
+                                _ae(__init__=_INIT_PARAMETERS,
+                                    encode="return torch.nn.functional.linear(x, self.w_enc, self.b_enc)",
+                                    decode="return torch.addmm(self.b_dec, z, self.w_dec.T)",
+                                    reconstruction_loss="return (x - x_hat).pow(2).sum(1).mean() / 784"), {}),
+    "helper_in_zip": ("a helper of the student's own (a class Affine) used twice, ae.py in a folder of a zip",
+                      _ae(__init__="self.encoder = Affine(pixels, k)\nself.decoder = Affine(k, pixels)"),
+                      {"append": """
+                       class Affine(nn.Module):
+                           def __init__(self, n_in, n_out):
+                               super().__init__()
+                               self.inner = nn.Linear(n_in, n_out)
+
+                           def forward(self, v):
+                               return self.inner(v)
+                       """, "zip": {"hw.zip": ["hw/"]}, "subdir": "hw"}),
+}
+
+AE_BUGGY = {
+    "no_bias": ("nn.Linear without biases: the model cannot subtract the mean image",
+                _ae(__init__="self.encoder = nn.Linear(pixels, k, bias=False)\n"
+                             "self.decoder = nn.Linear(k, pixels, bias=False)"),
+                ["no trained parameter holds the encoder's bias"], {AE_MODEL: ["two_maps_with_biases"]}),
+    "relu_between": ("a ReLU on the code", _ae(encode="return torch.relu(self.encoder(x))"),
+                     ["not affine", "ReLU"], {AE_MODEL: ["affine_maps"]}),
+    "sigmoid_output": ("a sigmoid on the reconstruction", _ae(decode="return torch.sigmoid(self.decoder(z))"),
+                       ["not affine", "sigmoid"], {AE_MODEL: ["affine_maps"]}),
+    "clamped_output": ("the reconstruction clamped to [0, 1]", _ae(decode="return self.decoder(z).clamp(0, 1)"),
+                       ["not affine"], {AE_MODEL: ["affine_maps"]}),
+    "tied_decoder": ("the decoder reuses the encoder's weight (transposed), its own weight never used",
+                     _ae(decode="return torch.nn.functional.linear(z, self.encoder.weight.T, self.decoder.bias)"),
+                     ["tied"], {AE_MODEL: ["two_maps_with_biases"]}),
+    "encoder_bias_unused": ("the encoder's bias is a parameter but encode leaves it out",
+                            _ae(encode="return x @ self.encoder.weight.T"),
+                            ["encoder's bias"], {AE_MODEL: ["two_maps_with_biases"]}),
+    "loss_sum_over_batch": ("the loss summed over the batch instead of averaged",
+                            _ae(reconstruction_loss="return ((x - x_hat) ** 2).mean(dim=-1).sum()"),
+                            ["sum over the batch"], {AE_LOSS: ["loss_value"]}),
+    "loss_without_1_784": ("the loss summed over the pixels, without the 1/784",
+                           _ae(reconstruction_loss="return ((x - x_hat) ** 2).sum(dim=-1).mean()"),
+                           ["without the 1/784"], {AE_LOSS: ["loss_value"]}),
+    "mean_absolute_error": ("the mean absolute error", _ae(reconstruction_loss="return (x - x_hat).abs().mean()"),
+                            ["mean absolute error"], {AE_LOSS: ["loss_value", "loss_gradient"]}),
+    "not_squared": ("(x - y) not squared", _ae(reconstruction_loss="return (x - x_hat).mean()"),
+                    ["not squared"], {AE_LOSS: ["loss_value", "loss_gradient"]}),
+    "root_mean_squared": ("the root of the mean squared error",
+                          _ae(reconstruction_loss="return ((x - x_hat) ** 2).mean().sqrt()"),
+                          ["root of the mean squared error"], {AE_LOSS: ["loss_value", "loss_gradient"]}),
+    "detached_reconstruction": ("the loss computed on x_hat.detach(): no gradient reaches the model",
+                                _ae(reconstruction_loss="return ((x - x_hat.detach()) ** 2).mean()"),
+                                ["No gradient reached"], {AE_LOSS: ["loss_gradient"]}),
+}
+
+
+def ae_cases():
+    """{case: data} of the linear autoencoder alone."""
+    out = {}
+    every = {AE_MODEL: "full", AE_LOSS: "full", AE_TRAINING: "full"}
+    for name, (why, code, extra) in AE_CORRECT.items():
+        meta = {"why": why, "problems": ["ae"], "files": _spec(name, code, extra, main="ae.py"), "scores": every}
+        if extra.get("zip"):
+            meta["zip"] = extra["zip"]
+        out[f"ae_{name}_full"] = meta
+    for name, (why, code, hint, fails) in AE_BUGGY.items():
+        out[f"ae_{name}_buggy"] = {"why": why, "problems": ["ae"], "files": _spec(name, code, {}, main="ae.py"),
+                                   "scores": {family: "full" for family in (AE_MODEL, AE_LOSS) if family not in fails},
+                                   "fails": fails, "hint": hint}
+    out["ae_skeleton_zero"] = {
+        "why": "the untouched handout of the linear autoencoder: every region raises NotImplementedError",
+        "problems": ["ae"], "files": {"ae.py": {"from": "handout:ae.py"}},
+        "scores": {AE_MODEL: "none", AE_LOSS: "none", AE_TRAINING: "none"}}
     return out
 
 

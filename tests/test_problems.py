@@ -428,3 +428,26 @@ def test_the_autoencoder_bounds_come_from_its_own_calibration_only(tmp_path, mon
     calibration.write_text(json.dumps(stored))
     assert ae_training.bands() == ({"excess_2": 0.01, "angle_2": 1.5}, "calibrated")
     assert ae_training.angle_code_sizes() == (2,)
+
+
+# ---------------------------------------------------------------- published bounds (the students' public bundle)
+
+def test_the_published_bounds_of_the_mmd_and_ae_gates_are_their_calibrations_figures(tmp_path, monkeypatch):
+    """Without a calibration file (the public bundle) the MMD-VAE's gate compares the CS236 subset's loss with
+    the subset band of calibration_mmd.json, and the autoencoder's with the upper bounds of calibration_ae.json:
+    the figures config copies must be the files' (rounded outward by less than 1%), and be used."""
+    from autograder.checks import ae_training
+    from autograder.checks.mmd_training import MMD_GATE
+    mmd_file = json.loads(PROBLEMS["mmd"].calibration_path.read_text())["subset_bands"]["nelbo"]
+    published = config.MMD_PUBLISHED_BAND["nelbo"]
+    assert published["low"] <= mmd_file["low"] < published["low"] + 0.01 * abs(mmd_file["low"])
+    assert published["high"] >= mmd_file["high"] > published["high"] - 0.01 * abs(mmd_file["high"])
+    ae_file = json.loads(PROBLEMS["ae"].calibration_path.read_text())["bands"]
+    assert set(config.AE_PUBLISHED_BOUNDS) == set(ae_file)
+    for name, bound in config.AE_PUBLISHED_BOUNDS.items():
+        assert ae_file[name]["high"] <= bound < ae_file[name]["high"] * 1.01, name
+    assert training.pass_band(gate=MMD_GATE)[2] == "calibrated"
+    assert ae_training.bands()[1] == "calibrated"
+    monkeypatch.setattr(paths, "CALIBRATION", tmp_path / "calibration.json")     # no calibration file at all
+    assert training.pass_band(gate=MMD_GATE) == (published["low"], published["high"], "published")
+    assert ae_training.bands() == (config.AE_PUBLISHED_BOUNDS, "published")

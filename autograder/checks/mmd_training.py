@@ -10,7 +10,7 @@ from .base import CheckCase, check
 from .training import Gate, judge
 
 FAMILY = "mmd/training"
-MMD_GATE = Gate(FAMILY, "mmd", published=None, leaderboard_prefix="MMDVAE ",
+MMD_GATE = Gate(FAMILY, "mmd", published=config.MMD_PUBLISHED_BAND, leaderboard_prefix="MMDVAE ",
                 bound="the reference MMD-VAE objective (float64)", unit_checks="mmd/mmd and mmd/loss",
                 iterations=config.MMD_ITERATIONS, terms=("Loss", "MMD", "Rec"),
                 low_hint=" A loss below the band usually means a term is scaled down (e.g. the MMD's weight, a "

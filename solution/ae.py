@@ -14,7 +14,9 @@ class LinearAutoencoder(nn.Module):
     """x (batch, 784) -> code z = W_e x + b_e (batch, k) -> reconstruction W_d z + b_d (batch, 784).
 
     Two affine maps, each with its weight and its bias, trained separately (not tied) and with no
-    non-linearity anywhere: encode and decode must both be affine functions of their input."""
+    non-linearity anywhere: encode and decode must both be affine functions of their input.
+    Initialise the weights at random (nn.Linear's default initialisation is right; weights of zeros
+    never train: every gradient of a weight is then zero, and the grader trains your class as it is)."""
 
     def __init__(self, k, pixels=PIXELS):
         super().__init__()

@@ -337,4 +337,6 @@ class ProblemSet:
 
     @property
     def grading_seconds(self):
-        return config.BUDGETS.grading_seconds + (len(self.problems) - 1) * config.BUDGETS.extra_problem_seconds
+        budgets = config.BUDGETS
+        return min(budgets.grading_seconds + (len(self.problems) - 1) * budgets.extra_problem_seconds,
+                   budgets.most_grading_seconds)

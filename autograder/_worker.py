@@ -224,18 +224,18 @@ def op_elbo(params, arrays):
     return _elbo_reply(result, params)
 
 
-def _elbo_reply(result, params):
-    """The (nelbo, kl, rec) a negative_elbo_bound returned, as arrays; their backward passes when asked."""
+def _elbo_reply(result, params, method="negative_elbo_bound", names=("nelbo", "kl", "rec")):
+    """The three scalars a bound returned (negative_elbo_bound's (nelbo, kl, rec), or another method's
+    `names`), as arrays; with `grads`, backward passes of each in turn, the last name first."""
     import torch
     if not isinstance(result, (tuple, list)) or len(result) != 3:
         shown = f"a {type(result).__name__} of length {len(result)}" if isinstance(result, (tuple, list)) \
             else f"a {type(result).__name__}"
-        raise TypeError(f"negative_elbo_bound returned {shown}, expected a tuple (nelbo, kl, rec)")
-    names = ("nelbo", "kl", "rec")
-    out = {name: _to_array(value, f"negative_elbo_bound's {name}") for name, value in zip(names, result)}
+        raise TypeError(f"{method} returned {shown}, expected a tuple ({', '.join(names)})")
+    out = {name: _to_array(value, f"{method}'s {name}") for name, value in zip(names, result)}
     if params.get("grads"):
         terms = dict(zip(names, result))
-        for name in ("rec", "kl", "nelbo"):
+        for name in reversed(names):
             grader_call("phase", {"name": name})
             if terms[name].requires_grad:
                 torch.autograd.backward(terms[name].sum(), retain_graph=True)
@@ -277,21 +277,7 @@ def op_mmd_loss(params, arrays):
     mmd_vae.mmd = _remote_mmd
     model = mmd_vae.MMDVAE(z_dim=params["z_dim"])
     model.enc, model.dec = _remote_module("enc"), _remote_module("dec")
-    result = model.loss(_AS_TENSOR(arrays["x"]))
-    if not isinstance(result, (tuple, list)) or len(result) != 3:
-        shown = f"a {type(result).__name__} of length {len(result)}" if isinstance(result, (tuple, list)) \
-            else f"a {type(result).__name__}"
-        raise TypeError(f"loss returned {shown}, expected a tuple (loss, mmd, rec)")
-    names = ("loss", "mmd", "rec")
-    out = {name: _to_array(value, f"loss's {name}") for name, value in zip(names, result)}
-    if params.get("grads"):
-        terms = dict(zip(names, result))
-        for name in ("rec", "mmd", "loss"):
-            grader_call("phase", {"name": name})
-            if terms[name].requires_grad:
-                torch.autograd.backward(terms[name].sum(), retain_graph=True)
-        grader_call("phase", {"name": "done"})
-    return {}, out
+    return _elbo_reply(model.loss(_AS_TENSOR(arrays["x"])), params, "loss", ("loss", "mmd", "rec"))
 
 
 def _loss_as_bound_class():

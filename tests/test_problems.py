@@ -423,11 +423,12 @@ def test_the_autoencoder_bounds_come_from_its_own_calibration_only(tmp_path, mon
     calibration = tmp_path / "calibration_ae.json"
     monkeypatch.setattr(paths, "CALIBRATION", tmp_path / "calibration.json")
     assert PROBLEMS["ae"].calibration_path == calibration
-    assert ae_training.bands() == ({}, "none")
+    published = (config.AE_PUBLISHED_BOUNDS, "published")                         # no file: the public bundle
+    assert ae_training.bands() == published
     stored = {"problem": "ae", "evaluation": "ae-validation", "split_sha256": config.AE_SPLIT_SHA256,
               "bands": {"excess_2": {"high": 0.01}, "angle_2": {"high": 1.5}}}
-    calibration.write_text(json.dumps({**stored, "split_sha256": "0" * 64}))      # another split: no bounds
-    assert ae_training.bands() == ({}, "none")
+    calibration.write_text(json.dumps({**stored, "split_sha256": "0" * 64}))      # another split: not these
+    assert ae_training.bands() == published
     calibration.write_text(json.dumps(stored))
     assert ae_training.bands() == ({"excess_2": 0.01, "angle_2": 1.5}, "calibrated")
     assert ae_training.angle_code_sizes() == (2,)

@@ -106,7 +106,7 @@ def build_parser():
     regrade.add_argument("--force", action="store_true",
                          help="grade again what this grader already graded (same files, iterations and device)")
     regrade.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                         help="wall-clock bound of one grading (default: 1200, Gradescope's recommended timeout)")
+                         help="wall-clock bound of one grading (default: Gradescope's recommended timeout for this grader's problems: 1200 for one, plus 720 per further one, 2400 at most)")
     regrade.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="(default: cpu)")
     regrade.add_argument("--no-progress", action="store_true", help="a line per submission instead of the bar")
 

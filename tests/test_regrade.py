@@ -502,3 +502,17 @@ def test_an_interrupted_run_keeps_what_finished_and_the_next_goes_on(tmp_path):
         honest(made, out, key)
     every_file_whole(out)
     assert not list((tmp_path / "tmp").iterdir()), "the killed batch's scratch folder was not cleaned"
+
+
+def test_the_default_timeout_follows_the_problems_the_grader_serves(tmp_path, monkeypatch):
+    """20 minutes for one problem (Gradescope's recommended timeout), 12 more per further problem, and
+    never past Gradescope's largest timeout, 40 minutes."""
+    from autograder import problems
+    from autograder.regrade import batch as regrade_batch
+    marker = tmp_path / "PROBLEMS"
+    monkeypatch.setattr(problems, "MARKER", marker)
+    assert regrade_batch.default_timeout_seconds() == regrade_batch.DEFAULT_TIMEOUT_SECONDS == 20 * 60   # no marker: vae
+    marker.write_text("vae,cvae\n")
+    assert regrade_batch.default_timeout_seconds() == 32 * 60
+    marker.write_text(",".join(problems.PROBLEMS))
+    assert regrade_batch.default_timeout_seconds() == 40 * 60

@@ -42,6 +42,13 @@ from . import export as export_module
 PEAK_GRADING_BYTES = 600 * 2**20
 # Gradescope's timeout the README recommends (the grading's own bound, config.BUDGETS, is 17 min).
 DEFAULT_TIMEOUT_SECONDS = 20 * 60
+
+
+def default_timeout_seconds():
+    """Gradescope's timeout for the problems this grader serves: the whole grading's bound plus the 3
+    minutes it leaves for start-up and results (20 minutes for one problem, 40 at most)."""
+    from ..problems import ProblemSet
+    return ProblemSet().grading_seconds + 3 * 60
 # After SIGTERM a grading stops its sandboxes and writes what it has; then SIGKILL. A request in
 # flight may run to its own limit first (30 s for a unit request: a submission hanging at import
 # took 34 s to stop on 2026-11-29).

@@ -46,7 +46,7 @@ def regrade(args, log=print):
         shard = parse_shard(args.shard) if args.shard else None
     except ValueError as error:
         return _error(str(error))
-    timeout = batch.DEFAULT_TIMEOUT_SECONDS if args.timeout is None else args.timeout
+    timeout = batch.default_timeout_seconds() if args.timeout is None else args.timeout
     if args.iterations is not None and args.iterations < 1 or args.jobs is not None and args.jobs < 1 \
             or timeout <= 0:
         return _error("--iterations, --jobs and --timeout must be positive")

@@ -545,6 +545,10 @@ def logvar_cases():
                        main="logvar_utils.py"),
         "scores": {**dict.fromkeys(units, "full"), LV_KL: "full"}, "fails": {LV_SAMPLE: ["large_log_variance"]},
         "hint": ["sqrt(exp(s))"]}
+    return out
+
+
+# ---------------------------------------------------------------------------------------
 # The MMD-VAE (problem `mmd`): mmd(x, y, biased=True) and MMDVAE.loss(x) in mmd_vae.py.
 # ---------------------------------------------------------------------------------------
 MMD = "mmd/mmd"
@@ -719,6 +723,10 @@ def mmd_cases():
         "why": "the untouched handout of the MMD-VAE alone: mmd and loss raise NotImplementedError",
         "problems": ["mmd"], "files": {"mmd_vae.py": {"from": "handout:mmd_vae.py"}},
         "scores": {MMD: "none", MMD_LOSS: "none", "mmd/training": "none"}}
+    return out
+
+
+# ---------------------------------------------------------------------------------------
 # The linear autoencoder (problem `ae`): LinearAutoencoder.__init__, encode, decode and
 # reconstruction_loss in ae.py. Each case gives the four regions (the reference's where not named).
 # ---------------------------------------------------------------------------------------

@@ -499,6 +499,22 @@ def _optimizer_steps(optimizer):
     return [int(state["step"]) for state in optimizer.state.values() if "step" in state]
 
 
+def _training_audit(train_u8, images, digest):
+    """What the grader checks of a training run: functions replaced, the optimizers and their steps, the
+    batches drawn, that the images were the ones sent and unchanged (their hash before and after)."""
+    import hashlib
+    binarizers = _RUN["binarizers"]
+    return {
+        "replaced": replaced_originals(),
+        "optimizer_steps": sorted({s for o in _RUN["optimizers"] for s in _optimizer_steps(o)}),
+        "optimizers": len(_RUN["optimizers"]),
+        "batches": [b.draws for b in binarizers],
+        "same_images": len(binarizers) == 1 and binarizers[0].images.data_ptr() == train_u8.data_ptr(),
+        "images_sha256": hashlib.sha256(np.ascontiguousarray(images).data).hexdigest(),
+        "images_sha256_before": digest,
+    }
+
+
 def op_train(params, arrays):
     """Train the student's VAE with the provided loop on the images sent (or those of the last
     request); return the tensors the grader asked for and how the run went, as our code saw it.
@@ -545,16 +561,7 @@ def op_train(params, arrays):
         _ORIGINALS["train.train"][1](_LOSS_AS_BOUND[0](model), train_u8, params["iterations"], seed=params["seed"])
     else:
         _ORIGINALS["train.train"][1](model, train_u8, params["iterations"], seed=params["seed"])
-    binarizers = _RUN["binarizers"]
-    audit = {
-        "replaced": replaced_originals(),
-        "optimizer_steps": sorted({s for o in _RUN["optimizers"] for s in _optimizer_steps(o)}),
-        "optimizers": len(_RUN["optimizers"]),
-        "batches": [b.draws for b in binarizers],
-        "same_images": len(binarizers) == 1 and binarizers[0].images.data_ptr() == train_u8.data_ptr(),
-        "images_sha256": hashlib.sha256(np.ascontiguousarray(images).data).hexdigest(),
-        "images_sha256_before": digest,
-    }
+    audit = _training_audit(train_u8, images, digest)
     if conditional:
         audit["labels_sha256_before"] = labels_digest
         audit["labels_sha256"] = hashlib.sha256(np.ascontiguousarray(
@@ -625,16 +632,7 @@ def op_train_ae(params, arrays):
         _RUN["binarizers"].clear()
         _ORIGINALS["train_ae.train"][1](model, train_u8, params["iterations"], loss=ae.reconstruction_loss,
                                         seed=params["seed"])
-        binarizers = _RUN["binarizers"]
-        audit = {
-            "replaced": replaced_originals(),
-            "optimizer_steps": sorted({s for o in _RUN["optimizers"] for s in _optimizer_steps(o)}),
-            "optimizers": len(_RUN["optimizers"]),
-            "batches": [b.draws for b in binarizers],
-            "same_images": len(binarizers) == 1 and binarizers[0].images.data_ptr() == train_u8.data_ptr(),
-            "images_sha256": hashlib.sha256(np.ascontiguousarray(images).data).hexdigest(),
-            "images_sha256_before": digest,
-        }
+        audit = _training_audit(train_u8, images, digest)
         model = model.cpu()
         info, probed = _ae_probe(model, {"enc_in": arrays["enc_in"], "dec_in": arrays[f"dec_in{k}"]}, f"_{k}")
         infos[str(k)] = {"audit": audit, **info}

@@ -139,9 +139,11 @@ def main(argv=None):
     elif args.command == "calibrate":
         if not any(family.rsplit("/", 1)[-1] == "training" for family in PROBLEMS[args.problem].families):
             parser.error(f"{args.problem} has no training gate: there is no band to calibrate")
-        if args.iterations is None:
-            from .config import DEFAULT_ITERATIONS, MMD_ITERATIONS
-            args.iterations = MMD_ITERATIONS if args.problem == "mmd" else DEFAULT_ITERATIONS
+        if args.iterations is None:                  # what the problem's gate trains
+            from .checks.cvae_training import GATES
+            from .config import DEFAULT_ITERATIONS
+            args.iterations = next((gate.iterations for gate in GATES if gate.problem == args.problem), None) \
+                or DEFAULT_ITERATIONS
         shared = PROBLEMS[args.problem].calibrated_as
         if shared and shared != args.problem and args.out is None:
             parser.error(f"{args.problem} uses the calibration of {shared} ({PROBLEMS[args.problem].calibration}): "

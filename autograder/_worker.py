@@ -12,7 +12,7 @@ import traceback
 import numpy as np
 import torch
 
-STUDENT_FILES = ("utils.py", "vae.py", "cvae.py", "beta_vae.py", "logvar_utils.py", "mmd_vae.py", "ae.py")     # every problem's (autograder/problems.py)
+STUDENT_FILES = ("utils.py", "vae.py", "cvae.py", "beta_vae.py", "logvar_utils.py", "mmd_vae.py", "ae.py", "conv_vae.py")     # every problem's (autograder/problems.py)
 # Bound before any submission code runs: patching torch.Tensor.detach, torch.equal and the
 # like at import time then cannot change what this worker reports.
 _TENSOR = torch.Tensor

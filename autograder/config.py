@@ -200,9 +200,36 @@ AE_PUBLISHED_BOUNDS = {"excess_2": 0.00104, "excess_5": 0.00106, "excess_10": 0.
                        "excess_100": 0.00245, "angle_2": 0.61, "angle_5": 0.754, "angle_10": 0.912}
 AE_MIN_EXCESS_MARGIN = 0.001              # relative validation error over PCA's: 0.1%
 AE_MIN_ANGLE_MARGIN_DEGREES = 0.25
+# The convolutional VAE with a Monte Carlo bound (problems.CONV): 15.x its unit checks, 16.x its gate.
+CONV_CHECKS = {
+    "conv/log_normal_pdf": {
+        "reference_values": Check("15.1", 2),
+        "shapes_and_broadcasting": Check("15.2", 1),
+        "gradients": Check("15.3", 1),
+    },
+    "conv/ConvDecoder": {
+        "architecture": Check("15.4", 1),
+        "output_shape": Check("15.5", 1),
+        "forward_values": Check("15.6", 1.5),
+        "gradients": Check("15.7", 0.5),
+    },
+    "conv/negative_elbo_bound": {
+        "three_scalars": Check("15.8", 0.5),
+        "one_draw_per_image": Check("15.9", 1),
+        "monte_carlo_terms": Check("15.10", 1.5),
+        "unbiased": Check("15.11", 1),
+        "gradients": Check("15.12", 1),
+    },
+    "conv/training": {
+        "trained_nelbo": Check("16.1", 5),
+    },
+}
+# The convolutional VAE's gate trains this many iterations: 10 epochs of 600 batches of 100 (a conv step
+# costs about 3 of the MLP VAE's; README, "The convolutional VAE").
+CONV_ITERATIONS = 6000
 # problem -> its checks (CHECKS above is the CS236 VAE's, the default grading)
 PROBLEM_CHECKS = {"vae": CHECKS, "cvae": CVAE_CHECKS, "beta": BETA_CHECKS, "logvar": LOGVAR_CHECKS, "mmd": MMD_CHECKS,
-                  "ae": AE_CHECKS}
+                  "ae": AE_CHECKS, "conv": CONV_CHECKS}
 ALL_CHECKS = {family: specs for checks in PROBLEM_CHECKS.values() for family, specs in checks.items()}
 
 

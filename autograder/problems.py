@@ -207,7 +207,32 @@ AE = Problem(
     tests=("test_ae.py", "test_checks_ae.py"),
 )
 
-PROBLEMS = {problem.name: problem for problem in (VAE, CVAE, BETA, LOGVAR, MMD, AE)}
+# The convolutional VAE with a one-sample Monte Carlo bound (the TensorFlow tutorial's CVAE): a provided
+# convolutional encoder, the student's transposed-convolution decoder, log_normal_pdf (log-variance) and
+# the bound; trained by train.py's loop (images flat, (batch, 784), reshaped by the networks).
+CONV = Problem(
+    name="conv",
+    title="the convolutional VAE",
+    student_files={"conv_vae.py": (None, ("log_normal_pdf", "ConvDecoder.__init__", "ConvDecoder.forward",
+                                          "ConvVAE.negative_elbo_bound"))},
+    provided=("train.py", "fast.py", "data.py", "runtime.py"),
+    handout=("run_conv_vae.py", "figures.py"),
+    document="HANDOUT_conv.md",
+    run_script="run_conv_vae.py",
+    families={
+        "conv/log_normal_pdf": Family(("conv_vae.py",), ("utils", "conv_vae")),
+        "conv/ConvDecoder": Family(("conv_vae.py",), ("utils", "conv_vae")),
+        "conv/negative_elbo_bound": Family(("conv_vae.py",), ("utils", "conv_vae")),
+        "conv/training": Family(("utils.py", "conv_vae.py"), ("utils", "conv_vae")),
+    },
+    check_classes=("conv:LogNormalPdfChecks", "conv:ConvDecoderChecks", "conv_elbo:ConvElboChecks",
+                   "conv_training:ConvTrainingChecks"),
+    calibration="calibration_conv.json",
+    tests=("test_conv.py", "test_checks_conv.py"),
+    needs=("utils.py",),
+)
+
+PROBLEMS = {problem.name: problem for problem in (VAE, CVAE, BETA, LOGVAR, MMD, AE, CONV)}
 
 
 class UnknownProblem(ValueError):

@@ -10,7 +10,7 @@ from . import paths
 # Loaded in this order (fast before train, which imports it), each where its file is here: a
 # Gradescope zip holds the files of its problems only (the CVAE alone has no vae.py or nns.py).
 _MODULES = ("utils", "nns", "vae", "fast", "train", "data", "runtime", "cvae_nns", "cvae", "train_cvae", "beta_vae",
-            "mmd_vae", "ae", "train_ae")
+            "mmd_vae", "ae", "train_ae", "conv_vae")
 _SHARED = ("utils", "fast", "train", "data", "runtime")          # every problem's: always here
 # except in a zip of the linear autoencoder alone (problem `ae`), which holds no VAE code: only data and runtime
 _AE_ALONE = not (paths.SOLUTION / "train.py").is_file() and (paths.SOLUTION / "train_ae.py").is_file()
@@ -51,5 +51,6 @@ cvae = _REFERENCE.get("cvae")
 train_cvae = _REFERENCE.get("train_cvae")
 beta_vae = _REFERENCE.get("beta_vae")
 mmd_vae = _REFERENCE.get("mmd_vae")
+conv_vae = _REFERENCE.get("conv_vae")
 ae = _REFERENCE.get("ae")
 train_ae = _REFERENCE.get("train_ae")

@@ -1,7 +1,7 @@
 """Every grading check of the convolutional VAE (problem `conv`), run against this reference solution.
 
-The very TestCases Gradescope runs on a convolutional-VAE submission, bound here to this folder graded on
-the convolutional VAE alone (utils.py is then the grader's); the training check trains config.CONV_ITERATIONS
+The very TestCases Gradescope runs on a convolutional VAE submission, bound here to this folder graded on the
+convolutional VAE alone (utils.py is then the grader's); the training check trains config.CONV_ITERATIONS
 iterations (or $VAE_GRADE_ITERATIONS, where no band applies) and must land inside the calibrated band
 (autograder/calibration_conv.json)."""
 import os

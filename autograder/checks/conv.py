@@ -466,7 +466,8 @@ def architecture_problems(listed, z_dim):
 def unloadable(reply, z_dim):
     """None when every parameter of the reference is in the decoder with its shape and was loaded, else why not."""
     problems = [p for p in architecture_problems(listed_parameters(reply), z_dim) if not p.startswith("parameters the")]
-    loaded = reply.info.get("loaded") if isinstance(reply.info.get("loaded"), list) else []
+    loaded = [name for name in reply.info.get("loaded") or () if isinstance(name, str)] \
+        if isinstance(reply.info.get("loaded"), list) else []
     if problems or set(loaded) != set(expected_parameters(z_dim)):
         shown = "; ".join(problems) or "the weights could not be loaded"
         return (f"This check loads the grader's weights into fc, deconv1 and deconv2 by name and cannot be judged "

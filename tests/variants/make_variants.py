@@ -850,8 +850,8 @@ def ae_cases():
 
 # ---------------------------------------------------------------------------------------
 # The convolutional VAE's unit functions (problem `conv`): log_normal_pdf and ConvDecoder (__init__,
-# forward) in conv_vae.py. Correct styles get full marks in both families; each bug loses exactly the
-# checks it names, in its own family (training left out; the bound's family is conv_bound_cases').
+# forward) in conv_vae.py. Correct styles get full marks in both families and in the bound's; each bug loses
+# exactly the checks it names, in its own family, and nothing elsewhere (training left out).
 # ---------------------------------------------------------------------------------------
 CONV_PDF, CONV_DECODER = "conv/log_normal_pdf", "conv/ConvDecoder"
 FILE_OF.update({"conv.log_normal_pdf": "conv_vae.py", "conv.__init__": "conv_vae.py", "conv.forward": "conv_vae.py"})
@@ -991,14 +991,15 @@ CONV_UNIT_BUGGY = {
 def conv_unit_cases():
     """{case: data} of the convolutional VAE's log_normal_pdf and ConvDecoder."""
     out = {}
-    both = {CONV_PDF: "full", CONV_DECODER: "full"}
+    # the bound's checks run with the grader's stand-ins: a bug here costs nothing there (no double penalty)
+    every = {CONV_PDF: "full", CONV_DECODER: "full", "conv/negative_elbo_bound": "full"}
     for name, (why, code, extra) in CONV_UNIT_CORRECT.items():
         out[f"conv_{name}_full"] = {"why": why, "problems": ["conv"],
-                                    "files": _spec(name, code, extra, main="conv_vae.py"), "scores": dict(both)}
+                                    "files": _spec(name, code, extra, main="conv_vae.py"), "scores": dict(every)}
     for name, (why, code, hint, fails) in CONV_UNIT_BUGGY.items():
         out[f"conv_{name}_buggy"] = {"why": why, "problems": ["conv"],
                                      "files": _spec(name, code, {}, main="conv_vae.py"),
-                                     "scores": {family: "full" for family in both if family not in fails},
+                                     "scores": {family: "full" for family in every if family not in fails},
                                      "fails": fails, "hint": hint}
     return out
 

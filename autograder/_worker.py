@@ -18,11 +18,21 @@ STUDENT_FILES = ("utils.py", "vae.py", "cvae.py", "beta_vae.py", "logvar_utils.p
 _TENSOR = torch.Tensor
 _DETACH, _CPU, _NUMPY, _CLONE = torch.Tensor.detach, torch.Tensor.cpu, torch.Tensor.numpy, torch.Tensor.clone
 _AS_TENSOR = torch.as_tensor
+# A tensor subclass may answer detach/cpu/numpy through its own __torch_function__ (turned off while a value
+# is read) or __torch_dispatch__ (refused): either could report values other than the tensor's own.
+_NO_SUBCLASS = torch._C.DisableTorchFunctionSubclass
+_PLAIN_DISPATCH = torch.Tensor.__torch_dispatch__
+_MRO, _VARS = type.__dict__["__mro__"].__get__, type.__dict__["__dict__"].__get__
 
 
 def _to_array(value, what):
     if isinstance(value, _TENSOR):
-        return np.array(_NUMPY(_CPU(_DETACH(value)))) if value.device.type != "meta" else np.zeros(0)
+        if any(_VARS(k).get("__torch_dispatch__", _PLAIN_DISPATCH) is not _PLAIN_DISPATCH for k in _MRO(type(value))):
+            raise TypeError(f"{what} returned a tensor subclass ({type(value).__name__}) with its own "
+                            "__torch_dispatch__, expected a torch.Tensor")
+        with _NO_SUBCLASS():
+            plain = _DETACH(value)
+            return np.array(_NUMPY(_CPU(plain))) if plain.device.type != "meta" else np.zeros(0)
     article = "an" if type(value).__name__[:1].lower() in "aeiou" else "a"
     raise TypeError(f"{what} returned {article} {type(value).__name__}, expected a torch.Tensor")
 

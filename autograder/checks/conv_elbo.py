@@ -119,6 +119,8 @@ class Draw:
     decoded: list = None            # the decoder calls whose z has one row per image
     calls: int = 0                  # every decoder call of this phase
     problem: str = None
+    session: remote.ConvSession = None
+    phase: str = "forward"
 
     def terms(self, call):
         """(rec rows, kl rows, closed-form kl rows, rec scale, kl scale) at the z of decoder call `call`."""
@@ -140,7 +142,7 @@ def _draw(reply, phase="forward"):
     if phase in cache:
         return cache[phase]
     x = reply.x
-    found = Draw(x)
+    found = Draw(x, session=reply.session, phase=phase)
     cache[phase] = found
     for call in reply.session.of("enc", phase):
         seen = call.inputs[0]
@@ -247,7 +249,19 @@ def _kl_hint(kl, draw, call, kl_rows, closed):
     for value, what in candidates:
         if math.isfinite(value) and abs(kl - value) <= 1e-4 * (abs(value) + 1):
             return f" It looks like {what}."
+    for other in session_samples(draw, call):
+        value = (oracle.log_normal_pdf(other, m, lv) - oracle.log_normal_pdf(other, zero, zero)).numpy().mean()
+        if abs(kl - value) <= 1e-4 * (abs(value) + 1):
+            return (" It is log q(z|x) - log p(z) at another z than the one decoded (a second draw?): evaluate kl at "
+                    "the very z that reached self.dec.")
     return ""
+
+
+def session_samples(draw, call):
+    """The samples log_normal_pdf got in the same call, other than the decoded z (float64 tensors)."""
+    decoded = call.inputs[0]
+    return [_t(c.inputs[0]) for c in draw.session.of("log_normal_pdf", draw.phase)
+            if c.inputs[0].shape == decoded.shape and not np.array_equal(c.inputs[0], decoded)]
 
 
 def _terms_problems(reply):
@@ -354,20 +368,24 @@ def _gradient_problems(reply):
     terms = [name for name, ok in (("rec", rec_ok), ("kl", kl_ok)) if ok]
     if rec_ok and kl_ok and abs(values["nelbo"] - values["kl"] - values["rec"]) <= 1e-4 * (abs(values["nelbo"]) + 1):
         terms.append("nelbo")
+    missing, wrong = [], {}
     for name in terms:
         got = _arrivals(session, draw.enc_call, name)
         wanted = want[name]
-        if _near(got[0], wanted[0]) and _near(got[1], wanted[1]):
-            continue
         if not np.any(got[0]) and not np.any(got[1]):
-            problems.append(because + f"no gradient of {name} reached the encoder's mean and logvar: is z drawn "
-                            "without the reparameterization trick, or a term detached (.detach(), .item(), numpy)?")
+            missing.append(name)
             continue
-        parts = [which for which, got_i, want_i in (("mean", got[0], wanted[0]), ("logvar", got[1], wanted[1]))
-                 if not _near(got_i, want_i)]
-        problems.append(because + f"the gradient of {name} at the encoder's {' and '.join(parts)} is not the pathwise "
-                        f"one of the estimator at your draw z = mean + exp(logvar / 2) * eps (dz/dmean = 1, "
-                        f"dz/dlogvar = (z - mean) / 2): is z, or a term, detached or drawn some other way?")
+        for which, got_i, want_i in (("mean", got[0], wanted[0]), ("logvar", got[1], wanted[1])):
+            if not _near(got_i, want_i):
+                wrong.setdefault(which, []).append(name)
+    if missing:
+        problems.append(because + f"no gradient of {' and '.join(missing)} reached the encoder's mean and logvar: is "
+                        "z drawn without the reparameterization trick, or a term detached (.detach(), .item(), numpy)?")
+    if wrong:
+        where = "; ".join(f"of {', '.join(names)} at the encoder's {which}" for which, names in wrong.items())
+        problems.append((because if not missing else "") + f"the gradients {where} are not the pathwise ones of the "
+                        "estimator at your draw z = mean + exp(logvar / 2) * eps (dz/dmean = 1, dz/dlogvar = "
+                        "(z - mean) / 2): is z, or a term, detached or drawn some other way?")
     return [p[0].upper() + p[1:] for p in problems]
 
 

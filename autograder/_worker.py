@@ -325,7 +325,8 @@ def op_conv_elbo(params, arrays):
     import conv_vae
     conv_vae.log_normal_pdf = _remote_log_normal_pdf
     encoder, decoder = conv_vae.ConvEncoder, conv_vae.ConvDecoder
-    conv_vae.ConvEncoder, conv_vae.ConvDecoder = (lambda z_dim: _remote_module("enc")), (lambda z_dim: _remote_module("dec"))
+    conv_vae.ConvEncoder = lambda z_dim: _remote_module("enc")
+    conv_vae.ConvDecoder = lambda z_dim: _remote_module("dec")
     try:                     # the student's ConvDecoder.__init__ is its own checks' (a broken one costs nothing here)
         model = conv_vae.ConvVAE(z_dim=params["z_dim"])
     finally:

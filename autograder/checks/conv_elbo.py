@@ -463,7 +463,7 @@ class ConvElboChecks(CheckCase):
 
     @check(FAMILY, "gradients")
     def test_gradients(self):
-        """conv/negative_elbo_bound: the gradients at the decoder's logits and the encoder's outputs are pathwise at the draw"""
+        """conv/negative_elbo_bound: the gradients at the decoder's logits and the encoder's outputs are pathwise"""
         problems = _gradient_problems(_run(self.submission, _X, "grads", grads=True))
         if problems:
             self.fail(" ".join(problems))

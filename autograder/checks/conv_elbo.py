@@ -58,7 +58,7 @@ IMAGE_DIM = remote.IMAGE_DIM
 Z_DIM = config.Z_DIM
 BATCH = 200                     # x 10 latent dimensions: 2,000 standardized residuals per z-test
 COPIES, CALLS = 2500, 4         # 15.11: one image, n = 10,000 draws
-GRADER_DRAWS, CHUNK = 40_000, 10_000
+GRADER_DRAWS, CHUNK = 40_000, 2_500     # this side's draws, decoded a chunk at a time (16 MB of logits)
 EPS32 = 2.0 ** -24
 TOLERANCE_FACTOR = 2.0
 GRAD_RTOL = 1e-3                # float32 backward passes against float64 here, relative to the largest entry

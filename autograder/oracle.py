@@ -1,5 +1,7 @@
 """TRUSTED SIDE. The bound's terms from torch.distributions: an oracle that shares no code
 with the reference solution or the submission, used to compute every expected value."""
+import math
+
 import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
@@ -84,3 +86,8 @@ def mmd(x, y, biased=True):
     if biased:
         return kxx / n ** 2 + kyy / m ** 2 - 2 * kxy / (n * m)
     return (kxx - n) / (n * (n - 1)) + (kyy - m) / (m * (m - 1)) - 2 * kxy / (n * m)
+
+
+def log_normal_pdf(sample, mean, logvar):
+    """log N(sample; mean, diag(exp(logvar))) summed over the last dimension, float64."""
+    return -0.5 * ((sample - mean) ** 2 * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).sum(-1)

@@ -307,6 +307,43 @@ def _loss_as_bound_class():
 _LOSS_AS_BOUND = [_loss_as_bound_class()]
 
 
+# ---------------------------------------------------------------- the convolutional VAE (problem `conv`)
+
+def _remote_log_normal_pdf(sample, mean, logvar):
+    """log N(sample; mean, diag(exp(logvar))), summed over the last dimension (answered by the grader)."""
+    tensors = [value if isinstance(value, _TENSOR) else _AS_TENSOR(value) for value in (sample, mean, logvar)]
+    dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.get_default_dtype())
+    tensors = [t if t.is_floating_point() else t.to(dtype) for t in tensors]       # log_normal_pdf(z, 0, 0)
+    return _remote("log_normal_pdf", *tensors, arity=3)
+
+
+def op_conv_elbo(params, arrays):
+    """ConvVAE.negative_elbo_bound(x) of the student's convolutional VAE with the grader's encoder, decoder
+    and log_normal_pdf (conv_vae.log_normal_pdf replaced after import: a wrong log_normal_pdf costs points
+    in its own checks only). params["calls"] > 1: that many calls on x, each in its own phase "call<i>",
+    their values nelbo<i>, kl<i>, rec<i>; else one call, with `grads` backward passes of rec, kl and nelbo."""
+    import conv_vae
+    conv_vae.log_normal_pdf = _remote_log_normal_pdf
+    encoder, decoder = conv_vae.ConvEncoder, conv_vae.ConvDecoder
+    conv_vae.ConvEncoder = lambda z_dim: _remote_module("enc")
+    conv_vae.ConvDecoder = lambda z_dim: _remote_module("dec")
+    try:                     # the student's ConvDecoder.__init__ is its own checks' (a broken one costs nothing here)
+        model = conv_vae.ConvVAE(z_dim=params["z_dim"])
+    finally:
+        conv_vae.ConvEncoder, conv_vae.ConvDecoder = encoder, decoder
+    model.enc, model.dec = _remote_module("enc"), _remote_module("dec")
+    x = _AS_TENSOR(arrays["x"])
+    calls = int(params.get("calls", 1))
+    if calls == 1:
+        return _elbo_reply(model.negative_elbo_bound(x), params)
+    out = {}
+    for i in range(calls):
+        grader_call("phase", {"name": f"call{i}"})
+        _, values = _elbo_reply(model.negative_elbo_bound(x), {})
+        out.update({f"{name}{i}": value for name, value in values.items()})
+    return {}, out
+
+
 # ---------------------------------------------------------------- training
 
 # The provided modules, imported and their entry points bound by `bind_provided` before any
@@ -704,6 +741,7 @@ def op_conv_decoder(params, arrays):
 
 OPS = {"import": op_import, "call": op_call, "elbo": op_elbo, "train": op_train, "mmd": op_mmd, "mmd_loss": op_mmd_loss,
        "ae_probe": op_ae_probe, "conv_decoder": op_conv_decoder}
+OPS["conv_elbo"] = op_conv_elbo
 
 
 def _where(error):

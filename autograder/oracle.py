@@ -1,5 +1,7 @@
 """TRUSTED SIDE. The bound's terms from torch.distributions: an oracle that shares no code
 with the reference solution or the submission, used to compute every expected value."""
+import math
+
 import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
@@ -87,9 +89,8 @@ def mmd(x, y, biased=True):
 
 
 def log_normal_pdf(sample, mean, logvar):
-    """log N(sample; mean, diag(exp(logvar))) from log-variances, summed over the last dimension (broadcasting)."""
-    sample, mean, logvar = torch.broadcast_tensors(sample, mean, logvar)
-    return Normal(mean, torch.exp(0.5 * logvar), validate_args=False).log_prob(sample).sum(-1)
+    """log N(sample; mean, diag(exp(logvar))) summed over the last dimension, float64."""
+    return -0.5 * ((sample - mean) ** 2 * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).sum(-1)
 
 
 def conv_decoder(z, weights, relu=(True, True), last=None, layout="chw"):

@@ -107,7 +107,7 @@ SUITES = {
     "messy": Suite(TESTS / "messy", frozenset(_COMMON | _RUNNER), ("item", "why", "files", "scores")),
     "variants": Suite(TESTS / "variants", frozenset(_COMMON | {"hint"}), ("why", "files", "problems"),
                       optional_families=("training", "cvae/training", "beta/training", "mmd/training",
-                                         "ae/training")),
+                                         "ae/training", "conv/training")),
 }
 SPEC_KEYS = {"from", "text", "latin1", "edits", "append", "pad", "tabs", "newline", "encoding", "age"}
 

@@ -39,7 +39,7 @@ def test_variants_are_generated_and_complete():
     committed = {str(p.relative_to(FOLDER)): p.read_text() for p in FOLDER.rglob("case.json")}
     assert committed == expected, "tests/variants is out of date: run `python tests/variants/make_variants.py`"
     names = cases.names(SUITE)
-    for problem in ("cvae", "beta", "logvar", "mmd", "ae"):
+    for problem in ("cvae", "beta", "logvar", "mmd", "ae", "conv"):
         assert sum(n.startswith(f"{problem}_") and n.endswith("_full") for n in names) >= 5
         assert sum(n.startswith(f"{problem}_") and n.endswith("_buggy") for n in names) >= 10
         assert f"{problem}_skeleton_zero" in names

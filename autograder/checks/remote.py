@@ -219,3 +219,52 @@ class Session:
         """[(call, gradients of its outputs)] of the backward passes `name` got in `phase`."""
         return [(call, grads) for call in self.calls if call.name == name
                 for seen, grads, _ in call.backward if seen == phase]
+
+
+# ---------------------------------------------------------------- the convolutional VAE (problem `conv`)
+
+class ConvTrustedModel(TrustedModel):
+    """The convolutional VAE's stand-ins: the encoder x -> (mean, logvar) (the log of TrustedModel's
+    variances, spread over [log V_LOW, log V_HIGH]) and the decoder z -> logits of shape (batch, 1, 28, 28);
+    log_normal_pdf is answered by the oracle (ConvSession). The encoder takes the images flat, (batch, 784),
+    or as (batch, 1, 28, 28) or (batch, 28, 28), as the provided ConvEncoder does."""
+    shapes = {"enc": (1, 2), "dec": (1, 1), "log_normal_pdf": (3, 1)}
+    image_shape = (1, 28, 28)
+
+    def encode(self, x):
+        m, v = super().encode(x.reshape(-1, IMAGE_DIM))
+        return m, torch.log(v)
+
+    def decode(self, z):
+        return super().decode(z).reshape(*z.shape[:-1], *self.image_shape)
+
+    def validate(self, function, tensors):
+        if function == "enc":
+            x = tensors[0]
+            if x.dim() < 2 or math.prod(x.shape[1:]) != IMAGE_DIM:
+                raise CallbackError(f"self.enc expects images of shape (batch, {IMAGE_DIM}), got {tuple(x.shape)}")
+        else:
+            z = tensors[0]
+            if z.dim() != 2 or z.shape[-1] != self.z_dim:
+                raise CallbackError(f"self.dec expects z of shape (batch, {self.z_dim}), got {tuple(z.shape)}")
+
+
+class ConvSession(Session):
+    """The conv bound sandbox's stand-ins: ConvTrustedModel's encoder and decoder, and log_normal_pdf
+    (oracle.log_normal_pdf, float64), each call recorded as the others are."""
+
+    def _evaluate(self, function, tensors, eps=None):
+        if function == "log_normal_pdf":
+            return (oracle.log_normal_pdf(*tensors),)
+        return super()._evaluate(function, tensors, eps)
+
+    def _forward(self, function, arrays):
+        """As Session's, counting the answers too (a decoder answer is 784 values a row: thousands of calls
+        of a large batch must not fill the grader's memory with the records)."""
+        reply = super()._forward(function, arrays)
+        self.recorded_bytes += sum(a.nbytes for a in self.calls[-1].outputs)
+        if self.recorded_bytes > MAX_RECORDED_BYTES:
+            self.calls[-1].outputs = []
+            raise CallbackError(f"more than {MAX_RECORDED_BYTES // 2**20} MB sent to and answered by the model's "
+                                "encoder, decoder and log_normal_pdf in one negative_elbo_bound call")
+        return reply

@@ -247,6 +247,7 @@ def cases_of_the_variants():
     out.update(mmd_cases())
     out.update(ae_cases())
     out.update(conv_unit_cases())
+    out.update(conv_bound_cases())
     return out
 
 
@@ -854,7 +855,6 @@ def ae_cases():
 # exactly the checks it names, in its own family, and nothing elsewhere (training left out).
 # ---------------------------------------------------------------------------------------
 CONV_PDF, CONV_DECODER = "conv/log_normal_pdf", "conv/ConvDecoder"
-FILE_OF.update({"conv.log_normal_pdf": "conv_vae.py", "conv.__init__": "conv_vae.py", "conv.forward": "conv_vae.py"})
 _CONV_INIT = """
 self.fc = nn.Linear(z_dim, 32 * 7 * 7)
 self.deconv1 = nn.ConvTranspose2d(32, 16, kernel_size=4, stride=2, padding=1)
@@ -1001,6 +1001,243 @@ def conv_unit_cases():
                                      "files": _spec(name, code, {}, main="conv_vae.py"),
                                      "scores": {family: "full" for family in every if family not in fails},
                                      "fails": fails, "hint": hint}
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# The convolutional VAE's bound (problem `conv`): ConvVAE.negative_elbo_bound in conv_vae.py, and whole-file
+# correct styles (log_normal_pdf, ConvDecoder.__init__ and forward, the bound, each written differently).
+# ---------------------------------------------------------------------------------------
+CONV_BOUND = "conv/negative_elbo_bound"
+CONV_OTHERS = ("conv/log_normal_pdf", "conv/ConvDecoder")
+FILE_OF.update({"conv.log_normal_pdf": "conv_vae.py", "conv.__init__": "conv_vae.py", "conv.forward": "conv_vae.py",
+                "conv.negative_elbo_bound": "conv_vae.py"})
+CONV_ELBO = "conv.negative_elbo_bound"          # its region in conv_vae.py (ConvDecoder's: conv.__init__, conv.forward)
+_ZEROS = "torch.zeros_like(z)"
+
+
+def _conv_bound(z="z = self.reparameterize(mean, logvar)", logits="logits = self.dec(z).reshape(x.shape[0], -1)",
+                rec="rec = -ut.log_bernoulli_with_logits(x, logits).mean()",
+                kl=f"kl = (log_normal_pdf(z, mean, logvar) - log_normal_pdf(z, {_ZEROS}, {_ZEROS})).mean()",
+                nelbo="nelbo = kl + rec"):
+    return "\n".join(["mean, logvar = self.enc(x)", z, logits, rec, kl, nelbo])
+
+
+CONV_CORRECT = {
+    "distributions": (
+        "torch.distributions throughout: Normal(...).log_prob for log_normal_pdf, rsample and Bernoulli in the bound; "
+        "the decoder with F.relu and view",
+        {"conv.log_normal_pdf": """
+                                D = torch.distributions
+                                return D.Normal(mean, torch.exp(0.5 * logvar), validate_args=False).log_prob(sample).sum(-1)
+                                """,
+         "conv.__init__": """
+                          self.fc = nn.Linear(z_dim, 32 * 7 * 7)
+                          self.deconv1 = nn.ConvTranspose2d(32, 16, kernel_size=4, stride=2, padding=1)
+                          self.deconv2 = nn.ConvTranspose2d(16, 1, kernel_size=4, stride=2, padding=1)
+                          """,
+         "conv.forward": """
+                         F = torch.nn.functional
+                         h = F.relu(self.fc(z)).view(-1, 32, 7, 7)
+                         return self.deconv2(F.relu(self.deconv1(h)))
+                         """,
+         CONV_ELBO: """
+                    D = torch.distributions
+                    mean, logvar = self.enc(x)
+                    q = D.Normal(mean, torch.exp(0.5 * logvar))
+                    z = q.rsample()
+                    prior = D.Normal(torch.zeros_like(z), torch.ones_like(z))
+                    kl = (q.log_prob(z).sum(-1) - prior.log_prob(z).sum(-1)).mean()
+                    logits = self.dec(z).view(x.size(0), 784)
+                    rec = -D.Bernoulli(logits=logits).log_prob(x).sum(-1).mean()
+                    nelbo = kl + rec
+                    """}, {}),
+    "explicit": (
+        "explicit formulas: log_normal_pdf term by term, the noise drawn by hand (z = mean + exp(logvar / 2) eps), "
+        "the Bernoulli log-likelihood written out; the decoder with torch.relu and reshape, positional arguments",
+        {"conv.log_normal_pdf": """
+                                log2pi = math.log(2 * math.pi)
+                                quadratic = (sample - mean).pow(2) * torch.exp(-logvar)
+                                return torch.sum(-0.5 * (quadratic + logvar + log2pi), dim=-1)
+                                """,
+         "conv.__init__": """
+                          self.fc = nn.Linear(z_dim, 1568)
+                          self.deconv1 = nn.ConvTranspose2d(32, 16, 4, 2, 1)
+                          self.deconv2 = nn.ConvTranspose2d(16, 1, 4, 2, 1)
+                          """,
+         "conv.forward": """
+                         h = torch.relu(self.fc(z))
+                         h = h.reshape(z.shape[0], 32, 7, 7)
+                         h = torch.relu(self.deconv1(h))
+                         return self.deconv2(h)
+                         """,
+         CONV_ELBO: """
+                    mean, logvar = self.enc(x)
+                    eps = torch.randn_like(mean)
+                    z = mean + torch.exp(logvar / 2) * eps
+                    logits = self.dec(z).reshape(len(x), -1)
+                    log_px = (x * logits - torch.nn.functional.softplus(logits)).sum(dim=1)
+                    log_q = log_normal_pdf(z, mean, logvar)
+                    log_p = log_normal_pdf(z, torch.zeros_like(z), torch.zeros_like(z))
+                    kl = torch.mean(log_q - log_p)
+                    rec = torch.mean(-log_px)
+                    nelbo = kl + rec
+                    """}, {}),
+    "unflatten": (
+        "an nn.Unflatten module between fc and deconv1, F.binary_cross_entropy_with_logits (reduction 'none') for "
+        "rec, a prior of zeros made with torch.zeros(1)",
+        {"conv.log_normal_pdf": """
+                                inverse_variance = (-logvar).exp()
+                                squared = (sample - mean) ** 2
+                                return (-0.5 * squared * inverse_variance - 0.5 * logvar
+                                        - 0.5 * math.log(2 * math.pi)).sum(-1)
+                                """,
+         "conv.__init__": """
+                          self.fc = nn.Linear(in_features=z_dim, out_features=32 * 7 * 7)
+                          self.unflatten = nn.Unflatten(1, (32, 7, 7))
+                          self.deconv1 = nn.ConvTranspose2d(in_channels=32, out_channels=16, kernel_size=4, stride=2,
+                                                            padding=1)
+                          self.deconv2 = nn.ConvTranspose2d(in_channels=16, out_channels=1, kernel_size=4, stride=2,
+                                                            padding=1)
+                          """,
+         "conv.forward": """
+                         h = self.unflatten(torch.relu(self.fc(z)))
+                         return self.deconv2(torch.relu(self.deconv1(h)))
+                         """,
+         CONV_ELBO: """
+                    F = torch.nn.functional
+                    mean, logvar = self.enc(x)
+                    z = self.reparameterize(mean, logvar)
+                    logits = self.dec(z).flatten(start_dim=1)
+                    rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1).mean()
+                    zero = torch.zeros(1, dtype=z.dtype, device=z.device)
+                    kl = (log_normal_pdf(z, mean, logvar) - log_normal_pdf(z, zero, zero)).mean()
+                    nelbo = kl + rec
+                    """}, {}),
+    "per_image_rows": (
+        "per-image rows first, then one mean (nelbo = mean(kl_rows + rec_rows)); the decoder with clamp(min=0) and "
+        "Tensor.relu; log_normal_pdf through torch.square and a broadcast constant",
+        {"conv.log_normal_pdf": """
+                                constant = torch.full_like(logvar, math.log(2 * math.pi))
+                                return -0.5 * (torch.square(sample - mean) * torch.exp(-logvar) + logvar
+                                               + constant).sum(dim=-1)
+                                """,
+         "conv.__init__": """
+                          hidden, channels = 32 * 7 * 7, (32, 16, 1)
+                          self.fc = nn.Linear(z_dim, hidden)
+                          self.deconv1 = nn.ConvTranspose2d(channels[0], channels[1], kernel_size=4, stride=2, padding=1)
+                          self.deconv2 = nn.ConvTranspose2d(channels[1], channels[2], kernel_size=4, stride=2, padding=1)
+                          """,
+         "conv.forward": """
+                         h = self.fc(z).clamp(min=0).view(z.size(0), 32, 7, 7)
+                         return self.deconv2(self.deconv1(h).relu())
+                         """,
+         CONV_ELBO: """
+                    mean, logvar = self.enc(x)
+                    z = self.reparameterize(mean, logvar)
+                    rec_rows = -ut.log_bernoulli_with_logits(x, self.dec(z).flatten(1))
+                    kl_rows = log_normal_pdf(z, mean, logvar) - log_normal_pdf(z, z * 0, z * 0)
+                    nelbo = (kl_rows + rec_rows).mean()
+                    kl, rec = kl_rows.mean(), rec_rows.sum() / x.shape[0]
+                    """}, {}),
+    "pytorch_example": (
+        "the PyTorch VAE example's in-place reparameterization (std = logvar.mul(0.5).exp_(), eps.mul(std).add_(mean)); "
+        "log_normal_pdf through Independent(Normal); the images compared as (batch, 1, 28, 28) flattened",
+        {"conv.log_normal_pdf": """
+                                D = torch.distributions
+                                mean, logvar = torch.broadcast_tensors(mean, logvar)
+                                normal = D.Independent(D.Normal(mean, logvar.mul(0.5).exp(), validate_args=False), 1)
+                                return normal.log_prob(sample)
+                                """,
+         "conv.__init__": """
+                          self.fc = nn.Linear(self.z_dim, 32 * 7 * 7)
+                          deconv = lambda c_in, c_out: nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1)
+                          self.deconv1, self.deconv2 = deconv(32, 16), deconv(16, 1)
+                          """,
+         "conv.forward": """
+                         F = torch.nn.functional
+                         h = F.relu(self.fc(z)).reshape(-1, *CHANNELS[1:], 7, 7)
+                         return self.deconv2(F.relu(self.deconv1(h)))
+                         """,
+         CONV_ELBO: """
+                    mean, logvar = self.enc(x)
+                    std = logvar.mul(0.5).exp_()
+                    eps = torch.randn_like(std)
+                    z = eps.mul(std).add_(mean)
+                    images = x.view(-1, 1, 28, 28)
+                    logits = self.dec(z)
+                    rec = -ut.log_bernoulli_with_logits(images.flatten(1), logits.flatten(1)).mean()
+                    kl = torch.mean(log_normal_pdf(z, mean, logvar)
+                                    - log_normal_pdf(z, torch.zeros_like(mean), torch.zeros_like(logvar)))
+                    nelbo = rec + kl
+                    """}, {}),
+}
+
+# (bug, code of the bound, words the feedback says, the checks it fails)
+CONV_BUGGY = {
+    "closed_form_kl": ("the closed-form KL(q(z|x) || p(z)) instead of the Monte Carlo log q(z|x) - log p(z)",
+                       _conv_bound(kl="kl = (0.5 * (torch.exp(logvar) + mean ** 2 - 1 - logvar).sum(-1)).mean()"),
+                       ["closed-form KL"], ["monte_carlo_terms"]),
+    "z_is_mean": ("the mean of q(z|x) decoded instead of a draw", _conv_bound(z="z = mean"),
+                  ["mean of q(z|x) itself", "biased"], ["one_draw_per_image", "unbiased"]),
+    "rec_sum_over_batch": ("rec summed over the batch",
+                           _conv_bound(rec="rec = -ut.log_bernoulli_with_logits(x, logits).sum()"),
+                           ["sum over the batch"], ["monte_carlo_terms", "unbiased"]),
+    "rec_missing_minus": ("rec = log p(x|z) (the minus sign missing)",
+                          _conv_bound(rec="rec = ut.log_bernoulli_with_logits(x, logits).mean()"),
+                          ["sign is reversed"], ["monte_carlo_terms", "unbiased"]),
+    "prior_logvar_one": ("log p(z) computed with log-variance 1",
+                         _conv_bound(kl=f"kl = (log_normal_pdf(z, mean, logvar) - log_normal_pdf(z, {_ZEROS}, "
+                                        "torch.ones_like(z))).mean()"),
+                         ["log-variance 1"], ["monte_carlo_terms", "unbiased"]),
+    "kl_sign_swapped": ("kl = log p(z) - log q(z|x)",
+                        _conv_bound(kl=f"kl = (log_normal_pdf(z, {_ZEROS}, {_ZEROS}) - log_normal_pdf(z, mean, "
+                                       "logvar)).mean()"),
+                        ["sign is reversed"], ["monte_carlo_terms", "unbiased"]),
+    "kl_sum_over_batch": ("kl summed over the batch",
+                          _conv_bound(kl=f"kl = (log_normal_pdf(z, mean, logvar) - log_normal_pdf(z, {_ZEROS}, "
+                                         f"{_ZEROS})).sum()"),
+                          ["sum over the batch"], ["monte_carlo_terms", "unbiased"]),
+    "std_exp_logvar": ("exp(logvar) used as the standard deviation: z = mean + exp(logvar) * eps",
+                       _conv_bound(z="z = mean + torch.exp(logvar) * torch.randn_like(mean)"),
+                       ["grows like exp(logvar)", "see 15.9"], ["one_draw_per_image", "unbiased", "gradients"]),
+    "logits_not_flattened": ("the logits left as (batch, 1, 28, 28) and x reshaped to them: rec sums over one row "
+                             "of 28 pixels",
+                             _conv_bound(logits="logits = self.dec(z)",
+                                         rec="rec = -ut.log_bernoulli_with_logits(x.reshape(logits.shape), "
+                                             "logits).mean()"),
+                             ["one row of 28 pixels"], ["monte_carlo_terms", "unbiased"]),
+    "rec_mean_over_pixels": ("binary_cross_entropy_with_logits with its default reduction (a mean over pixels too)",
+                             _conv_bound(rec="rec = torch.nn.functional.binary_cross_entropy_with_logits(logits, x)"),
+                             ["mean over the pixels"], ["monte_carlo_terms", "unbiased"]),
+    "nelbo_rec_minus_kl": ("nelbo = rec - kl", _conv_bound(nelbo="nelbo = rec - kl"), ["kl is added"],
+                           ["monte_carlo_terms", "unbiased"]),
+    "kl_at_second_draw": ("kl evaluated at a second draw of q(z|x), not at the decoded z",
+                          _conv_bound(kl="z2 = self.reparameterize(mean, logvar)\nkl = (log_normal_pdf(z2, mean, logvar) "
+                                         f"- log_normal_pdf(z2, {_ZEROS}, {_ZEROS})).mean()"),
+                          ["at the z your code passed"], ["monte_carlo_terms"]),
+    "z_detached": ("the draw detached from mean and logvar", _conv_bound(z="z = self.reparameterize(mean, logvar).detach()"),
+                   ["pathwise"], ["gradients"]),
+}
+
+
+def conv_bound_cases():
+    """{case: data} of the convolutional VAE's bound, and its correct whole files and handout."""
+    out = {}
+    every = {family: "full" for family in (*CONV_OTHERS, CONV_BOUND, "conv/training")}
+    for name, (why, code, extra) in CONV_CORRECT.items():
+        out[f"conv_{name}_full"] = {"why": why, "problems": ["conv"],
+                                    "files": _spec(name, code, extra, main="conv_vae.py"), "scores": dict(every)}
+    for name, (why, code, hint, fails) in CONV_BUGGY.items():
+        out[f"conv_{name}_buggy"] = {"why": why, "problems": ["conv"],
+                                     "files": _spec(name, {CONV_ELBO: code}, {}, main="conv_vae.py"),
+                                     "scores": dict.fromkeys(CONV_OTHERS, "full"), "fails": {CONV_BOUND: fails},
+                                     "hint": hint}
+    out["conv_skeleton_zero"] = {
+        "why": "the untouched handout of the convolutional VAE alone: log_normal_pdf, ConvDecoder and "
+               "negative_elbo_bound raise NotImplementedError",
+        "problems": ["conv"], "files": {"conv_vae.py": {"from": "handout:conv_vae.py"}},
+        "scores": {family: "none" for family in every}}
     return out
 
 

@@ -687,8 +687,60 @@ def op_train_ae(params, arrays):
     return {"runs": infos}, out
 
 
+# ---------------------------------------------------------------- the convolutional VAE's decoder (problem `conv`)
+# Bound when this module loads, before any submission code: a class that overrides named_parameters
+# or __call__ cannot change what is listed, loaded or run here.
+_NAMED_PARAMETERS, _MODULE_CALL = torch.nn.Module.named_parameters, torch.nn.Module.__call__
+_CONV_LISTED = 64               # parameters reported (names and shapes) at most
+
+
+def op_conv_decoder(params, arrays):
+    """A fresh conv_vae.ConvDecoder(z_dim) (seeded): its named parameters (name, shape, requires_grad);
+    with params["load"] (names), the arrays w0, w1, ... copied into the parameters of those names where
+    a parameter of that name and shape exists (the others reported); with arrays z0, z1, ..., the
+    decoder's output for each (out0, ...); with "grads", for z0, the gradients of
+    sum(output * cotangent) with respect to z0 (grad_z) and to each listed parameter (grad0, ...)."""
+    import torch
+    import conv_vae
+    torch.manual_seed(params["seed"])
+    model = conv_vae.ConvDecoder(params["z_dim"])
+    listed = list(_NAMED_PARAMETERS(model))
+    info = {"parameters": [[str(name)[:200], [int(n) for n in p.shape][:8], bool(p.requires_grad)]
+                           for name, p in listed[:_CONV_LISTED]],
+            "parameter_count": len(listed), "loaded": [], "not_loaded": []}
+    by_name = {str(name): p for name, p in listed}
+    with torch.no_grad():
+        for j, name in enumerate(params.get("load", [])):
+            parameter, value = by_name.get(name), arrays[f"w{j}"]
+            if parameter is not None and tuple(parameter.shape) == value.shape:
+                parameter.copy_(_AS_TENSOR(value))
+                info["loaded"].append(name)
+            else:
+                info["not_loaded"].append(name)
+    out = {}
+    for i in range(params.get("batches", 0)):
+        z = _AS_TENSOR(arrays[f"z{i}"])
+        grads = i == 0 and params.get("grads")
+        if grads:
+            z.requires_grad_(True)
+        result = _MODULE_CALL(model, z)
+        out[f"out{i}"] = _to_array(result, "ConvDecoder.forward")
+        if grads and isinstance(result, _TENSOR) and result.requires_grad:
+            cotangent = _AS_TENSOR(arrays["cotangent"])
+            if cotangent.numel() == result.numel():
+                cotangent = cotangent.reshape(result.shape)
+            trained = [(k, p) for k, (_, p) in enumerate(listed[:_CONV_LISTED]) if p.requires_grad]
+            found = torch.autograd.grad((result * cotangent).sum(), [z] + [p for _, p in trained], allow_unused=True)
+            if found[0] is not None:
+                out["grad_z"] = _to_array(found[0], "the gradient")
+            for (index, _), grad in zip(trained, found[1:]):
+                if grad is not None:
+                    out[f"grad{index}"] = _to_array(grad, "a gradient")
+    return info, out
+
+
 OPS = {"import": op_import, "call": op_call, "elbo": op_elbo, "train": op_train, "mmd": op_mmd, "mmd_loss": op_mmd_loss,
-       "ae_probe": op_ae_probe}
+       "ae_probe": op_ae_probe, "conv_decoder": op_conv_decoder}
 OPS["conv_elbo"] = op_conv_elbo
 
 

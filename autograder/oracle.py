@@ -91,3 +91,21 @@ def mmd(x, y, biased=True):
 def log_normal_pdf(sample, mean, logvar):
     """log N(sample; mean, diag(exp(logvar))) summed over the last dimension, float64."""
     return -0.5 * ((sample - mean) ** 2 * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).sum(-1)
+
+
+def conv_decoder(z, weights, relu=(True, True), last=None, layout="chw"):
+    """The convolutional VAE's decoder from its parameters ({name: tensor}: fc.*, deconv1.*, deconv2.*):
+    fc, ReLU, (batch, 32, 7, 7), a 4 x 4 transposed convolution of stride 2 and padding 1, ReLU, another
+    -> logits (batch, 1, 28, 28). The keywords make the mistakes the checks name: relu (after fc, after
+    deconv1) left out, `last` applied to the logits, layout "hwc" (the fc's output read as (7, 7, 32))."""
+    import torch.nn.functional as F
+    h = F.linear(z, weights["fc.weight"], weights["fc.bias"])
+    h = torch.relu(h) if relu[0] else h
+    channels = weights["deconv1.weight"].shape[0]
+    side = int(round((h.shape[-1] / channels) ** 0.5))
+    h = h.reshape(-1, channels, side, side) if layout == "chw" else \
+        h.reshape(-1, side, side, channels).permute(0, 3, 1, 2)
+    h = F.conv_transpose2d(h, weights["deconv1.weight"], weights["deconv1.bias"], stride=2, padding=1)
+    h = torch.relu(h) if relu[1] else h
+    h = F.conv_transpose2d(h, weights["deconv2.weight"], weights["deconv2.bias"], stride=2, padding=1)
+    return h if last is None else last(h)

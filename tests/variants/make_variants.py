@@ -246,6 +246,7 @@ def cases_of_the_variants():
     out.update(logvar_cases())
     out.update(mmd_cases())
     out.update(ae_cases())
+    out.update(conv_unit_cases())
     out.update(conv_bound_cases())
     return out
 
@@ -845,6 +846,161 @@ def ae_cases():
         "why": "the untouched handout of the linear autoencoder: every region raises NotImplementedError",
         "problems": ["ae"], "files": {"ae.py": {"from": "handout:ae.py"}},
         "scores": {AE_MODEL: "none", AE_LOSS: "none", AE_TRAINING: "none"}}
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# The convolutional VAE's unit functions (problem `conv`): log_normal_pdf and ConvDecoder (__init__,
+# forward) in conv_vae.py. Correct styles get full marks in both families and in the bound's; each bug loses
+# exactly the checks it names, in its own family, and nothing elsewhere (training left out).
+# ---------------------------------------------------------------------------------------
+CONV_PDF, CONV_DECODER = "conv/log_normal_pdf", "conv/ConvDecoder"
+_CONV_INIT = """
+self.fc = nn.Linear(z_dim, 32 * 7 * 7)
+self.deconv1 = nn.ConvTranspose2d(32, 16, kernel_size=4, stride=2, padding=1)
+self.deconv2 = nn.ConvTranspose2d(16, 1, kernel_size=4, stride=2, padding=1)
+"""
+
+
+def _pdf(expression="-0.5 * ((sample - mean) ** 2 * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).sum(-1)"):
+    return {"conv.log_normal_pdf": f"return {expression}"}
+
+
+def _decoder(init=_CONV_INIT, fc="h = torch.relu(self.fc(z)).reshape(-1, 32, 7, 7)",
+             deconv1="h = torch.relu(self.deconv1(h))", out="return self.deconv2(h)"):
+    return {"conv.__init__": init, "conv.forward": "\n".join([fc, deconv1, out])}
+
+
+CONV_UNIT_CORRECT = {
+    "pdf_normal_relu_functional": (
+        "log_normal_pdf through torch.distributions.Normal(mean, exp(logvar / 2)).log_prob(sample).sum(-1); the decoder "
+        "with F.relu and .view(z.size(0), 32, 7, 7)",
+        {**_pdf("torch.distributions.Normal(mean, torch.exp(0.5 * logvar)).log_prob(sample).sum(-1)"),
+         **_decoder(fc="h = F.relu(self.fc(z)).view(z.size(0), 32, 7, 7)", deconv1="h = F.relu(self.deconv1(h))")},
+        {"imports": ["import torch.nn.functional as F"]}),
+    "unflatten_relu_modules": (
+        "log_normal_pdf with torch.square, logvar.neg().exp() and a 2 pi constant of torch.pi; the decoder with an "
+        "nn.Unflatten and nn.ReLU modules kept as attributes (no parameters of their own)",
+        {**_pdf("-0.5 * torch.sum(torch.square(sample - mean) * logvar.neg().exp() + logvar "
+                "+ torch.log(torch.tensor(2 * torch.pi)), dim=-1)"),
+         **_decoder(init=_CONV_INIT + "self.unflatten = nn.Unflatten(1, (32, 7, 7))\nself.act = nn.ReLU()",
+                    fc="h = self.unflatten(self.act(self.fc(z)))", deconv1="h = self.act(self.deconv1(h))")}, {}),
+    "sequential_shared_layers": (
+        "log_normal_pdf as three sums (the constant as d log(2 pi) / 2); the decoder's fc, deconv1 and deconv2 "
+        "also held in an nn.Sequential that forward calls (the parameters keep their names)",
+        {**_pdf("(-0.5 * ((sample - mean) ** 2 * torch.exp(-logvar)).sum(-1) - 0.5 * logvar.expand_as(sample).sum(-1)"
+                " - 0.5 * sample.shape[-1] * math.log(2 * math.pi))"),
+         **_decoder(init=_CONV_INIT + "self.net = nn.Sequential(self.fc, nn.ReLU(), nn.Unflatten(1, (32, 7, 7)), "
+                                      "self.deconv1, nn.ReLU(), self.deconv2)",
+                    fc="return self.net(z)", deconv1="", out="")}, {}),
+    "independent_functional": (
+        "log_normal_pdf through torch.distributions.Independent(Normal(...), 1) (the sum over the event dimension); "
+        "the transposed convolutions called through F.conv_transpose2d with the layers' weights, ReLU as clamp(min=0)",
+        {**_pdf("torch.distributions.Independent(torch.distributions.Normal(mean, (0.5 * logvar).exp()), 1)"
+                ".log_prob(sample)"),
+         **_decoder(fc="h = self.fc(z).clamp(min=0).reshape(z.shape[0], 32, 7, 7)",
+                    deconv1="h = F.conv_transpose2d(h, self.deconv1.weight, self.deconv1.bias, stride=2, "
+                            "padding=1).clamp(min=0)",
+                    out="return F.conv_transpose2d(h, self.deconv2.weight, self.deconv2.bias, stride=2, padding=1)")},
+        {"imports": ["import torch.nn.functional as F"]}),
+    "reciprocal_keywords": (
+        "log_normal_pdf dividing by logvar.exp() (the variance) with a helper constant; the layers built with "
+        "keyword arguments from the module's CHANNELS and IMAGE_SHAPE",
+        {**_pdf("-0.5 * (((sample - mean) ** 2) / logvar.exp() + logvar + LOG_2PI).sum(dim=-1)"),
+         **_decoder(init="""
+              self.fc = nn.Linear(in_features=z_dim, out_features=CHANNELS[1] * 7 * 7)
+              self.deconv1 = nn.ConvTranspose2d(in_channels=CHANNELS[1], out_channels=CHANNELS[0], kernel_size=4,
+                                                stride=2, padding=1)
+              self.deconv2 = nn.ConvTranspose2d(in_channels=CHANNELS[0], out_channels=IMAGE_SHAPE[0], kernel_size=4,
+                                                stride=2, padding=1)
+              """, fc="h = torch.relu(self.fc(z)).reshape(z.shape[0], *([CHANNELS[1], 7, 7]))")},
+        {"append": "LOG_2PI = math.log(2 * math.pi)     # my own constant\n"}),
+}
+
+# (pdf mistakes: 15.1; shape mistakes: 15.2; detached inputs: 15.3; the decoder's: see each)
+CONV_UNIT_BUGGY = {
+    "pdf_logvar_as_variance": ("logvar used as the variance: (x - m)^2 / logvar + log(logvar)",
+                               _pdf("-0.5 * ((sample - mean) ** 2 / logvar + torch.log(logvar) "
+                                    "+ math.log(2 * math.pi)).sum(-1)"),
+                               ["NaN"], {CONV_PDF: ["reference_values"]}),
+    "pdf_logvar_as_std": ("logvar used as the standard deviation: (x - m)^2 / logvar^2 + log(logvar^2)",
+                          _pdf("-0.5 * ((sample - mean) ** 2 / logvar ** 2 + torch.log(logvar ** 2) "
+                               "+ math.log(2 * math.pi)).sum(-1)"),
+                          ["as the standard deviation"], {CONV_PDF: ["reference_values"]}),
+    "pdf_exp_plus": ("(x - m)^2 multiplied by exp(+logvar)",
+                     _pdf("-0.5 * ((sample - mean) ** 2 * torch.exp(logvar) + logvar + math.log(2 * math.pi)).sum(-1)"),
+                     ["exp(-logvar)"], {CONV_PDF: ["reference_values"]}),
+    "pdf_no_half": ("the factor 1/2 left out",
+                    _pdf("-((sample - mean) ** 2 * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).sum(-1)"),
+                    ["1/2 left out"], {CONV_PDF: ["reference_values"]}),
+    "pdf_no_log_2pi": ("log(2 pi) left out", _pdf("-0.5 * ((sample - mean) ** 2 * torch.exp(-logvar) + logvar).sum(-1)"),
+                       ["log(2 pi) left out"], {CONV_PDF: ["reference_values"]}),
+    "pdf_mean_over_dim": ("a mean over the last dimension instead of a sum",
+                          _pdf("-0.5 * ((sample - mean) ** 2 * torch.exp(-logvar) + logvar "
+                               "+ math.log(2 * math.pi)).mean(-1)"),
+                          ["mean over the last dimension"], {CONV_PDF: ["reference_values"]}),
+    "pdf_sign": ("the sign reversed: +1/2 (...)",
+                 _pdf("0.5 * ((sample - mean) ** 2 * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).sum(-1)"),
+                 ["sign reversed"], {CONV_PDF: ["reference_values"]}),
+    "pdf_keepdim": ("the summed dimension kept: .sum(-1, keepdim=True)",
+                    _pdf("-0.5 * ((sample - mean) ** 2 * torch.exp(-logvar) + logvar "
+                         "+ math.log(2 * math.pi)).sum(-1, keepdim=True)"),
+                    ["keepdim"], {CONV_PDF: ["shapes_and_broadcasting"]}),
+    "pdf_sum_dim1": ("the sum over dim=1 rather than the last dimension (right for 2-d inputs only)",
+                     _pdf("-0.5 * ((sample - mean) ** 2 * torch.exp(-logvar) + logvar "
+                          "+ math.log(2 * math.pi)).sum(dim=1)"),
+                     ["dim=1"], {CONV_PDF: ["shapes_and_broadcasting"]}),
+    "pdf_logvar_detached": ("logvar detached: no gradient reaches it",
+                            _pdf("-0.5 * ((sample - mean) ** 2 * torch.exp(-logvar.detach()) + logvar.detach() "
+                                 "+ math.log(2 * math.pi)).sum(-1)"),
+                            ["reached logvar"], {CONV_PDF: ["gradients"]}),
+    "dec_sigmoid_output": ("a sigmoid on the logits", _decoder(out="return torch.sigmoid(self.deconv2(h))"),
+                           ["a sigmoid on the output"], {CONV_DECODER: ["forward_values"]}),
+    "dec_no_relu_after_fc": ("no ReLU after fc", _decoder(fc="h = self.fc(z).reshape(-1, 32, 7, 7)"),
+                             ["no ReLU after fc"], {CONV_DECODER: ["forward_values"]}),
+    "dec_no_relu_after_deconv1": ("no ReLU after deconv1", _decoder(deconv1="h = self.deconv1(h)"),
+                                  ["no ReLU after deconv1"], {CONV_DECODER: ["forward_values"]}),
+    "dec_channels_last_reshape": ("the fc's output reshaped to (batch, 7, 7, 32), then permuted to channels first",
+                                  _decoder(fc="h = torch.relu(self.fc(z)).reshape(-1, 7, 7, 32).permute(0, 3, 1, 2)"),
+                                  ["(batch, 7, 7, 32)"], {CONV_DECODER: ["forward_values"]}),
+    "dec_flat_output": ("the logits returned flat, (batch, 784)",
+                        _decoder(out="return self.deconv2(h).reshape(z.shape[0], -1)"),
+                        ["reshape nothing after deconv2"], {CONV_DECODER: ["output_shape"]}),
+    "dec_other_names": ("the layers under other attribute names (linear, up1, up2)",
+                        _decoder(init="self.linear = nn.Linear(z_dim, 32 * 7 * 7)\n"
+                                      "self.up1 = nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1)\n"
+                                      "self.up2 = nn.ConvTranspose2d(16, 1, 4, stride=2, padding=1)",
+                                 fc="h = torch.relu(self.linear(z)).reshape(-1, 32, 7, 7)",
+                                 deconv1="h = torch.relu(self.up1(h))", out="return self.up2(h)"),
+                        ["no parameter fc.weight", "cannot be judged"],
+                        {CONV_DECODER: ["architecture", "forward_values", "gradients"]}),
+    "dec_padding_zero": ("deconv1 without padding: 7 x 7 -> 16 x 16, the images 32 x 32",
+                         _decoder(init=_CONV_INIT.replace("nn.ConvTranspose2d(32, 16, kernel_size=4, stride=2, padding=1)",
+                                                          "nn.ConvTranspose2d(32, 16, kernel_size=4, stride=2)")),
+                         ["(n - 1) s - 2p + k"], {CONV_DECODER: ["output_shape", "forward_values", "gradients"]}),
+    "dec_fc_detached": ("the fc's output detached: no gradient reaches z or fc",
+                        _decoder(fc="h = torch.relu(self.fc(z)).detach().reshape(-1, 32, 7, 7)"),
+                        ["no gradient reaches z"], {CONV_DECODER: ["gradients"]}),
+    "dec_conv2d_layers": ("nn.Conv2d where nn.ConvTranspose2d belongs (the weights (out, in, k, k), the images shrink)",
+                          _decoder(init=_CONV_INIT.replace("ConvTranspose2d", "Conv2d")),
+                          ["ConvTranspose2d"],
+                          {CONV_DECODER: ["architecture", "output_shape", "forward_values", "gradients"]}),
+}
+
+
+def conv_unit_cases():
+    """{case: data} of the convolutional VAE's log_normal_pdf and ConvDecoder."""
+    out = {}
+    # the bound's checks run with the grader's stand-ins: a bug here costs nothing there (no double penalty)
+    every = {CONV_PDF: "full", CONV_DECODER: "full", "conv/negative_elbo_bound": "full"}
+    for name, (why, code, extra) in CONV_UNIT_CORRECT.items():
+        out[f"conv_{name}_full"] = {"why": why, "problems": ["conv"],
+                                    "files": _spec(name, code, extra, main="conv_vae.py"), "scores": dict(every)}
+    for name, (why, code, hint, fails) in CONV_UNIT_BUGGY.items():
+        out[f"conv_{name}_buggy"] = {"why": why, "problems": ["conv"],
+                                     "files": _spec(name, code, {}, main="conv_vae.py"),
+                                     "scores": {family: "full" for family in every if family not in fails},
+                                     "fails": fails, "hint": hint}
     return out
 
 

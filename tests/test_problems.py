@@ -522,3 +522,20 @@ def test_the_published_band_of_the_conv_gate_is_its_calibrations_subset_band(tmp
     assert training.pass_band(gate=CONV_GATE)[2] == "calibrated"
     monkeypatch.setattr(paths, "CALIBRATION", tmp_path / "calibration.json")     # no calibration file at all
     assert training.pass_band(gate=CONV_GATE) == (published["low"], published["high"], "published")
+
+
+def test_the_conv_gates_cpu_allowance_is_timed_on_the_reference_conv_vae(monkeypatch):
+    """The CPU-time allowance of 16.1 is relative to the reference ConvVAE's step, not the MLP VAE's."""
+    from autograder import reference
+    from autograder.checks.conv_training import CONV_GATE
+    built = []
+
+    class Recorded(reference.conv_vae.ConvVAE):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(reference.conv_vae, "ConvVAE", Recorded)
+    images = evaluation.hidden_set()[:500].astype("uint8") * 255
+    seconds = training.reference_step_cpu_seconds(images, steps=3, gate=CONV_GATE)
+    assert len(built) == 1 and 0 < seconds < 5

@@ -567,6 +567,7 @@ def op_train(params, arrays):
     request); return the tensors the grader asked for and how the run went, as our code saw it.
     params["problem"] "cvae": the student's CVAE with train_cvae's loop, on the images and labels;
     "beta": the student's BetaVAE with train.py's loop at beta = 1 (negative_elbo_bound(x, beta=1.0));
+    "conv": the student's ConvVAE with train.py's loop;
     "ae": the student's LinearAutoencoder at each k (op_train_ae)."""
     import hashlib
     import torch
@@ -594,6 +595,9 @@ def op_train(params, arrays):
     elif params.get("problem") == "mmd":
         import mmd_vae
         model = mmd_vae.MMDVAE(z_dim=params["z_dim"]).to(device)
+    elif params.get("problem") == "conv":         # the student's ConvVAE, with train.py's loop as it is
+        import conv_vae
+        model = conv_vae.ConvVAE(z_dim=params["z_dim"]).to(device)
     else:
         import vae
         model = vae.VAE(z_dim=params["z_dim"]).to(device)

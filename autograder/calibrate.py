@@ -86,6 +86,10 @@ def train_reference_once(seed, iterations, device, train_u8, problem="vae", trai
         model = reference.mmd_vae.MMDVAE(z_dim=10).to(device)
         train.train(reference.mmd_vae.LossAsBound(model), train_u8, iterations, seed=seed)
         return model
+    if problem == "conv":              # the convolutional VAE with the VAE's loop
+        model = reference.conv_vae.ConvVAE(z_dim=10).to(device)
+        train.train(model, train_u8, iterations, seed=seed)
+        return model
     model = vae.VAE(z_dim=10).to(device)
     train.train(model, train_u8, iterations, seed=seed)
     return model

@@ -216,7 +216,7 @@ CONV = Problem(
     student_files={"conv_vae.py": (None, ("log_normal_pdf", "ConvDecoder.__init__", "ConvDecoder.forward",
                                           "ConvVAE.negative_elbo_bound"))},
     provided=("train.py", "fast.py", "data.py", "runtime.py"),
-    handout=("run_conv_vae.py", "figures.py"),
+    handout=("run_conv_vae.py", "figures.py", "figures_conv.py"),
     document="HANDOUT_conv.md",
     run_script="run_conv_vae.py",
     families={

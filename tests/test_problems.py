@@ -455,3 +455,87 @@ def test_the_published_bounds_of_the_mmd_and_ae_gates_are_their_calibrations_fig
     monkeypatch.setattr(paths, "CALIBRATION", tmp_path / "calibration.json")     # no calibration file at all
     assert training.pass_band(gate=MMD_GATE) == (published["low"], published["high"], "published")
     assert ae_training.bands() == (config.AE_PUBLISHED_BOUNDS, "published")
+
+
+# ---------------------------------------------------------------- the convolutional VAE (problem `conv`)
+
+def test_the_conv_vae_alone_gets_its_file_four_functions_and_its_pictures():
+    alone = ProblemSet("conv")
+    assert [alone.tag(f) for f in alone.checks] == ["log_normal_pdf", "ConvDecoder", "negative_elbo_bound", "training"]
+    handout = skeleton.render_handout(paths.SOLUTION, alone)
+    assert sorted(handout) == ["README.md", "conv_vae.py", "data.py", "fast.py", "figures.py", "figures_conv.py",
+                               "run_conv_vae.py", "runtime.py", "train.py", "utils.py"]
+    assert handout["conv_vae.py"].count("raise NotImplementedError") == 4
+    assert "class ConvEncoder" in handout["conv_vae.py"] and "nn.ConvTranspose2d(CHANNELS" not in handout["conv_vae.py"]
+    readme = handout["README.md"]
+    assert readme.startswith("# Homework: the convolutional VAE") and "{{" not in readme
+    assert "not calibrated yet" not in readme and "| 16.1 | `training` |" in readme
+
+
+def test_the_conv_gate_scores_with_the_graders_float64_bound_closed_form_kl():
+    """evaluation.conv_bound: the closed-form KL from the encoder's means and log-variances, rec over draws of
+    its own generator; its expectation is that of the reference's one-sample bound (the student's)."""
+    from torch.distributions import Normal, kl_divergence
+    from autograder import oracle
+    from autograder.checks.cvae_training import GATES
+    from autograder.checks.conv_training import CONV_GATE
+    from autograder.reference import conv_vae as ref_conv
+    assert PROBLEMS["conv"].calibration_path.name == "calibration_conv.json"
+    assert CONV_GATE in GATES and CONV_GATE.iterations == config.CONV_ITERATIONS == 6000    # calibrate's default
+    torch.manual_seed(0)
+    state = {f"w_{k}": v.detach().numpy().copy() for k, v in ref_conv.ConvVAE(z_dim=config.Z_DIM).state_dict().items()
+             if k.startswith(("enc.", "dec."))}
+    accepted = evaluation.validated_state(state, "conv")
+    images = evaluation.hidden_set()[:150]
+    nelbo, kl, rec = evaluation.conv_bound(evaluation.model_from(accepted, "conv"), images, draws=3, rows=64)
+    model = evaluation.model_from(accepted, "conv").double()
+    x = torch.from_numpy(images.astype("float64"))
+    with torch.no_grad():
+        mean, logvar = model.enc(x)
+        sd = torch.exp(0.5 * logvar)
+        assert abs(kl - float(kl_divergence(Normal(mean, sd), Normal(0.0, 1.0)).sum(-1).mean())) < 1e-9
+        assert abs(kl - float((0.5 * (logvar.exp() + mean ** 2 - 1 - logvar)).sum(-1).mean())) < 1e-9
+        generator = torch.Generator().manual_seed(evaluation.CONV_DRAWS_SEED)
+        total = torch.zeros(len(x), dtype=torch.float64)
+        for start in range(0, len(x), 64):           # the draws in conv_bound's order: per piece, draw after draw
+            piece = slice(start, start + 64)
+            for _ in range(3):
+                z = mean[piece] + sd[piece] * torch.randn(mean[piece].shape, generator=generator, dtype=torch.float64)
+                total[piece] += oracle.reconstruction(x[piece], model.dec(z).reshape(len(z), -1)) / 3
+        assert abs(rec - float(total.mean())) < 1e-9 and abs(nelbo - kl - rec) < 1e-9
+        # the same expectation as the one-sample bound the student writes: its mean over 400 draws agrees
+        torch.manual_seed(1)
+        draws = torch.stack([model.negative_elbo_bound(x[:20])[0] for _ in range(400)])
+        exact = evaluation.conv_bound(model, images[:20], draws=400)[0]
+    assert abs(float(draws.mean()) - exact) < 5 * float(draws.std()) / 20 + 1e-6
+
+
+def test_the_published_band_of_the_conv_gate_is_its_calibrations_subset_band(tmp_path, monkeypatch):
+    from autograder.checks.conv_training import CONV_GATE
+    stored = json.loads(PROBLEMS["conv"].calibration_path.read_text())
+    assert stored["problem"] == "conv" and stored["iterations"] == config.CONV_ITERATIONS and len(stored["runs"]) == 20
+    subset = stored["subset_bands"]["nelbo"]
+    published = config.CONV_PUBLISHED_BAND["nelbo"]
+    assert published["low"] <= subset["low"] < published["low"] + 0.01 * abs(subset["low"])
+    assert published["high"] >= subset["high"] > published["high"] - 0.01 * abs(subset["high"])
+    assert abs(published["mean"] - subset["mean"]) < 0.01 and abs(published["sd"] - subset["sd"]) < 0.01
+    assert training.pass_band(gate=CONV_GATE)[2] == "calibrated"
+    monkeypatch.setattr(paths, "CALIBRATION", tmp_path / "calibration.json")     # no calibration file at all
+    assert training.pass_band(gate=CONV_GATE) == (published["low"], published["high"], "published")
+
+
+def test_the_conv_gates_cpu_allowance_is_timed_on_the_reference_conv_vae(monkeypatch):
+    """The CPU-time allowance of 16.1 is relative to the reference ConvVAE's step, not the MLP VAE's."""
+    from autograder import reference
+    from autograder.checks.conv_training import CONV_GATE
+    built = []
+
+    class Recorded(reference.conv_vae.ConvVAE):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(reference.conv_vae, "ConvVAE", Recorded)
+    images = evaluation.hidden_set()[:500].astype("uint8") * 255
+    seconds = training.reference_step_cpu_seconds(images, steps=3, gate=CONV_GATE)
+    assert len(built) == 1 and 0 < seconds < 5

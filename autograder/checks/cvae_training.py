@@ -11,13 +11,14 @@ from .. import config
 from .base import CheckCase, check
 from .samples import judge_conditional
 from .beta_training import BETA_GATE
+from .conv_training import CONV_GATE
 from .mmd_training import MMD_GATE
 from .training import VAE_GATE, Gate, judge
 
 FAMILY = "cvae/training"
 CVAE_GATE = Gate(FAMILY, "cvae", published=config.CVAE_PUBLISHED_BAND, leaderboard_prefix="CVAE ",
                  bound="the reference conditional bound", unit_checks="cvae/negative_elbo_bound")
-GATES = (VAE_GATE, CVAE_GATE, BETA_GATE, MMD_GATE)          # every problem's gate, in the problems' order
+GATES = (VAE_GATE, CVAE_GATE, BETA_GATE, MMD_GATE, CONV_GATE)          # every problem's gate, in the problems' order
 
 
 class CvaeTrainingChecks(CheckCase):

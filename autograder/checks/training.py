@@ -145,6 +145,9 @@ def reference_step_cpu_seconds(train_u8, steps=REFERENCE_TIMING_STEPS, labels=No
     elif gate.problem == "mmd":                  # the VAE's networks, through the loop's loss adaptor
         model = reference.mmd_vae.LossAsBound(reference.mmd_vae.MMDVAE(z_dim=config.Z_DIM))
         run = lambda count, seed: ref_train.train(model, images, count, seed=seed)  # noqa: E731
+    elif gate.problem == "conv":                 # the convolutional VAE with the VAE's loop
+        model = reference.conv_vae.ConvVAE(z_dim=config.Z_DIM)
+        run = lambda count, seed: ref_train.train(model, images, count, seed=seed)  # noqa: E731
     elif gate.problem == "beta":                 # the VAE's networks, through the loop's KL-weight adaptor
         model = reference.beta_vae.KLWeighted(reference.beta_vae.BetaVAE(z_dim=config.Z_DIM), 1.0)
         run = lambda count, seed: ref_train.train(model, images, count, seed=seed)  # noqa: E731

@@ -407,14 +407,18 @@ def _pre_activation_margin(z, weights):
 @functools.lru_cache(maxsize=None)
 def clear_codes(z_dim, batch, seed):
     """batch codes (float32) whose every pre-activation is clear of 0 by twice its bound: rows drawn 256 at a
-    time, the clear ones kept."""
+    time, the clear ones kept; judged 32 rows at a time (256 at once held 140 MB of float64 feature maps, a
+    fifth of Gradescope's smallest container)."""
     rng = np.random.default_rng(seed)
     rows = []
+    weights = grader_weights(z_dim)
     for _ in range(100):
         drawn = rng.normal(0, 1, (256, z_dim)).astype(np.float32)
-        rows.extend(drawn[_pre_activation_margin(drawn, grader_weights(z_dim)) > 1])
-        if len(rows) >= batch:
-            return np.stack(rows[:batch])
+        for start in range(0, len(drawn), 32):
+            block = drawn[start:start + 32]
+            rows.extend(block[_pre_activation_margin(block, weights) > 1])
+            if len(rows) >= batch:
+                return np.stack(rows[:batch])
     raise RuntimeError("no codes clear of the ReLUs' kinks")
 
 

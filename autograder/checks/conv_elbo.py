@@ -454,12 +454,15 @@ class ConvElboChecks(CheckCase):
         allowance = _tolerance(rec_scale, IMAGE_DIM, COPIES) + _tolerance(kl_scale, Z_DIM, COPIES)
         got = float(np.mean(values))
         if abs(got - truth) > stats.Z_LIMIT * error + allowance:
+            summed = abs(got - COPIES * truth) <= COPIES * (stats.Z_LIMIT * error + allowance)
+            hint = (" It is about the sum over the batch of the per-image values: average over the images (.mean())."
+                    if summed else "")
             self.fail(f"Over {n} draws of one image ({CALLS} calls on a batch of it repeated {COPIES} times), nelbo "
                       f"averages {got:.6g}; the negative ELBO (closed-form KL {kl:.6g} + E[-log p(x|z)] "
                       f"{rec:.6g}) is {truth:.6g}, standard error {error:.3g} (z = {(got - truth) / error:.1f}, "
                       f"|z| <= {stats.Z_LIMIT:g} expected): the estimate is biased. Its expectation over the draw "
                       "z ~ q(z|x) must be the negative ELBO: is z a draw of q(z|x), and are log q(z|x), log p(z) "
-                      "and log p(x|z) (and their signs) right?")
+                      "and log p(x|z) (and their signs) right?" + hint)
 
     @check(FAMILY, "gradients")
     def test_gradients(self):

@@ -15,6 +15,7 @@ import torch
 import figures
 
 WALK_STEPS = 10
+WALK_ZOOM = 4            # one row of 10 digits at one pixel per MNIST pixel (280 x 28) is too small to read
 
 
 class EpochCurve:
@@ -84,10 +85,11 @@ def class_mean_codes(codes, labels, digits):
 
 def save_walk(model, codes, labels, path, start, end, steps=WALK_STEPS):
     """walk.png: one row of `steps` digits decoded from the line between the mean codes of digits
-    `start` and `end` (pixel probabilities of p(x|z))."""
+    `start` and `end` (pixel probabilities of p(x|z)), each MNIST pixel drawn WALK_ZOOM x WALK_ZOOM."""
     ends = class_mean_codes(codes, labels, (start, end))
     line = figures.interpolation_codes(ends[:1], ends[1:], steps)[0]
     with torch.no_grad():
         decoded = model.compute_sigmoid_given(line)
-    figures.write_grey_png(path, figures.image_grid(decoded, 1, steps))
+    grid = figures.image_grid(decoded, 1, steps)
+    figures.write_grey_png(path, grid.repeat_interleave(WALK_ZOOM, 0).repeat_interleave(WALK_ZOOM, 1))
     return line

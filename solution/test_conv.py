@@ -87,7 +87,12 @@ def test_the_walk_runs_between_the_mean_codes_of_the_two_digits(tmp_path):
     assert torch.allclose(line[0], codes[labels == 1].mean(0)) and torch.allclose(line[-1], codes[labels == 2].mean(0))
     from PIL import Image
     with Image.open(tmp_path / "walk.png") as picture:
-        assert picture.size == (28 * figures_conv.WALK_STEPS, 28) and picture.mode == "L"
+        zoom = figures_conv.WALK_ZOOM
+        assert picture.size == (28 * zoom * figures_conv.WALK_STEPS, 28 * zoom) and picture.mode == "L"
+        pixels = torch.tensor(list(picture.getdata()), dtype=torch.float32).reshape(28 * zoom, -1)
+    decoded = model.compute_sigmoid_given(line).detach().reshape(-1, 28, 28)
+    first = (decoded[0] * 255).round()                       # the first digit, each pixel a zoom x zoom block
+    assert torch.equal(pixels[:28 * zoom, :28 * zoom], first.repeat_interleave(zoom, 0).repeat_interleave(zoom, 1))
 
 
 def test_run_conv_vae_prints_the_figures_and_writes_every_picture(tmp_path):

@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 
 from autograder import privileges, wire
-from autograder.sandbox import CallbackError, Limits, Sandbox, SandboxError, Status, exchange, output, probe, processes
+from autograder.sandbox import (CallbackError, Limits, Sandbox, SandboxError, Status, exchange, launch, output, probe,
+                                processes)
 from tests.student_python import build_student_python
 
 ROOT = os.geteuid() == 0
@@ -795,3 +796,50 @@ def test_directories_the_grader_declares_shared_stay_visible_and_kept(sandbox, m
         assert (shared / "left").read_text() == "pid"
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_modules_a_pth_file_puts_under_a_covered_directory_stay_importable(tmp_path):
+    """An interpreter whose site-packages lie under /tmp through a .pth file (a checkout under
+    /tmp, tests' shim venvs) still imports them in the child, while /tmp itself stays private;
+    a world-writable directory on its path is not kept (it would be shared)."""
+    if not ROOT:
+        pytest.skip("the private tmpfs needs root")
+    base = Path(tempfile.mkdtemp(prefix="vae-pth-", dir="/tmp"))
+    box = None
+    try:
+        os.chmod(base, 0o755)
+        packages, open_dir = base / "packages", base / "open"
+        packages.mkdir(mode=0o755)
+        open_dir.mkdir()
+        os.chmod(open_dir, 0o777)
+        (packages / "pth_probe.py").write_text("VALUE = 'seen'\n")
+        (open_dir / "open_probe.py").write_text("VALUE = 'open'\n")
+        for path in (packages / "pth_probe.py", open_dir / "open_probe.py"):
+            os.chmod(path, 0o644)
+        python = build_student_python(base / "venv")
+        if python is None or privileges.python_problem(python) is not None:
+            pytest.skip("no interpreter the student user can run on this machine")
+        pth = next((base / "venv" / "lib").glob("python3*/site-packages")) / "vae-shared.pth"
+        pth.write_text(pth.read_text() + f"{packages}\n{open_dir}\n")
+        assert str(packages) in launch.interpreter_directories(python)
+        assert str(open_dir) not in launch.interpreter_directories(python)
+        utils = tmp_path / "utils.py"
+        utils.write_text(textwrap.dedent("""
+            import os
+            import pth_probe
+            try:
+                import open_probe
+                opened = "imported"
+            except ImportError:
+                opened = "hidden"
+            raise RuntimeError("REPORT " + pth_probe.VALUE + " " + opened + " " + ",".join(os.listdir("/tmp")))
+        """))
+        box = Sandbox({"utils.py": utils}, Limits(wall_seconds=60), python=python, user="student")
+        box.start()
+        if "/tmp" not in box.private_directories:
+            pytest.skip("no mount namespace here: /tmp is not covered, so nothing is hidden")
+        assert report(import_utils(box)).split() == ["seen", "hidden", base.name]      # only the kept path
+    finally:
+        if box is not None:
+            box.close()
+        shutil.rmtree(base, ignore_errors=True)

@@ -89,7 +89,7 @@ class Sandbox:
         found = probe.mechanisms()
         namespaces, keep = 0, []
         if users.is_root():
-            needed = [self.root, launch.interpreter_home(self.python), os.environ.get("VAE_DATA_DIR"),
+            needed = [self.root, *launch.interpreter_directories(self.python), os.environ.get("VAE_DATA_DIR"),
                       paths.PROJECT / "data", *scratch.shared_directories()]
             namespaces, self.private_directories, keep = launch.namespaces(found, needed)
             (self.root / "hold").mkdir(mode=0o700)

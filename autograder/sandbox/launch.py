@@ -1,8 +1,12 @@
 """How the child is started: its environment, and what runs between fork and exec (limits,
 namespaces and private tmpfs, the slot user, seccomp)."""
+import functools
+import json
 import os
 import resource
 import signal
+import stat
+import subprocess
 
 from . import kernel, scratch, seccomp
 from .processes import TOKEN_VARIABLE
@@ -27,6 +31,46 @@ def interpreter_home(python):
     bin_dir = os.path.dirname(os.path.abspath(python))
     parent = os.path.dirname(bin_dir)
     return parent if os.path.exists(os.path.join(parent, "pyvenv.cfg")) else bin_dir
+
+
+@functools.lru_cache(maxsize=None)
+def interpreter_directories(python):
+    """-> the directories an interpreter reads its modules from: `interpreter_home` and every
+    directory on its isolated sys.path, which a .pth file or a base installation can put
+    anywhere (under /tmp too, where the child's private tmpfs would hide it). A directory
+    others can write, or one holding such a directory, is left out: keeping it would share
+    that directory with every sandbox."""
+    listed = []
+    try:
+        done = subprocess.run([python, "-I", "-c", "import json, sys; print(json.dumps(sys.path))"],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+        listed = json.loads(done.stdout) if done.returncode == 0 else []
+    except (OSError, subprocess.SubprocessError, ValueError):
+        pass
+    found = []
+    for path in listed if isinstance(listed, list) else []:
+        if not isinstance(path, str) or not os.path.isabs(path):
+            continue
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and not info.st_mode & stat.S_IWOTH:
+            found.append(os.path.normpath(path))
+    shared = [d for d in scratch.writable_directories() if _world_writable(d)]
+    found = [p for p in found if not any(_inside(d, p) for d in shared)]
+    return tuple(dict.fromkeys([interpreter_home(python), *found]))
+
+
+def _world_writable(directory):
+    try:
+        return bool(os.lstat(directory).st_mode & stat.S_IWOTH)
+    except OSError:
+        return False
+
+
+def _inside(path, directory):
+    return os.path.commonpath([path, directory]) == directory
 
 
 def _make_path(directory):

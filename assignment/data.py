@@ -12,6 +12,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import urllib.request
@@ -193,6 +194,20 @@ def load_test_subset(data_dir=None):
     """-> (binarized images float32 (100, 784), labels (100,))."""
     images, labels = load_mnist("test", data_dir)
     return binarize_test_subset(images), labels[list(TEST_SUBSET_INDICES)]
+
+
+def load_or_exit(data_dir, *parts):
+    """For the run scripts: fetch MNIST if it is missing, then -> one (images, labels) pair per
+    part, in order: "train", "test" (uint8 (N, 784)) or "subset" (the CS236 test subset,
+    binarized float32 (100, 784)). Data that cannot be had or is corrupt ends the program with
+    "error: ..." and what to do, not a traceback."""
+    loaders = {"train": lambda: load_mnist("train", data_dir), "test": lambda: load_mnist("test", data_dir),
+               "subset": lambda: load_test_subset(data_dir)}
+    try:
+        ensure_mnist(data_dir, log=lambda message: print(message, file=sys.stderr))
+        return [loaders[part]() for part in parts]
+    except DataError as error:
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def main(argv=None):
     args = parse_args(argv)
     runtime.configure_threads()
     device = runtime.pick_device(args.device)
-    images, _ = data.load_mnist("train", args.data_dir)
+    ((images, _),) = data.load_or_exit(args.data_dir, "train")
     images = torch.from_numpy(images.reshape(len(images), -1))
     train_idx, val_idx = train_ae.split(len(images))
     train_u8, val_x = images[train_idx], train_ae.scale(images[val_idx])

@@ -126,12 +126,7 @@ def main(argv=None):
     args = parse_args(argv)
     runtime.configure_threads()
     device = runtime.pick_device(args.device)
-    try:
-        data.ensure_mnist(args.data_dir, log=lambda m: print(m, file=sys.stderr))
-        train_images, train_labels = data.load_mnist("train", args.data_dir)
-        test_x, test_labels = data.load_test_subset(args.data_dir)
-    except data.DataError as error:
-        sys.exit(f"error: {error}")
+    (train_images, train_labels), (test_x, test_labels) = data.load_or_exit(args.data_dir, "train", "subset")
     train_u8 = torch.from_numpy(train_images).to(device)
     train_labels = torch.from_numpy(train_labels).long().to(device)
     test_x = torch.from_numpy(test_x).to(device)

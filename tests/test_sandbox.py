@@ -843,3 +843,35 @@ def test_modules_a_pth_file_puts_under_a_covered_directory_stay_importable(tmp_p
         if box is not None:
             box.close()
         shutil.rmtree(base, ignore_errors=True)
+
+
+UNSEEN_STATE_PROBE = """
+    import ctypes, errno, os, platform
+    libc = ctypes.CDLL(None, use_errno=True)
+    NUMBERS = {"x86_64": dict(add_key=248, keyctl=250, memfd_create=319, userfaultfd=323, bpf=321),
+               "aarch64": dict(add_key=217, keyctl=219, memfd_create=279, userfaultfd=282, bpf=280)}[platform.machine()]
+    seen = []
+    def outcome(name, result):
+        seen.append(name + ":" + ("ok" if result >= 0 else errno.errorcode.get(ctypes.get_errno(), "?")))
+    outcome("add_key", libc.syscall(NUMBERS["add_key"], b"user", b"vae-probe", b"x", 1, -4))      # KEY_SPEC_USER_KEYRING
+    outcome("keyctl", libc.syscall(NUMBERS["keyctl"], 0, -4, 0))                                   # KEYCTL_GET_KEYRING_ID
+    outcome("memfd_create", libc.syscall(NUMBERS["memfd_create"], b"hoard", 0))
+    outcome("userfaultfd", libc.syscall(NUMBERS["userfaultfd"], 0))
+    outcome("bpf", libc.syscall(NUMBERS["bpf"], 0, None, 0))
+    try:
+        os.memfd_create("hoard")
+        seen.append("os.memfd_create:ok")
+    except OSError as error:
+        seen.append("os.memfd_create:" + errno.errorcode[error.errno])
+    raise RuntimeError("REPORT " + " ".join(seen))
+"""
+
+
+def test_keyrings_and_memory_no_mapping_shows_are_refused(sandbox):
+    """The slot user's keyring outlives a sandbox (state carried to the next); a memfd holds
+    memory that neither the child's mappings nor its files show, so the monitor cannot charge it."""
+    if not probe.mechanisms()["seccomp"]:
+        pytest.skip("no seccomp here")
+    box = sandbox(UNSEEN_STATE_PROBE)
+    assert report(import_utils(box)).split() == ["add_key:EPERM", "keyctl:EPERM", "memfd_create:EPERM",
+                                                 "userfaultfd:EPERM", "bpf:EPERM", "os.memfd_create:EPERM"]

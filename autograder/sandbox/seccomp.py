@@ -2,9 +2,12 @@
 
 Refused: socket() for every family but AF_UNIX (EACCES); io_uring, ptrace,
 process_vm_readv/writev, kill(-1), every SysV IPC call (shared memory, semaphores, message
-queues: they outlive the process and hold memory no process is charged for) and POSIX
-message queues (EPERM). Everything else is allowed. Works without privileges
-(PR_SET_NO_NEW_PRIVS first).
+queues: they outlive the process and hold memory no process is charged for), POSIX
+message queues, the kernel keyrings (add_key, request_key, keyctl: a key in the slot user's
+keyring outlives the sandbox and carries state to the next one), memfd_create and
+memfd_secret (memory in a file no path names and no mapping shows: the monitor cannot
+charge it), userfaultfd, bpf, perf_event_open, kcmp and pidfd_getfd (EPERM). Everything
+else is allowed. Works without privileges (PR_SET_NO_NEW_PRIVS first).
 """
 import ctypes
 import platform
@@ -16,7 +19,11 @@ from . import kernel
 _SYSV = ("shmget", "shmat", "shmctl", "shmdt", "semget", "semop", "semctl", "semtimedop",
          "msgget", "msgsnd", "msgrcv", "msgctl")
 _MQUEUE = ("mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr")
-DENIED = ("io_uring_setup", "ptrace", "process_vm_readv", "process_vm_writev", *_SYSV, *_MQUEUE)
+_KEYRINGS = ("add_key", "request_key", "keyctl")
+_UNSEEN_MEMORY = ("memfd_create", "memfd_secret", "userfaultfd")
+_KERNEL_PROBES = ("bpf", "perf_event_open", "kcmp", "pidfd_getfd")
+DENIED = ("io_uring_setup", "ptrace", "process_vm_readv", "process_vm_writev", *_SYSV, *_MQUEUE, *_KEYRINGS,
+          *_UNSEEN_MEMORY, *_KERNEL_PROBES)
 
 # (audit arch, x32 bit, syscall numbers) per machine
 _ARCHES = {
@@ -24,12 +31,16 @@ _ARCHES = {
         socket=41, kill=62, ptrace=101, process_vm_readv=310, process_vm_writev=311, io_uring_setup=425,
         shmget=29, shmat=30, shmctl=31, shmdt=67, semget=64, semop=65, semctl=66, semtimedop=220,
         msgget=68, msgsnd=69, msgrcv=70, msgctl=71,
-        mq_open=240, mq_unlink=241, mq_timedsend=242, mq_timedreceive=243, mq_notify=244, mq_getsetattr=245)),
+        mq_open=240, mq_unlink=241, mq_timedsend=242, mq_timedreceive=243, mq_notify=244, mq_getsetattr=245,
+        add_key=248, request_key=249, keyctl=250, memfd_create=319, memfd_secret=447, userfaultfd=323,
+        bpf=321, perf_event_open=298, kcmp=312, pidfd_getfd=438)),
     "aarch64": (0xC00000B7, None, dict(
         socket=198, kill=129, ptrace=117, process_vm_readv=270, process_vm_writev=271, io_uring_setup=425,
         shmget=194, shmat=196, shmctl=195, shmdt=197, semget=190, semop=193, semctl=191, semtimedop=192,
         msgget=186, msgsnd=189, msgrcv=188, msgctl=187,
-        mq_open=180, mq_unlink=181, mq_timedsend=182, mq_timedreceive=183, mq_notify=184, mq_getsetattr=185)),
+        mq_open=180, mq_unlink=181, mq_timedsend=182, mq_timedreceive=183, mq_notify=184, mq_getsetattr=185,
+        add_key=217, request_key=218, keyctl=219, memfd_create=279, memfd_secret=447, userfaultfd=282,
+        bpf=280, perf_event_open=241, kcmp=272, pidfd_getfd=438)),
 }
 
 _LD, _JEQ, _JGE, _RET = 0x20, 0x15, 0x35, 0x06

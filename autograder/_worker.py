@@ -774,21 +774,78 @@ def grader_call(name, params=None, arrays=None):
     return header.get("info", {}), out
 
 
+# ---------------------------------------------------------------- this worker's own code, as it was
+# Submission code runs in this process and could rebind what this worker runs (OPS, _training_audit,
+# wire.write_message, a builtin) to report what it likes. serve() dispatches through copies bound
+# before any submission code and, after every request, compares this module, wire and builtins with
+# how they were: a change voids that request and every later one.
+
+def _filled(cell, ValueError=ValueError):
+    try:
+        cell.cell_contents
+        return True
+    except ValueError:
+        return False
+
+
+def _fingerprint(modules, tables, getattr=getattr, callable=callable, list=list, vars=vars, tuple=tuple,
+                 isinstance=isinstance, enumerate=enumerate, dict=dict, filled=_filled):
+    """-> {label: identities} of every global of `modules` (with the code, defaults and closure
+    cells of their functions) and of every entry of `tables` ({label: dict or list}). Builtins are
+    bound as defaults: a submission that rebinds one cannot blind this."""
+    prints = {}
+    for label, module in modules.items():
+        for name, value in list(vars(module).items()):
+            code = getattr(value, "__code__", None) if callable(value) else None
+            cells = tuple(c.cell_contents for c in (getattr(value, "__closure__", None) or ()) if filled(c))
+            prints[f"{label}.{name}"] = (value, code, getattr(value, "__defaults__", None),
+                                         getattr(value, "__kwdefaults__", None), cells)
+    for label, table in tables.items():
+        items = table.items() if isinstance(table, dict) else enumerate(table)
+        for key, value in list(items):
+            prints[f"{label}[{key!r}]"] = (value,)
+    return prints
+
+
+def _changed(before, after, sorted=sorted, len=len, any=any, zip=zip):
+    """Labels whose identities differ (rebound, added or removed), sorted."""
+    return sorted(label for label in before.keys() | after.keys()
+                  if label not in before or label not in after or len(before[label]) != len(after[label])
+                  or any(a is not b for a, b in zip(before[label], after[label])))
+
+
 def serve(requests, replies):
+    import builtins
     import wire
     _CHANNELS.update(requests=requests, replies=replies)
+    read_message, write_message, ops = wire.read_message, wire.write_message, dict(OPS)
+    fingerprint, changed, where, length = _fingerprint, _changed, _where, len
+    modules = {"_worker": sys.modules[__name__], "wire": wire, "builtins": builtins}
+    tables = {"_worker.OPS": OPS, "_worker._ORIGINALS": _ORIGINALS, "_worker._PROVIDED": _PROVIDED,
+              "_worker._KL_WEIGHTED": _KL_WEIGHTED, "_worker._LOSS_AS_BOUND": _LOSS_AS_BOUND}
+    pristine, void = fingerprint(modules, tables), None
     while True:
         try:
-            header, arrays = wire.read_message(requests)
+            header, arrays = read_message(requests)
         except EOFError:
             return
-        try:
-            info, out = OPS[header["op"]](header.get("params", {}), arrays)
-            wire.write_message(replies, {"status": "ok", "info": info}, out)
-        except BaseException as error:  # noqa: B036 - SystemExit and KeyboardInterrupt are student faults too
-            message = str(error) if not isinstance(error, SystemExit) else f"sys.exit({error.code!r}) was called"
-            wire.write_message(replies, {"status": "exception", "kind": type(error).__name__,
-                                         "message": message[:2000], "where": _where(error)})
+        reply, out = None, None
+        if void is None:
+            try:
+                info, out = ops[header["op"]](header.get("params", {}), arrays)
+                reply = {"status": "ok", "info": info}
+            except BaseException as error:  # noqa: B036 - SystemExit and KeyboardInterrupt are student faults too
+                message = str(error) if not isinstance(error, SystemExit) else f"sys.exit({error.code!r}) was called"
+                reply, out = {"status": "exception", "kind": type(error).__name__, "message": message[:2000],
+                              "where": where(error)}, None
+            tampered = changed(pristine, fingerprint(modules, tables))
+            if tampered:
+                shown = ", ".join(tampered[:3]) + (f" and {length(tampered) - 3} more" if length(tampered) > 3 else "")
+                void = (f"the submission changed the grader's own code in its process ({shown}): a submission "
+                        "may not modify the autograder, so nothing more this process reports counts")
+        if void is not None:
+            reply, out = {"status": "exception", "kind": "GraderCodeModified", "message": void, "where": None}, None
+        write_message(replies, reply, out)
 
 
 def main():

@@ -875,3 +875,18 @@ def test_keyrings_and_memory_no_mapping_shows_are_refused(sandbox):
     box = sandbox(UNSEEN_STATE_PROBE)
     assert report(import_utils(box)).split() == ["add_key:EPERM", "keyctl:EPERM", "memfd_create:EPERM",
                                                  "userfaultfd:EPERM", "bpf:EPERM", "os.memfd_create:EPERM"]
+
+
+@pytest.mark.parametrize("patch, named", [
+    ("import wire\nwire.write_message = lambda stream, header, arrays=None: None\n", "wire.write_message"),
+    ("import builtins\nbuiltins.sorted = lambda values, **kw: []\n", "builtins.sorted"),
+    ("import _worker\ndel _worker.OPS['call']\n", "_worker.OPS['call']"),
+    ("import _worker\n_worker.op_call.__defaults__ = (None,) * len(_worker.op_call.__defaults__)\n", "_worker.op_call"),
+    ("import _worker\n_worker.len = lambda value: 0\n", "_worker.len"),
+])
+def test_a_submission_that_changes_the_workers_code_voids_what_its_process_reports(sandbox, patch, named):
+    box = sandbox(patch + "def sample_gaussian(m, v):\n    return m\n")
+    for _ in range(2):                  # the import, and every request after it
+        reply = import_utils(box)
+        assert reply.status is Status.EXCEPTION and "changed the grader's own code" in reply.message, reply.message
+        assert named in reply.message, reply.message

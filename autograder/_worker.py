@@ -780,6 +780,11 @@ def grader_call(name, params=None, arrays=None):
 # before any submission code and, after every request, compares this module, wire and builtins with
 # how they were: a change voids that request and every later one.
 
+# Globals that Python itself adds or changes while a request runs: the warnings module keeps, in the
+# module of the frame a warning is attributed to, which warnings it has shown.
+_MUTABLE_GLOBALS = frozenset({"__warningregistry__"})
+
+
 def _filled(cell, ValueError=ValueError):
     try:
         cell.cell_contents
@@ -789,13 +794,15 @@ def _filled(cell, ValueError=ValueError):
 
 
 def _fingerprint(modules, tables, getattr=getattr, callable=callable, list=list, vars=vars, tuple=tuple,
-                 isinstance=isinstance, enumerate=enumerate, dict=dict, filled=_filled):
+                 isinstance=isinstance, enumerate=enumerate, dict=dict, filled=_filled, skip=_MUTABLE_GLOBALS):
     """-> {label: identities} of every global of `modules` (with the code, defaults and closure
     cells of their functions) and of every entry of `tables` ({label: dict or list}). Builtins are
     bound as defaults: a submission that rebinds one cannot blind this."""
     prints = {}
     for label, module in modules.items():
         for name, value in list(vars(module).items()):
+            if name in skip:
+                continue
             code = getattr(value, "__code__", None) if callable(value) else None
             cells = tuple(c.cell_contents for c in (getattr(value, "__closure__", None) or ()) if filled(c))
             prints[f"{label}.{name}"] = (value, code, getattr(value, "__defaults__", None),

@@ -245,7 +245,9 @@ class Limits:
     file_bytes: int = 1 * 2**20            # RLIMIT_FSIZE: one file it writes (printing is not limited)
     scratch_bytes: int = 256 * 2**20       # size of each private tmpfs (/tmp, /dev/shm, ... where mounted)
     processes: int = 128                   # RLIMIT_NPROC (threads count too), as a slot user only
+    open_files: int = 1024                 # RLIMIT_NOFILE: bounds what descriptors can hold unseen (socket buffers)
     background_processes: bool = False     # False: processes left running after a reply are killed
+    processes_allowed: bool = False        # False: seccomp refuses fork, vfork and clone without CLONE_THREAD
 
 
 LIMITS = Limits()                                                     # each unit-check sandbox

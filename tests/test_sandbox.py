@@ -178,7 +178,7 @@ DETACH = """
 
 
 def test_close_kills_detached_processes(sandbox):
-    box = sandbox(DETACH.format(copies=4), background_processes=True)
+    box = sandbox(DETACH.format(copies=4), background_processes=True, processes_allowed=True)
     pids = [int(p) for p in report(import_utils(box)).split()]
     assert len(pids) == 4
     time.sleep(0.5)                                      # let the monitor see them too
@@ -188,7 +188,7 @@ def test_close_kills_detached_processes(sandbox):
 
 
 def test_processes_left_after_a_reply_are_killed(sandbox):
-    box = sandbox(DETACH.format(copies=2))               # background_processes=False (default)
+    box = sandbox(DETACH.format(copies=2), processes_allowed=True)     # background_processes=False (default)
     pids = [int(p) for p in report(import_utils(box)).split()]
     assert wait_dead(pids, 10) == []
     assert box.request("import", {"modules": ["os"]}).ok   # the worker itself lives on
@@ -205,7 +205,7 @@ def test_fork_bomb_is_bounded_and_killed(sandbox, mode):
             except OSError:
                 pass
         time.sleep(600)
-    """, processes=40, background_processes=True)
+    """, processes=40, background_processes=True, processes_allowed=True)
     reply = import_utils(box, timeout=5)
     # Stopped either at the deadline or, first, by the memory monitor (40 forked interpreters).
     assert reply.status is Status.TIMEOUT or (reply.status is Status.CRASHED and "memory" in reply.message), reply
@@ -302,7 +302,7 @@ def test_worker_death_is_reported_although_a_child_holds_the_pipe(sandbox):
         if os.fork() == 0:          # inherits the reply pipe and keeps it open
             time.sleep(600)
         os._exit(4)
-    """)
+    """, processes_allowed=True)
     started = time.monotonic()
     reply = import_utils(box)
     assert reply.status is Status.CRASHED and "code 4" in reply.message
@@ -890,3 +890,67 @@ def test_a_submission_that_changes_the_workers_code_voids_what_its_process_repor
         reply = import_utils(box)
         assert reply.status is Status.EXCEPTION and "changed the grader's own code" in reply.message, reply.message
         assert named in reply.message, reply.message
+
+
+PROCESS_PROBE = """
+    import os, subprocess, threading, torch
+    seen = []
+    def attempt(name, action):
+        try:
+            action()
+            seen.append(name + ":ok")
+        except OSError as error:
+            seen.append(name + ":" + errno.errorcode[error.errno])
+    import errno
+    attempt("fork", lambda: os.fork() or None)
+    attempt("subprocess", lambda: subprocess.run(["/bin/true"]))
+    attempt("posix_spawn", lambda: os.posix_spawn("/bin/true", ["true"], {})) if hasattr(os, "posix_spawn") else None
+    done = []
+    worker = threading.Thread(target=lambda: done.append(1))
+    worker.start()
+    worker.join()
+    seen.append("thread:" + ("ok" if done else "no"))
+    torch.set_num_threads(2)
+    seen.append("torch:" + ("ok" if float(torch.ones(256, 256).matmul(torch.ones(256, 256)).sum()) == 256 ** 3 else "no"))
+    raise RuntimeError("REPORT " + " ".join(seen))
+"""
+
+
+def test_new_processes_are_refused_and_threads_are_not(sandbox):
+    """A process the child starts could go on working beyond its request (training further on
+    shared memory), its CPU time charged to the grader that reaps it: seccomp refuses them."""
+    if not probe.mechanisms()["seccomp"]:
+        pytest.skip("no seccomp here")
+    box = sandbox(PROCESS_PROBE)
+    assert report(import_utils(box)).split() == ["fork:EPERM", "subprocess:EPERM", "posix_spawn:EPERM", "thread:ok",
+                                                 "torch:ok"]
+
+
+def test_open_descriptors_are_bounded(sandbox):
+    """Socket pairs with full buffers hold kernel memory no process's resident memory shows."""
+    box = sandbox("""
+        import socket
+        held = []
+        try:
+            while True:
+                held.append(socket.socketpair())
+        except OSError as error:
+            raise RuntimeError("REPORT " + str(len(held)) + " " + type(error).__name__)
+    """)
+    count, kind = report(import_utils(box)).split()
+    assert int(count) < 1024 // 2 and kind == "OSError", (count, kind)
+
+
+def test_warnings_attributed_to_the_workers_frames_do_not_count_as_changes(sandbox):
+    box = sandbox("""
+        import warnings
+        def sample_gaussian(m, v):
+            for level in (1, 2, 3, 4):
+                warnings.warn(f"level {level}", UserWarning, stacklevel=level)
+            return m + v
+    """)
+    assert import_utils(box).ok
+    m = np.zeros((2, 3), np.float32)
+    for _ in range(2):
+        reply = box.request("call", {"function": "sample_gaussian", "args": ["m", "v"]}, {"m": m, "v": m + 1})
+        assert reply.ok, reply.message

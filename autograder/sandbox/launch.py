@@ -113,7 +113,8 @@ def preexec(limits, identity, flags, private, keep, hold, use_seccomp):
     `private` ones: each is bound to a directory under `hold` (outside them) before the tmpfs
     hides it, then bound back at its own path."""
     rlimits = [(resource.RLIMIT_CPU, limits.cpu_seconds), (resource.RLIMIT_DATA, limits.memory_bytes),
-               (resource.RLIMIT_FSIZE, limits.file_bytes), (resource.RLIMIT_CORE, 0)]
+               (resource.RLIMIT_FSIZE, limits.file_bytes), (resource.RLIMIT_CORE, 0),
+               (resource.RLIMIT_NOFILE, limits.open_files)]
     if identity is not None:
         rlimits.append((resource.RLIMIT_NPROC, limits.processes))
     ids = (identity.uid, identity.gid) if identity is not None else None
@@ -149,5 +150,5 @@ def preexec(limits, identity, flags, private, keep, hold, use_seccomp):
             os._exit(126)
         os.umask(0o077)
         if use_seccomp:
-            seccomp.install()
+            seccomp.install(allow_processes=limits.processes_allowed)
     return child

@@ -42,6 +42,9 @@ def explain_exception(kind, message, limits):
         return f"{message} (out of memory: the limit is {limits.memory_bytes / 2**20:.0f} MB)"
     if "File too large" in message:
         return f"{message} (file size limit: one file may hold at most {limits.file_bytes} bytes)"
+    if "Operation not permitted" in message or "Permission denied" in message:
+        return (f"{message} (the grader runs your code without the right to start processes, use the network, "
+                "shared memory or kernel keyrings, or open the grader's files: your functions need none of these)")
     return message
 
 

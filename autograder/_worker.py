@@ -5,6 +5,7 @@ whitelisted submission files, the provided modules, this file and wire.py. It an
 requests (see OPS) until the grader closes the channel. Everything it sends back is
 plain data; the grader validates every value, so nothing here is trusted.
 """
+import hashlib
 import os
 import sys
 import traceback
@@ -46,6 +47,15 @@ def _describe(value):
             "has_grad_fn": value.grad_fn is not None}
 
 
+def _plain(value, _tensor=_TENSOR, _no_subclass=_NO_SUBCLASS, _type=type):
+    """A tensor subclass's value as a plain torch.Tensor on the same data and autograd graph, so
+    that no hook of the subclass (__torch_function__) runs while the worker reads it."""
+    if isinstance(value, _tensor) and _type(value) is not _tensor:
+        with _no_subclass():
+            return value.as_subclass(_tensor)
+    return value
+
+
 def op_import(params, arrays):
     """Import `modules` in order. With `remote`, once utils is imported its functions of those
     names become stand-ins answered by the grader (before vae.py imports them); if the student's
@@ -75,7 +85,8 @@ def _import_utils_or_fallback(text):
         sys.modules["utils"] = module
 
 
-def op_call(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_TENSOR, _as_tensor=_AS_TENSOR):
+def op_call(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_TENSOR, _as_tensor=_AS_TENSOR,
+            _plain=_plain):
     """Call utils.<function>(*args) `repeat` times (params["module"]: another student module's function,
     e.g. "logvar_utils"); optionally backpropagate a cotangent.
 
@@ -96,7 +107,9 @@ def op_call(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_T
     for i in range(params.get("repeat", 1)):
         if params.get("seeds"):
             torch.manual_seed(params["seeds"][i])
-        result = function(*[inputs[name] for name in params["args"]])
+        result = _plain(function(*[inputs[name] for name in params["args"]]))
+        for name, tensor in inputs.items():      # before anything else can run student code
+            out_arrays[f"after_{name}"] = _to_array(tensor, "the input")
         info["outputs"].append(_describe(result))
         out_arrays[f"out{i}"] = _to_array(result, params["function"])
         if i == 0 and params.get("grad_wrt") and isinstance(result, _tensor) and result.requires_grad:
@@ -106,9 +119,10 @@ def op_call(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_T
             for name, grad in zip(params["grad_wrt"], grads):
                 if grad is not None:
                     out_arrays[f"grad_{name}"] = _to_array(grad, "the gradient")
-    for name, tensor in inputs.items():          # as seen after the calls: the grader compares
-        out_arrays[f"after_{name}"] = _to_array(tensor, "the input")
+    for name, tensor in inputs.items():          # and after the backward pass (a custom backward is student code)
+        out_arrays[f"after_backward_{name}"] = _to_array(tensor, "the input")
     return info, out_arrays
+
 
 
 # ---------------------------------------------------------------- negative_elbo_bound's stand-ins
@@ -546,23 +560,25 @@ def _optimizer_steps(optimizer):
     return [int(state["step"]) for state in optimizer.state.values() if "step" in state]
 
 
-def _training_audit(train_u8, images, digest):
+def _training_audit(train_u8, images, digest, _run=_RUN, _replaced=replaced_originals, _steps=_optimizer_steps,
+                    _sha256=hashlib.sha256, _contiguous=np.ascontiguousarray, sorted=sorted, len=len, list=list):
     """What the grader checks of a training run: functions replaced, the optimizers and their steps, the
-    batches drawn, that the images were the ones sent and unchanged (their hash before and after)."""
-    import hashlib
-    binarizers = _RUN["binarizers"]
+    batches drawn, that the images were the ones sent and unchanged (their hash before and after).
+    What it calls is bound when this module loads: rebinding a name here during training changes
+    nothing it reports (the loops call it through a default bound the same way)."""
+    binarizers = list(_run["binarizers"])
     return {
-        "replaced": replaced_originals(),
-        "optimizer_steps": sorted({s for o in _RUN["optimizers"] for s in _optimizer_steps(o)}),
-        "optimizers": len(_RUN["optimizers"]),
+        "replaced": _replaced(),
+        "optimizer_steps": sorted({s for o in _run["optimizers"] for s in _steps(o)}),
+        "optimizers": len(_run["optimizers"]),
         "batches": [b.draws for b in binarizers],
         "same_images": len(binarizers) == 1 and binarizers[0].images.data_ptr() == train_u8.data_ptr(),
-        "images_sha256": hashlib.sha256(np.ascontiguousarray(images).data).hexdigest(),
+        "images_sha256": _sha256(_contiguous(images).data).hexdigest(),
         "images_sha256_before": digest,
     }
 
 
-def op_train(params, arrays):
+def op_train(params, arrays, _training_audit=_training_audit):
     """Train the student's VAE with the provided loop on the images sent (or those of the last
     request); return the tensors the grader asked for and how the run went, as our code saw it.
     params["problem"] "cvae": the student's CVAE with train_cvae's loop, on the images and labels;
@@ -661,7 +677,7 @@ def op_ae_probe(params, arrays):
     return info, out
 
 
-def op_train_ae(params, arrays):
+def op_train_ae(params, arrays, _training_audit=_training_audit):
     """Train the student's LinearAutoencoder at each k with train_ae's loop on the images sent, then
     probe it at the grader's points; how each run went, as our code saw it."""
     import hashlib
@@ -806,7 +822,7 @@ def _fingerprint(modules, tables, getattr=getattr, callable=callable, list=list,
             code = getattr(value, "__code__", None) if callable(value) else None
             cells = tuple(c.cell_contents for c in (getattr(value, "__closure__", None) or ()) if filled(c))
             prints[f"{label}.{name}"] = (value, code, getattr(value, "__defaults__", None),
-                                         getattr(value, "__kwdefaults__", None), cells)
+                                         getattr(value, "__kwdefaults__", None), *cells)
     for label, table in tables.items():
         items = table.items() if isinstance(table, dict) else enumerate(table)
         for key, value in list(items):
@@ -827,6 +843,7 @@ def serve(requests, replies):
     _CHANNELS.update(requests=requests, replies=replies)
     read_message, write_message, ops = wire.read_message, wire.write_message, dict(OPS)
     fingerprint, changed, where, length = _fingerprint, _changed, _where, len
+    # The provided modules are left to the training audit (replaced_originals), which names what changed.
     modules = {"_worker": sys.modules[__name__], "wire": wire, "builtins": builtins}
     tables = {"_worker.OPS": OPS, "_worker._ORIGINALS": _ORIGINALS, "_worker._PROVIDED": _PROVIDED,
               "_worker._KL_WEIGHTED": _KL_WEIGHTED, "_worker._LOSS_AS_BOUND": _LOSS_AS_BOUND}

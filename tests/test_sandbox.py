@@ -954,3 +954,17 @@ def test_warnings_attributed_to_the_workers_frames_do_not_count_as_changes(sandb
     for _ in range(2):
         reply = box.request("call", {"function": "sample_gaussian", "args": ["m", "v"]}, {"m": m, "v": m + 1})
         assert reply.ok, reply.message
+
+
+def test_reading_the_workers_code_is_no_change(sandbox):
+    box = sandbox("""
+        import _worker
+        def sample_gaussian(m, v):
+            return m + v
+        def rebind(m):
+            _worker._changed.__defaults__[0]          # read only: no change
+            return m
+    """)
+    assert import_utils(box).ok
+    m = np.zeros(3, np.float32)
+    assert box.request("call", {"function": "rebind", "args": ["m"]}, {"m": m}).ok

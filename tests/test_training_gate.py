@@ -308,3 +308,14 @@ def test_the_calibrated_band_is_compared_with_the_hidden_set_figure():
     inside = (low + high) / 2
     assert _gate(_Trained(hidden=(inside, 19.0, 80.0), subset=(inside + 10, 19.0, 82.0))).wasSuccessful()
     assert not _gate(_Trained(hidden=(high + 1, 19.0, 80.0), subset=(inside, 19.0, 82.0))).wasSuccessful()
+
+
+def test_a_shortened_run_gets_its_share_of_the_training_limit():
+    """A hang in a run shortened for testing fails in about a minute; a full run keeps the whole limit."""
+    from autograder.checks.training import PROBE_TIMEOUT_SECONDS, full_run_timeout
+    whole = config.TRAINING_LIMITS.wall_seconds
+    assert full_run_timeout(config.DEFAULT_ITERATIONS, config.DEFAULT_ITERATIONS) == whole
+    assert full_run_timeout(config.CONV_ITERATIONS, config.CONV_ITERATIONS) == whole
+    assert full_run_timeout(20, config.DEFAULT_ITERATIONS) == pytest.approx(PROBE_TIMEOUT_SECONDS + whole / 1000)
+    assert full_run_timeout(2000, config.DEFAULT_ITERATIONS) == pytest.approx(PROBE_TIMEOUT_SECONDS + whole / 10)
+    assert full_run_timeout(40000, config.DEFAULT_ITERATIONS) == whole

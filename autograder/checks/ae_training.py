@@ -27,7 +27,8 @@ from ..reference import ae as ref_ae
 from ..reference import train_ae as ref_train_ae
 from .ae import maps_from_parameters, _nonlinearity
 from .base import CheckCase, check, output
-from .training import (PROBE_ITERATIONS, _run_training, audit_problems, cpu_time_is_work, release_memory)
+from .training import (PROBE_ITERATIONS, _run_training, audit_problems, cpu_time_is_work, full_run_timeout,
+                       release_memory)
 
 FAMILY = "ae/training"
 CALIBRATION_EVALUATION = "ae-validation"
@@ -127,7 +128,8 @@ def _train_and_measure(submission, outcome):
     problems = _audits(reply, probe["iterations"], digest)
     if problems:
         raise AssertionError(" ".join(problems))
-    reply, cpu = _run_training(submission, dict(params, iterations=iterations), points, family=FAMILY)
+    reply, cpu = _run_training(submission, dict(params, iterations=iterations), points,
+                               timeout=full_run_timeout(iterations, ref_train_ae.ITERATIONS), family=FAMILY)
     submission.close()
     problems = _audits(reply, iterations, digest)
     if step_cpu is not None:

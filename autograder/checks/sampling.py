@@ -234,8 +234,9 @@ class SampleGaussianChecks(CheckCase):
         """sample_gaussian: m and v are not modified in place"""
         sent = {"m": np.full((5, 4), 1.5), "v": np.full((5, 4), 3.0)}
         reply = _call(self.submission, "in place", sent["m"].copy(), sent["v"].copy())
-        changed = [name for name, array in sent.items()
-                   if not np.array_equal(reply.arrays.get(f"after_{name}"), array)]
+        changed = [name for name, array in sent.items()      # after the call, and after the backward pass
+                   if not all(np.array_equal(reply.arrays.get(f"{when}_{name}"), array)
+                              for when in ("after", "after_backward"))]
         self.assertFalse(changed, f"The function changed its input(s) {', '.join(changed)} in place "
                                   "(e.g. v.sqrt_() or m.add_()): use out-of-place operations.")
 

@@ -33,6 +33,7 @@ from .base import CheckCase, ask, check
 
 FAMILY = "training"
 PROBE_ITERATIONS = 20
+PROBE_TIMEOUT_SECONDS = config.LIMITS.wall_seconds + 30     # the short run first: start-up and 20 steps
 REFERENCE_TIMING_STEPS = 40
 TIMING_IMAGES = 5000
 
@@ -212,6 +213,14 @@ def _run_training(submission, params, images, timeout=None, key="train", family=
     return reply, sandbox_cpu_seconds(box) - before
 
 
+def full_run_timeout(iterations, full_iterations):
+    """Wall seconds for a training request of `iterations` where TRAINING_LIMITS is sized for
+    `full_iterations`: its share of that limit, plus the probe's allowance for start-up. A run
+    shortened for testing (--iterations) that hangs then fails in about a minute, not fifteen."""
+    share = config.TRAINING_LIMITS.wall_seconds * iterations / max(full_iterations, 1)
+    return min(config.TRAINING_LIMITS.wall_seconds, PROBE_TIMEOUT_SECONDS + share)
+
+
 def gate_iterations(submission, gate=VAE_GATE):
     """The iterations this gate trains for the grading (its own full count at most)."""
     return submission.iterations if gate.iterations is None else min(submission.iterations, gate.iterations)
@@ -257,13 +266,13 @@ def _train_and_score(submission, outcome, gate=VAE_GATE):
     # the full run trains on the child's copy of them (whose hash the audit checks).
     probe = dict(params, iterations=min(PROBE_ITERATIONS, iterations))
     sent = {"images": images.for_wire(), **({"labels": labels} if labels is not None else {})}
-    reply, _ = _run_training(submission, probe, sent, timeout=config.LIMITS.wall_seconds + 30, key="probe",
-                             family=family)
+    reply, _ = _run_training(submission, probe, sent, timeout=PROBE_TIMEOUT_SECONDS, key="probe", family=family)
     release_memory()        # the probe's buffers, before the long run
     problems = audit_problems(reply.info.get("audit"), probe["iterations"], digest, labels_digest)
     if problems:
         raise AssertionError(" ".join(problems))
-    reply, cpu = _run_training(submission, params, None, family=family)
+    full = gate.iterations if gate.iterations is not None else config.DEFAULT_ITERATIONS
+    reply, cpu = _run_training(submission, params, None, timeout=full_run_timeout(iterations, full), family=family)
     submission.close()       # the trained child's memory is gone before the evaluation below runs
     problems = audit_problems(reply.info.get("audit"), iterations, digest, labels_digest)
     if step_cpu is not None:

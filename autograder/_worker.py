@@ -523,14 +523,30 @@ def replaced_originals():
 
 
 def _unhooked(now, original):
-    """torch.optim wraps an optimizer class's step in its profiling hook when the first one is made:
-    that wrapper, around the original, counts as the original."""
+    """torch.optim wraps an optimizer class's step in its profiling hook when the first one is made,
+    and torch.compile, once used, wraps functions such as torch.optim.adam._fused_adam in dynamo's
+    "disable" wrapper: either wrapper, around the original, counts as the original."""
     import torch
     if now is not original and getattr(now, "hooked", False) and getattr(now, "__wrapped__", None) is original \
             and getattr(now, "__code__", None) is _PROFILE_HOOK_CODE.setdefault(
                 "code", torch.optim.Optimizer.profile_hook_step(lambda self: None).__code__):
         return original
+    if now is not original and _dynamo_disabled(now, original):
+        return original
     return now
+
+
+def _dynamo_disabled(now, original):
+    """True if `now` is torch._dynamo's disable wrapper (its code, a DisableContext) around `original`.
+    Only where a submission already imported torch._dynamo (torch.compile): never imported here."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+    code = getattr(now, "__code__", None)
+    if eval_frame is None or code is None or code.co_freevars != ("fn", "self"):
+        return False
+    import torch._dynamo
+    cells = dict(zip(code.co_freevars, (c.cell_contents for c in now.__closure__ or ())))
+    return code is torch._dynamo.disable(lambda: None).__code__ and cells.get("fn") is original \
+        and type(cells.get("self")) is eval_frame.DisableContext
 
 
 _PROFILE_HOOK_CODE = {}

@@ -437,3 +437,26 @@ def test_asking_for_a_device_that_is_not_there_says_so(monkeypatch):
         runtime.pick_device("mps")
     with pytest.raises(SystemExit, match="--device cuda"):
         runtime.pick_device("cuda")
+
+
+def test_only_dynamos_own_disable_wrapper_around_the_original_counts_as_the_original():
+    """torch.compile, once used, wraps torch.optim.adam._fused_adam in dynamo's disable wrapper: a
+    correct submission that compiles a function keeps its training points; a look-alike does not."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("worker_for_dynamo", paths.PROJECT / "autograder" / "_worker.py")
+    _worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(_worker)
+    import torch._dynamo
+
+    def original(x):
+        return x
+
+    def other(x):
+        return x + 1
+
+    def look_alike(*args, **kwargs):
+        return original(*args, **kwargs)
+    look_alike._torchdynamo_orig_callable, look_alike._torchdynamo_disable = original, True
+    assert _worker._unhooked(torch._dynamo.disable(original), original) is original
+    assert _worker._unhooked(torch._dynamo.disable(other), original) is not original
+    assert _worker._unhooked(look_alike, original) is look_alike

@@ -33,6 +33,7 @@ SUBMISSION_FILES = ("utils.py", "vae.py")      # the same names as config.SUBMIS
 STUDENT_FUNCTIONS = {"utils.py": (None, ("sample_gaussian", "kl_normal")),
                      "vae.py": ("VAE", ("negative_elbo_bound",))}    # the default: problems.VAE's
 SKIPPED_FOLDERS = {"site-packages", "dist-packages", "node_modules"}
+VENV_FOLDERS = {"bin", "lib", "lib64", "include", "share", "etc", "Lib", "Scripts", "Include"}
 MTIME_TIE_SECONDS = 2.0              # zip archives store times to 2 s; copies made together tie
 MAX_SOURCE_BYTES = 2 * 2**20         # a larger "utils.py" is not a homework source file
 MAX_ZIP_ENTRIES = 20000
@@ -244,7 +245,11 @@ def implemented_functions(name, text, student_functions=None):
                         for key, node in found.items()})
 
     def raises_not_implemented(node):
-        for inner in ast.walk(node):
+        """The skeleton's shape: `raise NotImplementedError` among the body's own statements, before
+        any `return`. One inside an `if` (a guard against unsupported input) leaves it implemented."""
+        for inner in getattr(node, "body", []):
+            if isinstance(inner, ast.Return):
+                return False
             if isinstance(inner, ast.Raise) and inner.exc is not None:
                 target = inner.exc.func if isinstance(inner.exc, ast.Call) else inner.exc
                 if isinstance(target, ast.Name) and target.id == "NotImplementedError":
@@ -257,8 +262,10 @@ def implemented_functions(name, text, student_functions=None):
 # ---------------------------------------------------------------- listing the submission
 
 def _skipped_folder(name, path=None):
+    """Hidden and cache folders, installed packages, and a virtual environment's own folders
+    (beside its pyvenv.cfg): a homework folder made a venv (`python -m venv .`) keeps its files."""
     return (name.startswith((".", "__")) or name in SKIPPED_FOLDERS
-            or (path is not None and (path / "pyvenv.cfg").exists()))
+            or (path is not None and name in VENV_FOLDERS and (path.parent / "pyvenv.cfg").exists()))
 
 
 def _shown_name(text):

@@ -205,7 +205,8 @@ class Selection(Case):
 
     def test_skipped_places(self):
         for relative in ("__MACOSX/utils.py", ".git/vae.py", ".ipynb_checkpoints/utils.py", "__pycache__/vae.py",
-                         "._utils.py", "venv/lib/site-packages/utils.py", "env/utils.py"):
+                         "._utils.py", "venv/lib/site-packages/utils.py", "env/bin/utils.py", "env/lib/utils.py",
+                         "env/Scripts/utils.py"):
             self.folder.write(relative, IMPLEMENTED_UTILS)
         self.folder.write("env/pyvenv.cfg", "home = /usr/bin\n")
         self.folder.write("utils.py", IMPLEMENTED_UTILS)
@@ -214,6 +215,27 @@ class Selection(Case):
         self.assertEqual(self.graded(selection), {"utils.py": "utils.py"})
         self.assertEqual(selection.ignored, [])
         self.assertIn("vae.py not found in your submission", selection.problems["vae.py"])
+
+    def test_a_homework_folder_made_a_virtual_environment_keeps_its_files(self):
+        """`python -m venv .` in the homework folder: its own folders (bin, lib, ...) are skipped, not its files."""
+        self.folder.write("hw2/pyvenv.cfg", "home = /usr/bin\n")
+        self.folder.write("hw2/lib/python3.10/site-packages/utils.py", IMPLEMENTED_UTILS)
+        self.folder.write("hw2/bin/vae.py", IMPLEMENTED_VAE)
+        self.folder.write("hw2/utils.py", IMPLEMENTED_UTILS)
+        self.folder.write("hw2/vae.py", IMPLEMENTED_VAE)
+        selection = self.select()
+        self.assertEqual(self.graded(selection), {"utils.py": "hw2/utils.py", "vae.py": "hw2/vae.py"})
+        self.assertEqual(selection.ignored, [])
+
+    def test_a_guard_that_raises_not_implemented_inside_an_if_is_no_stub(self):
+        guarded = IMPLEMENTED_VAE.replace("def negative_elbo_bound(self, x):",
+                                          "def negative_elbo_bound(self, x):\n        if x.dim() != 2:\n"
+                                          "            raise NotImplementedError('batches of flat images only')")
+        self.assertNotEqual(guarded, IMPLEMENTED_VAE)
+        self.assertEqual(sf.implemented_functions("vae.py", guarded), 1)
+        stub = IMPLEMENTED_VAE.replace("def negative_elbo_bound(self, x):",
+                                       "def negative_elbo_bound(self, x):\n        raise NotImplementedError")
+        self.assertEqual(sf.implemented_functions("vae.py", stub), 0)
 
     def test_case_only_names_are_accepted_with_a_note_and_exact_names_win(self):
         self.folder.write("Utils.py", IMPLEMENTED_UTILS)

@@ -10,6 +10,7 @@ grading; every request's timeout is cut to what is left of both. Once a function
 sandbox has stopped (timeout, crash, budget spent), its remaining checks fail at once,
 saying which check it stopped in and why, instead of each repeating a wrong reason.
 """
+import platform
 import re
 import shutil
 import tempfile
@@ -248,6 +249,10 @@ def explain(reply, box=None, other_files=(), graded=config.SUBMISSION_FILES):
             module, name = attribute.groups()
             return (f"{reply.kind}{where}: {reply.message}. Your {module}.py does not define {name} at its top level: "
                     f"check the spelling and capitalisation, and that it is the file you meant to submit.")
+        if reply.kind in ("SyntaxError", "IndentationError", "TabError"):
+            return (f"{reply.kind}{where}: {reply.message}. The grader runs Python {platform.python_version()}: "
+                    "a file must be valid there (syntax of a newer Python, such as an f-string that nests the "
+                    "same quotes, from 3.12, is an error).")
         return f"{reply.kind}{where}: {reply.message}"
     output = clean(box.output_tail(500), 500).strip() if box is not None else ""
     tail = f"\nLast output of your code:\n{output}" if output else ""

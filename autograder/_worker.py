@@ -108,8 +108,9 @@ def op_call(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_T
         if params.get("seeds"):
             torch.manual_seed(params["seeds"][i])
         result = _plain(function(*[inputs[name] for name in params["args"]]))
-        for name, tensor in inputs.items():      # before anything else can run student code
-            out_arrays[f"after_{name}"] = _to_array(tensor, "the input")
+        if i == params.get("repeat", 1) - 1:      # after the last call, before anything else can run student code
+            for name, tensor in inputs.items():
+                out_arrays[f"after_{name}"] = _to_array(tensor, "the input")
         info["outputs"].append(_describe(result))
         out_arrays[f"out{i}"] = _to_array(result, params["function"])
         if i == 0 and params.get("grad_wrt") and isinstance(result, _tensor) and result.requires_grad:
@@ -122,7 +123,6 @@ def op_call(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_T
     for name, tensor in inputs.items():          # and after the backward pass (a custom backward is student code)
         out_arrays[f"after_backward_{name}"] = _to_array(tensor, "the input")
     return info, out_arrays
-
 
 
 # ---------------------------------------------------------------- negative_elbo_bound's stand-ins

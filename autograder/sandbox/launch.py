@@ -7,6 +7,7 @@ import resource
 import signal
 import stat
 import subprocess
+from pathlib import Path
 
 from . import kernel, scratch, seccomp
 from .processes import TOKEN_VARIABLE
@@ -57,8 +58,8 @@ def interpreter_directories(python):
             continue
         if stat.S_ISDIR(info.st_mode) and not info.st_mode & stat.S_IWOTH:
             found.append(os.path.normpath(path))
-    shared = [d for d in scratch.writable_directories() if _world_writable(d)]
-    found = [p for p in found if not any(_inside(d, p) for d in shared)]
+    shared = [Path(d) for d in scratch.writable_directories() if _world_writable(d)]
+    found = [p for p in found if not any(d.is_relative_to(p) for d in shared)]
     return tuple(dict.fromkeys([interpreter_home(python), *found]))
 
 
@@ -67,10 +68,6 @@ def _world_writable(directory):
         return bool(os.lstat(directory).st_mode & stat.S_IWOTH)
     except OSError:
         return False
-
-
-def _inside(path, directory):
-    return os.path.commonpath([path, directory]) == directory
 
 
 def _make_path(directory):

@@ -319,3 +319,7 @@ def test_a_shortened_run_gets_its_share_of_the_training_limit():
     assert full_run_timeout(20, config.DEFAULT_ITERATIONS) == pytest.approx(PROBE_TIMEOUT_SECONDS + whole / 1000)
     assert full_run_timeout(2000, config.DEFAULT_ITERATIONS) == pytest.approx(PROBE_TIMEOUT_SECONDS + whole / 10)
     assert full_run_timeout(40000, config.DEFAULT_ITERATIONS) == whole
+    # a slow or crowded host (the probe's 20 steps took 10 s) stretches a shortened run's limit with it
+    assert full_run_timeout(300, config.DEFAULT_ITERATIONS, 10.0, 20) == whole
+    assert full_run_timeout(300, config.DEFAULT_ITERATIONS, 2.0, 20) == pytest.approx(PROBE_TIMEOUT_SECONDS + 300)
+    assert full_run_timeout(300, config.DEFAULT_ITERATIONS, 0.05, 20) == pytest.approx(PROBE_TIMEOUT_SECONDS + 13.5)

@@ -122,14 +122,17 @@ def _train_and_measure(submission, outcome):
     params = {"problem": "ae", "ks": list(config.AE_CODE_SIZES), "seed": config.TRAINING_SEED, "device": submission.device}
     images = wire.Pieces((count, measure.PIXELS), np.uint8, lambda: measure.training_rows(data_dir))
     probe = dict(params, iterations=min(PROBE_ITERATIONS, iterations))
+    started = time.monotonic()
     reply, _ = _run_training(submission, probe, {"images": images, **points}, timeout=config.LIMITS.wall_seconds + 60,
                              key="probe", family=FAMILY)
+    probe_seconds = time.monotonic() - started
     release_memory()
     problems = _audits(reply, probe["iterations"], digest)
     if problems:
         raise AssertionError(" ".join(problems))
     reply, cpu = _run_training(submission, dict(params, iterations=iterations), points,
-                               timeout=full_run_timeout(iterations, ref_train_ae.ITERATIONS), family=FAMILY)
+                               timeout=full_run_timeout(iterations, ref_train_ae.ITERATIONS, probe_seconds,
+                                                        probe["iterations"]), family=FAMILY)
     submission.close()
     problems = _audits(reply, iterations, digest)
     if step_cpu is not None:

@@ -217,12 +217,15 @@ def _run_training(submission, params, images, timeout=None, key="train", family=
     return reply, sandbox_cpu_seconds(box) - before
 
 
-def full_run_timeout(iterations, full_iterations):
+def full_run_timeout(iterations, full_iterations, probe_seconds=0.0, probe_iterations=PROBE_ITERATIONS):
     """Wall seconds for a training request of `iterations` where TRAINING_LIMITS is sized for
-    `full_iterations`: its share of that limit, plus the probe's allowance for start-up. A run
-    shortened for testing (--iterations) that hangs then fails in about a minute, not fifteen."""
+    `full_iterations`: the probe's allowance for start-up plus the larger of the run's share of
+    that limit and 10 times what the probe's pace (on this host, now) implies. A run shortened
+    for testing (--iterations) that hangs then fails in about a minute, not fifteen, while a
+    slow or crowded host stretches the limit with it."""
     share = config.TRAINING_LIMITS.wall_seconds * iterations / max(full_iterations, 1)
-    return min(config.TRAINING_LIMITS.wall_seconds, PROBE_TIMEOUT_SECONDS + share)
+    paced = 10 * probe_seconds * iterations / max(probe_iterations, 1)
+    return min(config.TRAINING_LIMITS.wall_seconds, PROBE_TIMEOUT_SECONDS + max(share, paced))
 
 
 def gate_iterations(submission, gate=VAE_GATE):
@@ -270,13 +273,16 @@ def _train_and_score(submission, outcome, gate=VAE_GATE):
     # the full run trains on the child's copy of them (whose hash the audit checks).
     probe = dict(params, iterations=min(PROBE_ITERATIONS, iterations))
     sent = {"images": images.for_wire(), **({"labels": labels} if labels is not None else {})}
+    started = time.monotonic()
     reply, _ = _run_training(submission, probe, sent, timeout=PROBE_TIMEOUT_SECONDS, key="probe", family=family)
+    probe_seconds = time.monotonic() - started
     release_memory()        # the probe's buffers, before the long run
     problems = audit_problems(reply.info.get("audit"), probe["iterations"], digest, labels_digest)
     if problems:
         raise AssertionError(" ".join(problems))
     full = gate.iterations if gate.iterations is not None else config.DEFAULT_ITERATIONS
-    reply, cpu = _run_training(submission, params, None, timeout=full_run_timeout(iterations, full), family=family)
+    reply, cpu = _run_training(submission, params, None, timeout=full_run_timeout(iterations, full, probe_seconds, probe["iterations"]),
+                               family=family)
     submission.close()       # the trained child's memory is gone before the evaluation below runs
     problems = audit_problems(reply.info.get("audit"), iterations, digest, labels_digest)
     if step_cpu is not None:

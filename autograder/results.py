@@ -98,12 +98,20 @@ def write(results, path):
     """Validate and write atomically: readers see the old file or the whole new one."""
     validate(results)
     payload = json.dumps(cleaned(results), indent=2, allow_nan=False).encode("ascii")
+    path = write_atomic(path, payload, prefix=".results-")
+    _WRITTEN[str(path.resolve())] = hashlib.sha256(payload).hexdigest()
+    return path
+
+
+def write_atomic(path, data, prefix):
+    """Write bytes to `path` so that no reader and no interruption ever sees part of them: a temporary
+    file (named `prefix`...) in the same folder, flushed to disk, then renamed over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=prefix)
     try:
         with os.fdopen(descriptor, "wb") as stream:
-            stream.write(payload)
+            stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o644)
@@ -111,7 +119,14 @@ def write(results, path):
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    _WRITTEN[str(path.resolve())] = hashlib.sha256(payload).hexdigest()
+    try:                                   # the rename itself reaches the disk with the folder
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except OSError:
+        pass
     return path
 
 

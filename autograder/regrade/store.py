@@ -16,9 +16,9 @@ files a killed run left (hidden, `.tmp-*`) are removed when the next run opens t
 import fcntl
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from .. import results
 
 MANIFEST = "regrade.json"
 LOCK = ".lock"                 # held by the run writing to the folder
@@ -34,28 +34,7 @@ class OutputError(ValueError):
 
 def write_atomic(path, data):
     """Write bytes to `path` so that no reader and no interruption ever sees part of them."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX)
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    try:                                   # the rename itself reaches the disk with the folder
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-    except OSError:
-        pass
-    return path
+    return results.write_atomic(path, data, TEMPORARY_PREFIX)
 
 
 def write_json(path, value):

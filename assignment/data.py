@@ -8,7 +8,6 @@ refused with a message, never replaced by anything synthetic.
 """
 import gzip
 import hashlib
-import io
 import os
 import shutil
 import subprocess

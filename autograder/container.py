@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import config, paths, results
+from . import config, results
 from .stopper import Stopper
 from .reference import data
 

@@ -113,13 +113,13 @@ def validated_state(arrays, problem="vae"):
                              "the encoder and decoder weights are scored (the prior is always N(0, I)); keep the "
                              "provided architecture and do not change its prior.")
     state = {}
-    for key, reference in expected.items():
+    for key, wanted in expected.items():
         array = returned.get(key)
         if array is None:
             raise WeightsRefused(f"The trained model has no parameter {key}: keep the provided {model} architecture.")
-        if array.dtype != np.float32 or array.shape != tuple(reference.shape):
+        if array.dtype != np.float32 or array.shape != tuple(wanted.shape):
             raise WeightsRefused(f"Parameter {key} has shape {tuple(array.shape)} and dtype {array.dtype}; the "
-                                 f"provided {model} has shape {tuple(reference.shape)} and dtype float32 (do not change "
+                                 f"provided {model} has shape {tuple(wanted.shape)} and dtype float32 (do not change "
                                  "the model's dtype or layers).")
         finite = np.isfinite(array)
         if not finite.all():

@@ -9,7 +9,6 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 
 import figures_conv
 import train
-import utils as ut
 from conv_vae import ConvDecoder, ConvVAE, log_normal_pdf
 
 HERE = Path(__file__).resolve().parent

@@ -202,7 +202,7 @@ class LogNormalPdfChecks(CheckCase):
             if len(want) == 2:
                 rows = np.stack([self.shaped(f"slice {k}", x[k], m[k], s[k], (7,), "inputs of shape (7, 5)")
                                  for k in range(3)])
-                self.consistent(got, rows, x, m, s, f"log_normal_pdf of inputs (3, 7, 5)", "its values on each of "
+                self.consistent(got, rows, x, m, s, "log_normal_pdf of inputs (3, 7, 5)", "its values on each of "
                                 "the three (7, 5) slices: the sum is over the last dimension only")
         for shape in ((1, 5), (5,)):
             mean, logvar = m[0, :1].reshape(shape), s[0, :1].reshape(shape)

@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 import psutil
 import torch
 
-from .. import config, evaluation, paths
+from .. import config, evaluation
 from ..calibrate import EVALUATION
 from .. import reference
 from ..problems import PROBLEMS, of

@@ -888,11 +888,40 @@ def serve(requests, replies):
         write_message(replies, reply, out)
 
 
+# ---------------------------------------------------------------- hooks into this worker's frames
+# The guard above compares after each request; a trace or profile function (sys.settrace, sys.setprofile,
+# threading's, sys.monitoring's) sees every frame of this worker while a request runs, the ones that record
+# its results included, and could rewrite what they return and take itself away before the request ends;
+# an audit hook could do the same at every audited event, and a function of this worker whose code or
+# defaults are swapped and swapped back would report what it likes in between. An audit hook of our own,
+# added before any submission code and never removable, refuses all of these as they are attempted.
+_REFUSED_HOOKS = frozenset({"sys.settrace", "sys.setprofile", "sys.addaudithook", "sys.monitoring.register_callback"})
+_GUARDED_ATTRIBUTES = frozenset({"__code__", "__defaults__", "__kwdefaults__"})
+
+
+def _refusing_hooks(guarded_globals):
+    """-> an audit hook that refuses the hooks above and changes to the code of functions whose globals
+    are one of `guarded_globals` (this module's, wire's). Everything it reads is bound as a default:
+    changing a default is itself an audited event that it refuses."""
+    def refuse(event, args, refused=_REFUSED_HOOKS, attributes=_GUARDED_ATTRIBUTES, guarded=tuple(guarded_globals),
+               RuntimeError=RuntimeError, getattr=getattr, len=len, any=any):
+        if event in refused:
+            raise RuntimeError(f"{event} is refused in the grader's sandbox: a trace, profile or audit hook "
+                               "would run inside the grader's own code")
+        if event == "object.__setattr__" and len(args) > 1 and args[1] in attributes:
+            owner = getattr(args[0], "__globals__", None)
+            if any(owner is g for g in guarded):
+                raise RuntimeError(f"changing {args[1]} of the grader's own functions is refused in its sandbox")
+    return refuse
+
+
 def main():
     request_fd, reply_fd = int(sys.argv[1]), int(sys.argv[2])
     sys.path.insert(0, os.getcwd())
+    import wire
     sys.modules.setdefault("_worker", sys.modules[__name__])   # `import _worker` finds this very module
     bind_provided()
+    sys.addaudithook(_refusing_hooks((globals(), vars(wire))))
     serve(os.fdopen(request_fd, "rb"), os.fdopen(reply_fd, "wb"))
 
 

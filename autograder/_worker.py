@@ -85,15 +85,27 @@ def _import_utils_or_fallback(text):
         sys.modules["utils"] = module
 
 
+def _frozen(array):
+    """An array recorded by a request as immutable bytes, its dtype and shape."""
+    return array.tobytes(), array.dtype.str, array.shape
+
+
+def _thawed(frozen):
+    data, dtype, shape = frozen
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
 def op_call(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_TENSOR, _as_tensor=_AS_TENSOR,
-            _plain=_plain):
+            _plain=_plain, _frozen=_frozen, _thawed=_thawed):
     """Call utils.<function>(*args) `repeat` times (params["module"]: another student module's function,
     e.g. "logvar_utils"); optionally backpropagate a cotangent.
 
     The helpers are bound as defaults when this module loads, before any submission code:
     replacing _worker._to_array or _describe afterwards changes nothing here. The grader reads
     shape, dtype and values from the arrays it decodes and gradients from the grad_ arrays;
-    `info` (what _describe says) is for its logs only."""
+    `info` (what _describe says) is for its logs only. What is recorded before student code runs
+    again (a custom backward can reach this frame) is kept as immutable bytes in a tuple, whose
+    name here no code outside this frame can rebind, until the reply is made."""
     import importlib
     import torch
     function = getattr(importlib.import_module(params.get("module", "utils")), params["function"])
@@ -101,7 +113,7 @@ def op_call(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_T
     inputs = {name: _as_tensor(arrays[name]).to(device) for name in params["args"]}
     for name in params.get("grad_wrt", []):
         inputs[name].requires_grad_(True)
-    out_arrays, info = {}, {"outputs": []}
+    recorded, info = (), {"outputs": []}
     if params.get("seed") is not None:
         torch.manual_seed(params["seed"])
     for i in range(params.get("repeat", 1)):
@@ -110,19 +122,19 @@ def op_call(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_T
         result = _plain(function(*[inputs[name] for name in params["args"]]))
         if i == params.get("repeat", 1) - 1:      # after the last call, before anything else can run student code
             for name, tensor in inputs.items():
-                out_arrays[f"after_{name}"] = _to_array(tensor, "the input")
+                recorded += ((f"after_{name}", _frozen(_to_array(tensor, "the input"))),)
         info["outputs"].append(_describe(result))
-        out_arrays[f"out{i}"] = _to_array(result, params["function"])
+        recorded += ((f"out{i}", _frozen(_to_array(result, params["function"]))),)
         if i == 0 and params.get("grad_wrt") and isinstance(result, _tensor) and result.requires_grad:
             cotangent = _as_tensor(arrays["cotangent"]).to(device) if "cotangent" in arrays else torch.ones_like(result)
             grads = torch.autograd.grad((result * cotangent).sum(), [inputs[n] for n in params["grad_wrt"]],
                                         allow_unused=True)
             for name, grad in zip(params["grad_wrt"], grads):
                 if grad is not None:
-                    out_arrays[f"grad_{name}"] = _to_array(grad, "the gradient")
+                    recorded += ((f"grad_{name}", _frozen(_to_array(grad, "the gradient"))),)
     for name, tensor in inputs.items():          # and after the backward pass (a custom backward is student code)
-        out_arrays[f"after_backward_{name}"] = _to_array(tensor, "the input")
-    return info, out_arrays
+        recorded += ((f"after_backward_{name}", _frozen(_to_array(tensor, "the input"))),)
+    return info, {name: _thawed(frozen) for name, frozen in recorded}
 
 
 # ---------------------------------------------------------------- negative_elbo_bound's stand-ins

@@ -95,9 +95,9 @@ def _thawed(frozen):
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
-def op_call(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_TENSOR, _as_tensor=_AS_TENSOR,
-            _plain=_plain, _frozen=_frozen, _thawed=_thawed):
-    """Call utils.<function>(*args) `repeat` times (params["module"]: another student module's function,
+def _call_recorded(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_TENSOR, _as_tensor=_AS_TENSOR,
+                   _plain=_plain, _frozen=_frozen):
+    """op_call's work -> (info, recorded): Call utils.<function>(*args) `repeat` times (params["module"]: another student module's function,
     e.g. "logvar_utils"); optionally backpropagate a cotangent.
 
     The helpers are bound as defaults when this module loads, before any submission code:
@@ -134,6 +134,13 @@ def op_call(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_T
                     recorded += ((f"grad_{name}", _frozen(_to_array(grad, "the gradient"))),)
     for name, tensor in inputs.items():          # and after the backward pass (a custom backward is student code)
         recorded += ((f"after_backward_{name}", _frozen(_to_array(tensor, "the input"))),)
+    return info, recorded
+
+
+def op_call(params, arrays, _call_recorded=_call_recorded, _thawed=_thawed):
+    """utils.<function>(*args), see _call_recorded; the reply's arrays are made once its frame, with every
+    object of the submission it held, is gone (a finalizer that runs then finds nothing to change)."""
+    info, recorded = _call_recorded(params, arrays)
     return info, {name: _thawed(frozen) for name, frozen in recorded}
 
 
@@ -867,7 +874,12 @@ def _changed(before, after, sorted=sorted, len=len, any=any, zip=zip):
 
 def serve(requests, replies):
     import builtins
+    import gc
     import wire
+    # A gc callback, or a finalizer of the submission's cyclic garbage, would run at the next allocation
+    # after a request returned, walk up to this frame and rewrite `out`: collections are off from the
+    # moment a request returns until it is answered.
+    gc_enable, gc_disable, gc_callbacks = gc.enable, gc.disable, gc.callbacks
     _CHANNELS.update(requests=requests, replies=replies)
     read_message, write_message, ops = wire.read_message, wire.write_message, dict(OPS)
     fingerprint, changed, where, length = _fingerprint, _changed, _where, len
@@ -884,7 +896,10 @@ def serve(requests, replies):
         reply, out = None, None
         if void is None:
             try:
+                gc_enable()
                 info, out = ops[header["op"]](header.get("params", {}), arrays)
+                gc_disable()          # first, before anything here allocates
+                del gc_callbacks[:]
                 reply = {"status": "ok", "info": info}
             except BaseException as error:  # noqa: B036 - SystemExit and KeyboardInterrupt are student faults too
                 message = str(error) if not isinstance(error, SystemExit) else f"sys.exit({error.code!r}) was called"
@@ -905,9 +920,11 @@ def serve(requests, replies):
 # threading's, sys.monitoring's) sees every frame of this worker while a request runs, the ones that record
 # its results included, and could rewrite what they return and take itself away before the request ends;
 # an audit hook could do the same at every audited event, and a function of this worker whose code or
-# defaults are swapped and swapped back would report what it likes in between. An audit hook of our own,
+# defaults are swapped and swapped back would report what it likes in between; gc's lists of objects reach
+# what a request is about to send from code that runs later (a finalizer). An audit hook of our own,
 # added before any submission code and never removable, refuses all of these as they are attempted.
-_REFUSED_HOOKS = frozenset({"sys.settrace", "sys.setprofile", "sys.addaudithook", "sys.monitoring.register_callback"})
+_REFUSED_HOOKS = frozenset({"sys.settrace", "sys.setprofile", "sys.addaudithook", "sys.monitoring.register_callback",
+                            "gc.get_objects", "gc.get_referrers", "gc.get_referents"})
 _GUARDED_ATTRIBUTES = frozenset({"__code__", "__defaults__", "__kwdefaults__"})
 
 
@@ -918,8 +935,8 @@ def _refusing_hooks(guarded_globals):
     def refuse(event, args, refused=_REFUSED_HOOKS, attributes=_GUARDED_ATTRIBUTES, guarded=tuple(guarded_globals),
                RuntimeError=RuntimeError, getattr=getattr, len=len, any=any):
         if event in refused:
-            raise RuntimeError(f"{event} is refused in the grader's sandbox: a trace, profile or audit hook "
-                               "would run inside the grader's own code")
+            raise RuntimeError(f"{event} is refused in the grader's sandbox: it would reach into the grader's own "
+                               "code and data")
         if event == "object.__setattr__" and len(args) > 1 and args[1] in attributes:
             owner = getattr(args[0], "__globals__", None)
             if any(owner is g for g in guarded):

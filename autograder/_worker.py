@@ -95,10 +95,48 @@ def _thawed(frozen):
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
+# ---------------------------------------------------------------- after the submission's last call of a request
+# Code of the submission can go on running after its call returned, and reach what the worker is about
+# to send (through the frames of the worker it saw during the call): a thread, a signal handler (a timer's),
+# a gc callback or a finalizer run by a collection. _quiesce stops the timers, puts the signal handlers back
+# as they were before any submission code, turns collections off (serve turns them on for the next request)
+# and refuses to go on while a thread the submission started is alive. (Threads made outside Python, with
+# ctypes, are not counted.)
+
+def _quiesce_function():
+    import _thread
+    import gc
+    import signal
+    import types
+    handlers = types.MappingProxyType({number: signal.getsignal(number) for number in signal.valid_signals()
+                                       if callable(signal.getsignal(number))})
+    timers = [getattr(signal, name) for name in ("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF")]
+
+    def quiesce(setitimer=signal.setitimer, getsignal=signal.getsignal, set_handler=signal.signal,
+                default=signal.SIG_DFL, valid=signal.valid_signals, handlers=handlers, timers=tuple(timers),
+                gc_disable=gc.disable, gc_callbacks=gc.callbacks, thread_count=_thread._count,
+                callable=callable, RuntimeError=RuntimeError):
+        gc_disable()
+        for timer in timers:
+            setitimer(timer, 0)
+        for number in valid():
+            if callable(getsignal(number)) and getsignal(number) is not handlers.get(number):
+                set_handler(number, handlers.get(number, default))
+        del gc_callbacks[:]
+        threads = thread_count()
+        if threads:
+            raise RuntimeError(f"the submission left {threads} thread(s) running after its call returned: a "
+                               "thread could change what the grader's worker reports, so this reply does not count")
+    return quiesce
+
+
+_quiesce = _quiesce_function()       # made as this module loads, before any submission code
+
+
 def _call_recorded(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_TENSOR, _as_tensor=_AS_TENSOR,
                    _plain=_plain, _frozen=_frozen):
-    """op_call's work -> (info, recorded): Call utils.<function>(*args) `repeat` times (params["module"]: another student module's function,
-    e.g. "logvar_utils"); optionally backpropagate a cotangent.
+    """op_call's work -> (info, recorded): call utils.<function>(*args) `repeat` times (params["module"]:
+    another student module's function, e.g. "logvar_utils"); optionally backpropagate a cotangent.
 
     The helpers are bound as defaults when this module loads, before any submission code:
     replacing _worker._to_array or _describe afterwards changes nothing here. The grader reads
@@ -137,11 +175,15 @@ def _call_recorded(params, arrays, _to_array=_to_array, _describe=_describe, _te
     return info, recorded
 
 
-def op_call(params, arrays, _call_recorded=_call_recorded, _thawed=_thawed):
+def op_call(params, arrays, _call_recorded=_call_recorded, _thawed=_thawed, _quiesce=_quiesce):
     """utils.<function>(*args), see _call_recorded; the reply's arrays are made once its frame, with every
-    object of the submission it held, is gone (a finalizer that runs then finds nothing to change)."""
+    object of the submission it held, is gone (a finalizer that runs then finds nothing to change), and
+    nothing of the submission can run any more (_quiesce)."""
     info, recorded = _call_recorded(params, arrays)
+    _quiesce()
     return info, {name: _thawed(frozen) for name, frozen in recorded}
+
+
 
 
 # ---------------------------------------------------------------- negative_elbo_bound's stand-ins
@@ -876,10 +918,9 @@ def serve(requests, replies):
     import builtins
     import gc
     import wire
-    # A gc callback, or a finalizer of the submission's cyclic garbage, would run at the next allocation
-    # after a request returned, walk up to this frame and rewrite `out`: collections are off from the
-    # moment a request returns until it is answered.
-    gc_enable, gc_disable, gc_callbacks = gc.enable, gc.disable, gc.callbacks
+    # Code of the submission that runs after a request returned could walk up to this frame and rewrite
+    # `out`: _quiesce from the moment a request returns until it is answered (collections on again after).
+    gc_enable, quiesce = gc.enable, _quiesce
     _CHANNELS.update(requests=requests, replies=replies)
     read_message, write_message, ops = wire.read_message, wire.write_message, dict(OPS)
     fingerprint, changed, where, length = _fingerprint, _changed, _where, len
@@ -898,8 +939,7 @@ def serve(requests, replies):
             try:
                 gc_enable()
                 info, out = ops[header["op"]](header.get("params", {}), arrays)
-                gc_disable()          # first, before anything here allocates
-                del gc_callbacks[:]
+                quiesce()             # first, before anything here allocates
                 reply = {"status": "ok", "info": info}
             except BaseException as error:  # noqa: B036 - SystemExit and KeyboardInterrupt are student faults too
                 message = str(error) if not isinstance(error, SystemExit) else f"sys.exit({error.code!r}) was called"

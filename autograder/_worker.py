@@ -780,9 +780,21 @@ def op_ae_probe(params, arrays):
     return info, out
 
 
-def op_train_ae(params, arrays, _training_audit=_training_audit):
+def _frozen_audit(audit, tuple=tuple, list=list, isinstance=isinstance):
+    """An audit (a dict of plain values and lists) as nested tuples, which no code can change."""
+    return tuple((key, tuple(value) if isinstance(value, list) else value) for key, value in audit.items())
+
+
+def _thawed_audit(frozen, list=list, isinstance=isinstance):
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in frozen}
+
+
+def op_train_ae(params, arrays, _training_audit=_training_audit, _frozen_audit=_frozen_audit,
+                _thawed_audit=_thawed_audit, _quiesce=_quiesce):
     """Train the student's LinearAutoencoder at each k with train_ae's loop on the images sent, then
-    probe it at the grader's points; how each run went, as our code saw it."""
+    probe it at the grader's points; how each run went, as our code saw it. Each run's audit is kept
+    frozen (the probes after it, and the later runs, are student code that can reach this frame) and
+    thawed once nothing of the submission runs any more."""
     import hashlib
     import torch
     import ae
@@ -794,7 +806,7 @@ def op_train_ae(params, arrays, _training_audit=_training_audit):
     runtime.configure_threads()
     device = runtime.pick_device(params.get("device", "cpu"))
     train_u8 = torch.from_numpy(images).to(device)
-    infos, out = {}, {}
+    audits, infos, out = (), {}, {}
     for k in params["ks"]:
         torch.manual_seed(params["seed"])
         model = ae.LinearAutoencoder(k).to(device)
@@ -802,12 +814,13 @@ def op_train_ae(params, arrays, _training_audit=_training_audit):
         _RUN["binarizers"].clear()
         _ORIGINALS["train_ae.train"][1](model, train_u8, params["iterations"], loss=ae.reconstruction_loss,
                                         seed=params["seed"])
-        audit = _training_audit(train_u8, images, digest)
+        audits += ((str(k), _frozen_audit(_training_audit(train_u8, images, digest))),)
         model = model.cpu()
         info, probed = _ae_probe(model, {"enc_in": arrays["enc_in"], "dec_in": arrays[f"dec_in{k}"]}, f"_{k}")
-        infos[str(k)] = {"audit": audit, **info}
+        infos[str(k)] = info
         out.update(probed)
-    return {"runs": infos}, out
+    _quiesce()
+    return {"runs": {k: {**infos[k], "audit": _thawed_audit(frozen)} for k, frozen in audits}}, out
 
 
 # ---------------------------------------------------------------- the convolutional VAE's decoder (problem `conv`)

@@ -85,15 +85,65 @@ def _import_utils_or_fallback(text):
         sys.modules["utils"] = module
 
 
-def op_call(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_TENSOR, _as_tensor=_AS_TENSOR,
-            _plain=_plain):
-    """Call utils.<function>(*args) `repeat` times (params["module"]: another student module's function,
-    e.g. "logvar_utils"); optionally backpropagate a cotangent.
+def _frozen(array):
+    """An array recorded by a request as immutable bytes, its dtype and shape."""
+    return array.tobytes(), array.dtype.str, array.shape
+
+
+def _thawed(frozen):
+    data, dtype, shape = frozen
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+# ---------------------------------------------------------------- after the submission's last call of a request
+# Code of the submission can go on running after its call returned, and reach what the worker is about
+# to send (through the frames of the worker it saw during the call): a thread, a signal handler (a timer's),
+# a gc callback or a finalizer run by a collection. _quiesce stops the timers, puts the signal handlers back
+# as they were before any submission code, turns collections off (serve turns them on for the next request)
+# and refuses to go on while a thread the submission started is alive. (Threads made outside Python, with
+# ctypes, are not counted.)
+
+def _quiesce_function():
+    import _thread
+    import gc
+    import signal
+    import types
+    handlers = types.MappingProxyType({number: signal.getsignal(number) for number in signal.valid_signals()
+                                       if callable(signal.getsignal(number))})
+    timers = [getattr(signal, name) for name in ("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF")]
+
+    def quiesce(setitimer=signal.setitimer, getsignal=signal.getsignal, set_handler=signal.signal,
+                default=signal.SIG_DFL, valid=signal.valid_signals, handlers=handlers, timers=tuple(timers),
+                gc_disable=gc.disable, gc_callbacks=gc.callbacks, thread_count=_thread._count,
+                callable=callable, RuntimeError=RuntimeError):
+        gc_disable()
+        for timer in timers:
+            setitimer(timer, 0)
+        for number in valid():
+            if callable(getsignal(number)) and getsignal(number) is not handlers.get(number):
+                set_handler(number, handlers.get(number, default))
+        del gc_callbacks[:]
+        threads = thread_count()
+        if threads:
+            raise RuntimeError(f"the submission left {threads} thread(s) running after its call returned: a "
+                               "thread could change what the grader's worker reports, so this reply does not count")
+    return quiesce
+
+
+_quiesce = _quiesce_function()       # made as this module loads, before any submission code
+
+
+def _call_recorded(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_TENSOR, _as_tensor=_AS_TENSOR,
+                   _plain=_plain, _frozen=_frozen):
+    """op_call's work -> (info, recorded): call utils.<function>(*args) `repeat` times (params["module"]:
+    another student module's function, e.g. "logvar_utils"); optionally backpropagate a cotangent.
 
     The helpers are bound as defaults when this module loads, before any submission code:
     replacing _worker._to_array or _describe afterwards changes nothing here. The grader reads
     shape, dtype and values from the arrays it decodes and gradients from the grad_ arrays;
-    `info` (what _describe says) is for its logs only."""
+    `info` (what _describe says) is for its logs only. What is recorded before student code runs
+    again (a custom backward can reach this frame) is kept as immutable bytes in a tuple, whose
+    name here no code outside this frame can rebind, until the reply is made."""
     import importlib
     import torch
     function = getattr(importlib.import_module(params.get("module", "utils")), params["function"])
@@ -101,7 +151,7 @@ def op_call(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_T
     inputs = {name: _as_tensor(arrays[name]).to(device) for name in params["args"]}
     for name in params.get("grad_wrt", []):
         inputs[name].requires_grad_(True)
-    out_arrays, info = {}, {"outputs": []}
+    recorded, info = (), {"outputs": []}
     if params.get("seed") is not None:
         torch.manual_seed(params["seed"])
     for i in range(params.get("repeat", 1)):
@@ -110,19 +160,30 @@ def op_call(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_T
         result = _plain(function(*[inputs[name] for name in params["args"]]))
         if i == params.get("repeat", 1) - 1:      # after the last call, before anything else can run student code
             for name, tensor in inputs.items():
-                out_arrays[f"after_{name}"] = _to_array(tensor, "the input")
+                recorded += ((f"after_{name}", _frozen(_to_array(tensor, "the input"))),)
         info["outputs"].append(_describe(result))
-        out_arrays[f"out{i}"] = _to_array(result, params["function"])
+        recorded += ((f"out{i}", _frozen(_to_array(result, params["function"]))),)
         if i == 0 and params.get("grad_wrt") and isinstance(result, _tensor) and result.requires_grad:
             cotangent = _as_tensor(arrays["cotangent"]).to(device) if "cotangent" in arrays else torch.ones_like(result)
             grads = torch.autograd.grad((result * cotangent).sum(), [inputs[n] for n in params["grad_wrt"]],
                                         allow_unused=True)
             for name, grad in zip(params["grad_wrt"], grads):
                 if grad is not None:
-                    out_arrays[f"grad_{name}"] = _to_array(grad, "the gradient")
+                    recorded += ((f"grad_{name}", _frozen(_to_array(grad, "the gradient"))),)
     for name, tensor in inputs.items():          # and after the backward pass (a custom backward is student code)
-        out_arrays[f"after_backward_{name}"] = _to_array(tensor, "the input")
-    return info, out_arrays
+        recorded += ((f"after_backward_{name}", _frozen(_to_array(tensor, "the input"))),)
+    return info, recorded
+
+
+def op_call(params, arrays, _call_recorded=_call_recorded, _thawed=_thawed, _quiesce=_quiesce):
+    """utils.<function>(*args), see _call_recorded; the reply's arrays are made once its frame, with every
+    object of the submission it held, is gone (a finalizer that runs then finds nothing to change), and
+    nothing of the submission can run any more (_quiesce)."""
+    info, recorded = _call_recorded(params, arrays)
+    _quiesce()
+    return info, {name: _thawed(frozen) for name, frozen in recorded}
+
+
 
 
 # ---------------------------------------------------------------- negative_elbo_bound's stand-ins
@@ -594,7 +655,28 @@ def _training_audit(train_u8, images, digest, _run=_RUN, _replaced=replaced_orig
     }
 
 
-def op_train(params, arrays, _training_audit=_training_audit):
+def _module_tensors(model, vars=vars, id=id, type=type, str=str, items=dict.items):
+    """{dotted name: tensor} of the parameters and buffers of `model` and its submodules, read from the
+    modules' own tables (as state_dict names them, without running any hook or override of theirs)."""
+    found, todo, seen = {}, [("", model)], set()
+    while todo:
+        prefix, module = todo.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        tables = vars(module)
+        for table in ("_parameters", "_buffers"):
+            for name, tensor in items(tables.get(table, {})):
+                if tensor is not None and type(name) is str:
+                    found.setdefault(prefix + name, tensor)
+        for name, child in items(tables.get("_modules", {})):
+            if child is not None and type(name) is str:
+                todo.append((prefix + name + ".", child))
+    return found
+
+
+def op_train(params, arrays, _training_audit=_training_audit, _module_tensors=_module_tensors, _to_array=_to_array,
+             _quiesce=_quiesce):
     """Train the student's VAE with the provided loop on the images sent (or those of the last
     request); return the tensors the grader asked for and how the run went, as our code saw it.
     params["problem"] "cvae": the student's CVAE with train_cvae's loop, on the images and labels;
@@ -644,14 +726,19 @@ def op_train(params, arrays, _training_audit=_training_audit):
         _ORIGINALS["train.train"][1](_LOSS_AS_BOUND[0](model), train_u8, params["iterations"], seed=params["seed"])
     else:
         _ORIGINALS["train.train"][1](model, train_u8, params["iterations"], seed=params["seed"])
+    # Nothing of the submission runs from here on (_quiesce); the weights are read without running any
+    # (state_dict would run the model's hooks), then the audit is made.
+    _quiesce()
+    trained = _module_tensors(model)
+    out = {f"w_{key}": _to_array(trained[key], "a trained weight") for key in params["parameters"] if key in trained}
     audit = _training_audit(train_u8, images, digest)
     if conditional:
         audit["labels_sha256_before"] = labels_digest
         audit["labels_sha256"] = hashlib.sha256(np.ascontiguousarray(
             _NUMPY(_CPU(_DETACH(train_labels))).astype(np.uint8)).data).hexdigest()
-    state = _ORIGINALS["torch.nn.Module.state_dict"][1](model)    # not an override in the student's class
-    out = {f"w_{key}": state[key].detach().cpu().numpy() for key in params["parameters"] if key in state}
     return {"audit": audit}, out
+
+
 
 
 # ---------------------------------------------------------------- the linear autoencoder (problem `ae`)
@@ -693,9 +780,21 @@ def op_ae_probe(params, arrays):
     return info, out
 
 
-def op_train_ae(params, arrays, _training_audit=_training_audit):
+def _frozen_audit(audit, tuple=tuple, list=list, isinstance=isinstance):
+    """An audit (a dict of plain values and lists) as nested tuples, which no code can change."""
+    return tuple((key, tuple(value) if isinstance(value, list) else value) for key, value in audit.items())
+
+
+def _thawed_audit(frozen, list=list, isinstance=isinstance):
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in frozen}
+
+
+def op_train_ae(params, arrays, _training_audit=_training_audit, _frozen_audit=_frozen_audit,
+                _thawed_audit=_thawed_audit, _quiesce=_quiesce):
     """Train the student's LinearAutoencoder at each k with train_ae's loop on the images sent, then
-    probe it at the grader's points; how each run went, as our code saw it."""
+    probe it at the grader's points; how each run went, as our code saw it. Each run's audit is kept
+    frozen (the probes after it, and the later runs, are student code that can reach this frame) and
+    thawed once nothing of the submission runs any more."""
     import hashlib
     import torch
     import ae
@@ -707,7 +806,7 @@ def op_train_ae(params, arrays, _training_audit=_training_audit):
     runtime.configure_threads()
     device = runtime.pick_device(params.get("device", "cpu"))
     train_u8 = torch.from_numpy(images).to(device)
-    infos, out = {}, {}
+    audits, infos, out = (), {}, {}
     for k in params["ks"]:
         torch.manual_seed(params["seed"])
         model = ae.LinearAutoencoder(k).to(device)
@@ -715,12 +814,13 @@ def op_train_ae(params, arrays, _training_audit=_training_audit):
         _RUN["binarizers"].clear()
         _ORIGINALS["train_ae.train"][1](model, train_u8, params["iterations"], loss=ae.reconstruction_loss,
                                         seed=params["seed"])
-        audit = _training_audit(train_u8, images, digest)
+        audits += ((str(k), _frozen_audit(_training_audit(train_u8, images, digest))),)
         model = model.cpu()
         info, probed = _ae_probe(model, {"enc_in": arrays["enc_in"], "dec_in": arrays[f"dec_in{k}"]}, f"_{k}")
-        infos[str(k)] = {"audit": audit, **info}
+        infos[str(k)] = info
         out.update(probed)
-    return {"runs": infos}, out
+    _quiesce()
+    return {"runs": {k: {**infos[k], "audit": _thawed_audit(frozen)} for k, frozen in audits}}, out
 
 
 # ---------------------------------------------------------------- the convolutional VAE's decoder (problem `conv`)
@@ -855,7 +955,11 @@ def _changed(before, after, sorted=sorted, len=len, any=any, zip=zip):
 
 def serve(requests, replies):
     import builtins
+    import gc
     import wire
+    # Code of the submission that runs after a request returned could walk up to this frame and rewrite
+    # `out`: _quiesce from the moment a request returns until it is answered (collections on again after).
+    gc_enable, quiesce = gc.enable, _quiesce
     _CHANNELS.update(requests=requests, replies=replies)
     read_message, write_message, ops = wire.read_message, wire.write_message, dict(OPS)
     fingerprint, changed, where, length = _fingerprint, _changed, _where, len
@@ -872,7 +976,9 @@ def serve(requests, replies):
         reply, out = None, None
         if void is None:
             try:
+                gc_enable()
                 info, out = ops[header["op"]](header.get("params", {}), arrays)
+                quiesce()             # first, before anything here allocates
                 reply = {"status": "ok", "info": info}
             except BaseException as error:  # noqa: B036 - SystemExit and KeyboardInterrupt are student faults too
                 message = str(error) if not isinstance(error, SystemExit) else f"sys.exit({error.code!r}) was called"
@@ -888,11 +994,42 @@ def serve(requests, replies):
         write_message(replies, reply, out)
 
 
+# ---------------------------------------------------------------- hooks into this worker's frames
+# The guard above compares after each request; a trace or profile function (sys.settrace, sys.setprofile,
+# threading's, sys.monitoring's) sees every frame of this worker while a request runs, the ones that record
+# its results included, and could rewrite what they return and take itself away before the request ends;
+# an audit hook could do the same at every audited event, and a function of this worker whose code or
+# defaults are swapped and swapped back would report what it likes in between; gc's lists of objects reach
+# what a request is about to send from code that runs later (a finalizer). An audit hook of our own,
+# added before any submission code and never removable, refuses all of these as they are attempted.
+_REFUSED_HOOKS = frozenset({"sys.settrace", "sys.setprofile", "sys.addaudithook", "sys.monitoring.register_callback",
+                            "gc.get_objects", "gc.get_referrers", "gc.get_referents"})
+_GUARDED_ATTRIBUTES = frozenset({"__code__", "__defaults__", "__kwdefaults__"})
+
+
+def _refusing_hooks(guarded_globals):
+    """-> an audit hook that refuses the hooks above and changes to the code of functions whose globals
+    are one of `guarded_globals` (this module's, wire's). Everything it reads is bound as a default:
+    changing a default is itself an audited event that it refuses."""
+    def refuse(event, args, refused=_REFUSED_HOOKS, attributes=_GUARDED_ATTRIBUTES, guarded=tuple(guarded_globals),
+               RuntimeError=RuntimeError, getattr=getattr, len=len, any=any):
+        if event in refused:
+            raise RuntimeError(f"{event} is refused in the grader's sandbox: it would reach into the grader's own "
+                               "code and data")
+        if event == "object.__setattr__" and len(args) > 1 and args[1] in attributes:
+            owner = getattr(args[0], "__globals__", None)
+            if any(owner is g for g in guarded):
+                raise RuntimeError(f"changing {args[1]} of the grader's own functions is refused in its sandbox")
+    return refuse
+
+
 def main():
     request_fd, reply_fd = int(sys.argv[1]), int(sys.argv[2])
     sys.path.insert(0, os.getcwd())
+    import wire
     sys.modules.setdefault("_worker", sys.modules[__name__])   # `import _worker` finds this very module
     bind_provided()
+    sys.addaudithook(_refusing_hooks((globals(), vars(wire))))
     serve(os.fdopen(request_fd, "rb"), os.fdopen(reply_fd, "wb"))
 
 

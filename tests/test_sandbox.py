@@ -881,7 +881,6 @@ def test_keyrings_and_memory_no_mapping_shows_are_refused(sandbox):
     ("import wire\nwire.write_message = lambda stream, header, arrays=None: None\n", "wire.write_message"),
     ("import builtins\nbuiltins.sorted = lambda values, **kw: []\n", "builtins.sorted"),
     ("import _worker\ndel _worker.OPS['call']\n", "_worker.OPS['call']"),
-    ("import _worker\n_worker.op_call.__defaults__ = (None,) * len(_worker.op_call.__defaults__)\n", "_worker.op_call"),
     ("import _worker\n_worker.len = lambda value: 0\n", "_worker.len"),
 ])
 def test_a_submission_that_changes_the_workers_code_voids_what_its_process_reports(sandbox, patch, named):
@@ -890,6 +889,33 @@ def test_a_submission_that_changes_the_workers_code_voids_what_its_process_repor
         reply = import_utils(box)
         assert reply.status is Status.EXCEPTION and "changed the grader's own code" in reply.message, reply.message
         assert named in reply.message, reply.message
+
+
+@pytest.mark.parametrize("attempt, refused", [
+    ("import sys\nsys.settrace(lambda *args: None)\n", "sys.settrace is refused"),
+    ("import sys\nsys.setprofile(lambda *args: None)\n", "sys.setprofile is refused"),
+    ("import _worker\n_worker.op_call.__defaults__ = (None,) * len(_worker.op_call.__defaults__)\n",
+     "changing __defaults__ of the grader's own functions"),
+    ("import wire\nwire.write_message.__code__ = (lambda stream, header, arrays=None: None).__code__\n",
+     "changing __code__ of the grader's own functions"),
+])
+def test_hooks_into_the_workers_frames_and_changes_to_its_functions_are_refused(sandbox, attempt, refused):
+    """A hook or a swapped function could rewrite what a request records and be undone before the
+    request ends, where the comparison after each request would not see it."""
+    box = sandbox(attempt + "def sample_gaussian(m, v):\n    return m\n")
+    reply = import_utils(box)
+    assert reply.status is Status.EXCEPTION and refused in reply.message, reply.message
+
+
+def test_an_audit_hook_of_the_submission_never_runs(sandbox):
+    box = sandbox("""
+        import sys
+        calls = []
+        sys.addaudithook(lambda event, args: calls.append(event))
+        open("/dev/null").close()
+        raise RuntimeError("REPORT " + str(len(calls)))
+    """)
+    assert report(import_utils(box)) == "0"
 
 
 PROCESS_PROBE = """

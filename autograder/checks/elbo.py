@@ -136,11 +136,13 @@ def _analysis(reply):
     kl, _ = _term(reply, "kl", per_image=True)
     rec, _ = _term(reply, "rec", per_image=True)
     found.kl_match = _matches(kl, found.kl_rows)
-    for decoded in found.decoded:
-        match = _matches(rec, decoded.rec_rows)
-        if match:
-            found.used, found.rec_match = decoded, match
-            break
+    matching = [(decoded, _matches(rec, decoded.rec_rows)) for decoded in found.decoded]
+    matching = [(decoded, match) for decoded, match in matching if match]
+    # The same z may be decoded twice (a picture, an assertion): rec is the decoding its gradient came back to.
+    backpropagated = [(decoded, match) for decoded, match in matching
+                      if any(phase == "rec" for phase, _, _ in decoded.call.backward)]
+    if matching:
+        found.used, found.rec_match = (backpropagated or matching)[0]
     if found.used is None and found.decoded:
         found.used = found.decoded[-1]
     if found.used is None:

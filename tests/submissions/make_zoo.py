@@ -193,6 +193,32 @@ CORRECT = {
                 nelbo = kl + rec
             """,
         }),
+    "decoder_twice": dict(
+        why="decodes the same z twice: probabilities for a sanity assert (compute_sigmoid_given), then rec from "
+            "self.dec(z); only the second decoding carries rec's gradient",
+        code={
+            "negative_elbo_bound": """
+                m, v = self.enc(x)
+                z = ut.sample_gaussian(m, v)
+                probs = self.compute_sigmoid_given(z)
+                assert probs.shape == x.shape, probs.shape
+                rec = -ut.log_bernoulli_with_logits(x, self.dec(z)).mean()
+                kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
+                nelbo = kl + rec
+            """,
+        }),
+    "detached_terms": dict(
+        why="returns kl and rec detached, for logging (as the docstring allows: scalar tensors); nelbo keeps the "
+            "whole gradient of the bound",
+        code={
+            "negative_elbo_bound": """
+                m, v = self.enc(x)
+                kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
+                rec = -ut.log_bernoulli_with_logits(x, self.dec(ut.sample_gaussian(m, v))).mean()
+                nelbo = kl + rec
+                kl, rec = kl.detach(), rec.detach()
+            """,
+        }),
     "subfolder": dict(
         why="both files in a subfolder my_hw2/ (as zipped by a student), with a stale untouched stub in "
             "my_hw2/backup/utils.py; addcmul sampler, KL with .square(), nelbo as -(elbo).mean()",

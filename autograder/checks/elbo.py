@@ -138,9 +138,8 @@ def _analysis(reply):
     found.kl_match = _matches(kl, found.kl_rows)
     matching = [(decoded, _matches(rec, decoded.rec_rows)) for decoded in found.decoded]
     matching = [(decoded, match) for decoded, match in matching if match]
-    # The same z may be decoded twice (a picture, an assertion): rec is the decoding its gradient came back to.
-    backpropagated = [(decoded, match) for decoded, match in matching
-                      if any(phase == "rec" for phase, _, _ in decoded.call.backward)]
+    # The same z may be decoded twice (a picture, an assertion): rec is the decoding a gradient came back to.
+    backpropagated = [(decoded, match) for decoded, match in matching if decoded.call.backward]
     if matching:
         found.used, found.rec_match = (backpropagated or matching)[0]
     if found.used is None and found.decoded:
@@ -286,26 +285,21 @@ def _gradient_problems(reply, wrong_z, kl_weight=1.0):
     analysis = _analysis(reply)
     if analysis.problem:
         return [analysis.problem]
+    if _terms_detached(session):
+        return _bound_gradient_problems(reply, kl_weight)
     m, v, used = analysis.m, analysis.v, analysis.used
     problems = []
     # rec: what reached the decoder's logits, and how it came back to (m, v) through z
-    dec_arrivals = session.arrivals("dec", "rec")
-    logits_grad = [g[0] for c, g in dec_arrivals if c is used.call]
+    logits_grad = [g[0] for c, g in session.arrivals("dec", "rec") if c is used.call]
     if not logits_grad or not np.any(logits_grad[0]):
-        return ["No gradient of rec reached the output of self.dec: compute rec from self.dec(z) with torch "
-                "operations (no .item(), .detach(), numpy or torch.no_grad())."]
+        return [_NO_REC_GRADIENT]
     if analysis.rec_match:
         scale = _scale(reply, "rec", analysis.rec_match)
         want = (1 / (1 + np.exp(-used.logits)) - x) * scale
         if not _close(logits_grad[0].astype(np.float64), want, np.abs(want).max()):
             problems.append("The gradient of rec at the decoder's logits is not that of -log p(x|z): is part of rec "
                             "detached or computed outside torch?")
-    want_m, want_v = np.zeros(m.shape), np.zeros(m.shape)
-    for call, seen in ((c, answered) for c in [d.call for d in analysis.decoded]
-                       for phase, _, answered in c.backward if phase == "rec"):
-        grad_z = seen[0].astype(np.float64)
-        eps = (call.inputs[0].astype(np.float64) - m) / np.sqrt(v)
-        want_m, want_v = want_m + grad_z, want_v + grad_z * eps / (2 * np.sqrt(v))
+    want_m, want_v = _pathwise(analysis, "rec")
     _, (got_m, got_v) = _encoder_arrivals(session, reply.x, "rec", m.shape)
     scale = max(np.abs(want_m).max(), np.abs(want_v).max(), 1e-30)
     because = ("The z that reached self.dec is not drawn from q(z|x) (see the rec check), and so " if wrong_z
@@ -347,6 +341,59 @@ def _gradient_problems(reply, wrong_z, kl_weight=1.0):
         if not (_close(parts[2][0], want[0], total_scale) and _close(parts[2][1], want[1], total_scale)):
             problems.append(_total_gradient_problem(kl_weight, parts, want))
     return problems
+
+
+_NO_REC_GRADIENT = ("No gradient of rec reached the output of self.dec: compute rec from self.dec(z) with torch "
+                    "operations (no .item(), .detach(), numpy or torch.no_grad()).")
+
+
+def _reached(session, phase):
+    return bool(session.arrivals("dec", phase) or session.arrivals("enc", phase))
+
+
+def _terms_detached(session):
+    """kl or rec came back without a gradient (returned detached, for logging) while nelbo has one: the
+    docstring asks for scalar tensors only, so the bound is judged through nelbo's gradient alone."""
+    return _reached(session, "nelbo") and not (_reached(session, "rec") and _reached(session, "kl"))
+
+
+def _pathwise(analysis, phase):
+    """The gradient at the encoder's (m, v) that the gradients arriving at the decoded z in `phase` imply,
+    through z = m + sqrt(v) * eps."""
+    m, v = analysis.m, analysis.v
+    want_m, want_v = np.zeros(m.shape), np.zeros(m.shape)
+    for call, seen in ((c, answered) for c in [d.call for d in analysis.decoded]
+                       for seen_phase, _, answered in c.backward if seen_phase == phase):
+        grad_z = seen[0].astype(np.float64)
+        eps = (call.inputs[0].astype(np.float64) - m) / np.sqrt(v)
+        want_m, want_v = want_m + grad_z, want_v + grad_z * eps / (2 * np.sqrt(v))
+    return want_m, want_v
+
+
+def _bound_gradient_problems(reply, kl_weight):
+    """What is wrong with nelbo's gradient (rec + kl_weight * kl) where kl or rec was returned detached: at the
+    decoder's logits that of -log p(x|z), at the encoder's (m, v) the pathwise one plus the closed-form KL's.
+    A wrong value of either term is left to its own check."""
+    session, x, analysis = reply.session, reply.x.astype(np.float64), _analysis(reply)
+    m, v, used = analysis.m, analysis.v, analysis.used
+    logits_grad = [g[0] for c, g in session.arrivals("dec", "nelbo") if c is used.call]
+    if not logits_grad or not np.any(logits_grad[0]):
+        return [_NO_REC_GRADIENT]
+    if not (analysis.rec_match and analysis.kl_match):
+        return []
+    scale_rec, scale_kl = _scale(reply, "rec", analysis.rec_match), _scale(reply, "kl", analysis.kl_match)
+    want = (1 / (1 + np.exp(-used.logits)) - x) * scale_rec
+    if not _close(logits_grad[0].astype(np.float64), want, np.abs(want).max()):
+        return ["The gradient of nelbo at the decoder's logits is not that of -log p(x|z): is part of rec detached "
+                "or computed outside torch?"]
+    want_m, want_v = _pathwise(analysis, "nelbo")
+    want_m, want_v = want_m + kl_weight * m * scale_kl, want_v + kl_weight * 0.5 * (1 - 1 / v) * scale_kl
+    _, (got_m, got_v) = _encoder_arrivals(session, reply.x, "nelbo", m.shape)
+    scale = max(np.abs(want_m).max(), np.abs(want_v).max(), 1e-30)
+    if not (_close(got_m, want_m, scale) and _close(got_v, want_v, scale)):
+        return ["The gradient of nelbo at the encoder's m and v is not that of rec (pathwise through the z that "
+                "reached self.dec) plus kl (closed form): is part of it detached or computed outside torch?"]
+    return []
 
 
 def _total_gradient_problem(kl_weight, parts, want):

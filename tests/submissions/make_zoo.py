@@ -366,6 +366,11 @@ BUGGY = {
                           _elbo(nelbo="nelbo = -(kl + rec)"), ["kl + rec"]),
     "elbo_detached_z": ("negative_elbo_bound", "z is detached: no gradient through the sample to the encoder",
                         _elbo(z="z = ut.sample_gaussian(m, v).detach()"), ["detached"]),
+    "elbo_detached_terms_no_kl_gradient": (
+        "negative_elbo_bound", "kl and rec returned detached, and nelbo built from a detached kl: the bound's "
+        "gradient misses the KL's", _elbo(nelbo="nelbo = kl.detach() + rec",
+                                          means="nelbo, kl, rec = nelbo.mean(), kl.mean().detach(), rec.mean().detach()"),
+        ["gradient of nelbo at the encoder"], {}, ["gradients"]),
     "elbo_reversed_kl_args": ("negative_elbo_bound", "kl_normal(prior, q): the arguments swapped",
                               _elbo(kl="kl = ut.kl_normal(self.z_prior_m, self.z_prior_v, m, v)"), []),
     "elbo_std_to_sampler": ("negative_elbo_bound", "passes the standard deviation sqrt(v) to sample_gaussian",

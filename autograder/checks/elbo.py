@@ -108,6 +108,7 @@ class Analysis:
     used: Decoded = None            # the decoded z that rec was computed at (or the last decoded)
     rec_match: str = None           # 'mean' | 'sum' | None
     kl_match: str = None
+    swapped: tuple = None           # (rec_match, kl_match) where the bound returned (nelbo, rec, kl)
     problem: str = None             # why nothing can be judged (no encoder call...)
 
 
@@ -144,10 +145,25 @@ def _analysis(reply):
         found.used, found.rec_match = (backpropagated or matching)[0]
     if found.used is None and found.decoded:
         found.used = found.decoded[-1]
+        _find_swapped(found, kl, rec)
     if found.used is None:
         found.problem = (f"self.dec never received a batch of z of shape ({len(x)}, {config.Z_DIM}), one z per "
                          "image: rec must be computed from self.dec(z).")
     return found
+
+
+def _find_swapped(found, kl, rec):
+    """Neither term matched: are they the other's value (the bound returned nelbo, rec, kl)?"""
+    kl_match = _matches(rec, found.kl_rows)
+    for decoded in found.decoded if kl_match and not found.kl_match else ():
+        rec_match = _matches(kl, decoded.rec_rows)
+        if rec_match:
+            found.used, found.swapped = decoded, (rec_match, kl_match)
+            return
+
+
+_SWAPPED = ("kl and rec are swapped: the second value returned is -log p(x|z) and the third the KL. Return "
+            "nelbo, kl, rec in this order.")
 
 
 # ---------------------------------------------------------------- is the decoded z drawn from q(z|x)?
@@ -237,7 +253,14 @@ def _wrong_z(reply):
 def _rec_value_problem(rec, analysis, x):
     rows, logits = analysis.used.rec_rows, analysis.used.logits
     where = "at the z your code passed to self.dec"
+    if analysis.swapped:
+        return _SWAPPED
     if rec is not None and math.isfinite(rec):
+        with torch.no_grad():
+            arguments_swapped = oracle.reconstruction(_t(logits), _t(x)).numpy()
+        if _matches(rec, arguments_swapped):
+            return ("rec is -ut.log_bernoulli_with_logits(logits, x): the arguments are swapped; it takes the images "
+                    "first, rec = -ut.log_bernoulli_with_logits(x, logits).")
         if _matches(-rec, rows):
             return f"rec is -(-log p(x|z)) {where}: the sign is reversed; rec is the negative log-likelihood, a positive number."
         mse = ((x - 1 / (1 + np.exp(-logits))) ** 2).sum(-1)
@@ -285,7 +308,7 @@ def _gradient_problems(reply, wrong_z, kl_weight=1.0):
     analysis = _analysis(reply)
     if analysis.problem:
         return [analysis.problem]
-    if _terms_detached(session):
+    if _terms_detached(session) or analysis.swapped:
         return _bound_gradient_problems(reply, kl_weight)
     m, v, used = analysis.m, analysis.v, analysis.used
     problems = []
@@ -371,17 +394,21 @@ def _pathwise(analysis, phase):
 
 
 def _bound_gradient_problems(reply, kl_weight):
-    """What is wrong with nelbo's gradient (rec + kl_weight * kl) where kl or rec was returned detached: at the
-    decoder's logits that of -log p(x|z), at the encoder's (m, v) the pathwise one plus the closed-form KL's.
-    A wrong value of either term is left to its own check."""
+    """What is wrong with nelbo's gradient (rec + kl_weight * kl) where kl or rec was returned detached, or the two
+    swapped: at the decoder's logits that of -log p(x|z), at the encoder's (m, v) the pathwise one plus the
+    closed-form KL's. A wrong value of either term is left to its own check."""
     session, x, analysis = reply.session, reply.x.astype(np.float64), _analysis(reply)
     m, v, used = analysis.m, analysis.v, analysis.used
     logits_grad = [g[0] for c, g in session.arrivals("dec", "nelbo") if c is used.call]
     if not logits_grad or not np.any(logits_grad[0]):
         return [_NO_REC_GRADIENT]
-    if not (analysis.rec_match and analysis.kl_match):
+    if analysis.swapped:
+        (rec_name, rec_match), (kl_name, kl_match) = zip(("kl", "rec"), analysis.swapped)
+    else:
+        (rec_name, rec_match), (kl_name, kl_match) = ("rec", analysis.rec_match), ("kl", analysis.kl_match)
+    if not (rec_match and kl_match):
         return []
-    scale_rec, scale_kl = _scale(reply, "rec", analysis.rec_match), _scale(reply, "kl", analysis.kl_match)
+    scale_rec, scale_kl = _scale(reply, rec_name, rec_match), _scale(reply, kl_name, kl_match)
     want = (1 / (1 + np.exp(-used.logits)) - x) * scale_rec
     if not _close(logits_grad[0].astype(np.float64), want, np.abs(want).max()):
         return ["The gradient of nelbo at the decoder's logits is not that of -log p(x|z): is part of rec detached "
@@ -425,6 +452,8 @@ def assert_kl_term(case, reply, given="x", reword=None):
         case.fail(problem)
     if analysis.kl_match:
         return
+    if analysis.swapped:
+        case.fail(_SWAPPED)
     expected = (f"Expected kl = {analysis.kl_rows.mean():.6g}: the batch mean of KL(q(z|{given}) || p(z)) between the "
                 f"encoder's q(z|{given}) = N(m, diag(v)) and the prior N(self.z_prior_m, self.z_prior_v); got {kl:.6g}.")
     case.fail(reword(f"{expected} {_kl_hint(kl, analysis, reply.session)}".strip()))

@@ -1171,6 +1171,10 @@ CONV_CORRECT = {
                                     - log_normal_pdf(z, torch.zeros_like(mean), torch.zeros_like(logvar)))
                     nelbo = rec + kl
                     """}, {}),
+    "detached_terms": (
+        "kl and rec returned detached, for logging (the docstring asks for scalar tensors); nelbo keeps the whole "
+        "gradient of the estimator",
+        {CONV_ELBO: _conv_bound(nelbo="nelbo = kl + rec\nkl, rec = kl.detach(), rec.detach()")}, {}),
 }
 
 # (bug, code of the bound, words the feedback says, the checks it fails)

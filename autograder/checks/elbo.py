@@ -108,6 +108,7 @@ class Analysis:
     used: Decoded = None            # the decoded z that rec was computed at (or the last decoded)
     rec_match: str = None           # 'mean' | 'sum' | None
     kl_match: str = None
+    swapped: tuple = None           # (rec_match, kl_match) where the bound returned (nelbo, rec, kl)
     problem: str = None             # why nothing can be judged (no encoder call...)
 
 
@@ -136,17 +137,33 @@ def _analysis(reply):
     kl, _ = _term(reply, "kl", per_image=True)
     rec, _ = _term(reply, "rec", per_image=True)
     found.kl_match = _matches(kl, found.kl_rows)
-    for decoded in found.decoded:
-        match = _matches(rec, decoded.rec_rows)
-        if match:
-            found.used, found.rec_match = decoded, match
-            break
+    matching = [(decoded, _matches(rec, decoded.rec_rows)) for decoded in found.decoded]
+    matching = [(decoded, match) for decoded, match in matching if match]
+    # The same z may be decoded twice (a picture, an assertion): rec is the decoding a gradient came back to.
+    backpropagated = [(decoded, match) for decoded, match in matching if decoded.call.backward]
+    if matching:
+        found.used, found.rec_match = (backpropagated or matching)[0]
     if found.used is None and found.decoded:
         found.used = found.decoded[-1]
+        _find_swapped(found, kl, rec)
     if found.used is None:
         found.problem = (f"self.dec never received a batch of z of shape ({len(x)}, {config.Z_DIM}), one z per "
                          "image: rec must be computed from self.dec(z).")
     return found
+
+
+def _find_swapped(found, kl, rec):
+    """Neither term matched: are they the other's value (the bound returned nelbo, rec, kl)?"""
+    kl_match = _matches(rec, found.kl_rows)
+    for decoded in found.decoded if kl_match and not found.kl_match else ():
+        rec_match = _matches(kl, decoded.rec_rows)
+        if rec_match:
+            found.used, found.swapped = decoded, (rec_match, kl_match)
+            return
+
+
+_SWAPPED = ("kl and rec are swapped: the second value returned is -log p(x|z) and the third the KL. Return "
+            "nelbo, kl, rec in this order.")
 
 
 # ---------------------------------------------------------------- is the decoded z drawn from q(z|x)?
@@ -236,7 +253,14 @@ def _wrong_z(reply):
 def _rec_value_problem(rec, analysis, x):
     rows, logits = analysis.used.rec_rows, analysis.used.logits
     where = "at the z your code passed to self.dec"
+    if analysis.swapped:
+        return _SWAPPED
     if rec is not None and math.isfinite(rec):
+        with torch.no_grad():
+            arguments_swapped = oracle.reconstruction(_t(logits), _t(x)).numpy()
+        if _matches(rec, arguments_swapped):
+            return ("rec is -ut.log_bernoulli_with_logits(logits, x): the arguments are swapped; it takes the images "
+                    "first, rec = -ut.log_bernoulli_with_logits(x, logits).")
         if _matches(-rec, rows):
             return f"rec is -(-log p(x|z)) {where}: the sign is reversed; rec is the negative log-likelihood, a positive number."
         mse = ((x - 1 / (1 + np.exp(-logits))) ** 2).sum(-1)
@@ -284,26 +308,21 @@ def _gradient_problems(reply, wrong_z, kl_weight=1.0):
     analysis = _analysis(reply)
     if analysis.problem:
         return [analysis.problem]
+    if _terms_detached(session) or analysis.swapped:
+        return _bound_gradient_problems(reply, kl_weight)
     m, v, used = analysis.m, analysis.v, analysis.used
     problems = []
     # rec: what reached the decoder's logits, and how it came back to (m, v) through z
-    dec_arrivals = session.arrivals("dec", "rec")
-    logits_grad = [g[0] for c, g in dec_arrivals if c is used.call]
+    logits_grad = [g[0] for c, g in session.arrivals("dec", "rec") if c is used.call]
     if not logits_grad or not np.any(logits_grad[0]):
-        return ["No gradient of rec reached the output of self.dec: compute rec from self.dec(z) with torch "
-                "operations (no .item(), .detach(), numpy or torch.no_grad())."]
+        return [_NO_REC_GRADIENT]
     if analysis.rec_match:
         scale = _scale(reply, "rec", analysis.rec_match)
         want = (1 / (1 + np.exp(-used.logits)) - x) * scale
         if not _close(logits_grad[0].astype(np.float64), want, np.abs(want).max()):
             problems.append("The gradient of rec at the decoder's logits is not that of -log p(x|z): is part of rec "
                             "detached or computed outside torch?")
-    want_m, want_v = np.zeros(m.shape), np.zeros(m.shape)
-    for call, seen in ((c, answered) for c in [d.call for d in analysis.decoded]
-                       for phase, _, answered in c.backward if phase == "rec"):
-        grad_z = seen[0].astype(np.float64)
-        eps = (call.inputs[0].astype(np.float64) - m) / np.sqrt(v)
-        want_m, want_v = want_m + grad_z, want_v + grad_z * eps / (2 * np.sqrt(v))
+    want_m, want_v = _pathwise(analysis, "rec")
     _, (got_m, got_v) = _encoder_arrivals(session, reply.x, "rec", m.shape)
     scale = max(np.abs(want_m).max(), np.abs(want_v).max(), 1e-30)
     because = ("The z that reached self.dec is not drawn from q(z|x) (see the rec check), and so " if wrong_z
@@ -347,6 +366,63 @@ def _gradient_problems(reply, wrong_z, kl_weight=1.0):
     return problems
 
 
+_NO_REC_GRADIENT = ("No gradient of rec reached the output of self.dec: compute rec from self.dec(z) with torch "
+                    "operations (no .item(), .detach(), numpy or torch.no_grad()).")
+
+
+def _reached(session, phase):
+    return bool(session.arrivals("dec", phase) or session.arrivals("enc", phase))
+
+
+def _terms_detached(session):
+    """kl or rec came back without a gradient (returned detached, for logging) while nelbo has one: the
+    docstring asks for scalar tensors only, so the bound is judged through nelbo's gradient alone."""
+    return _reached(session, "nelbo") and not (_reached(session, "rec") and _reached(session, "kl"))
+
+
+def _pathwise(analysis, phase):
+    """The gradient at the encoder's (m, v) that the gradients arriving at the decoded z in `phase` imply,
+    through z = m + sqrt(v) * eps."""
+    m, v = analysis.m, analysis.v
+    want_m, want_v = np.zeros(m.shape), np.zeros(m.shape)
+    for call, seen in ((c, answered) for c in [d.call for d in analysis.decoded]
+                       for seen_phase, _, answered in c.backward if seen_phase == phase):
+        grad_z = seen[0].astype(np.float64)
+        eps = (call.inputs[0].astype(np.float64) - m) / np.sqrt(v)
+        want_m, want_v = want_m + grad_z, want_v + grad_z * eps / (2 * np.sqrt(v))
+    return want_m, want_v
+
+
+def _bound_gradient_problems(reply, kl_weight):
+    """What is wrong with nelbo's gradient (rec + kl_weight * kl) where kl or rec was returned detached, or the two
+    swapped: at the decoder's logits that of -log p(x|z), at the encoder's (m, v) the pathwise one plus the
+    closed-form KL's. A wrong value of either term is left to its own check."""
+    session, x, analysis = reply.session, reply.x.astype(np.float64), _analysis(reply)
+    m, v, used = analysis.m, analysis.v, analysis.used
+    logits_grad = [g[0] for c, g in session.arrivals("dec", "nelbo") if c is used.call]
+    if not logits_grad or not np.any(logits_grad[0]):
+        return [_NO_REC_GRADIENT]
+    if analysis.swapped:
+        (rec_name, rec_match), (kl_name, kl_match) = zip(("kl", "rec"), analysis.swapped)
+    else:
+        (rec_name, rec_match), (kl_name, kl_match) = ("rec", analysis.rec_match), ("kl", analysis.kl_match)
+    if not (rec_match and kl_match):
+        return []
+    scale_rec, scale_kl = _scale(reply, rec_name, rec_match), _scale(reply, kl_name, kl_match)
+    want = (1 / (1 + np.exp(-used.logits)) - x) * scale_rec
+    if not _close(logits_grad[0].astype(np.float64), want, np.abs(want).max()):
+        return ["The gradient of nelbo at the decoder's logits is not that of -log p(x|z): is part of rec detached "
+                "or computed outside torch?"]
+    want_m, want_v = _pathwise(analysis, "nelbo")
+    want_m, want_v = want_m + kl_weight * m * scale_kl, want_v + kl_weight * 0.5 * (1 - 1 / v) * scale_kl
+    _, (got_m, got_v) = _encoder_arrivals(session, reply.x, "nelbo", m.shape)
+    scale = max(np.abs(want_m).max(), np.abs(want_v).max(), 1e-30)
+    if not (_close(got_m, want_m, scale) and _close(got_v, want_v, scale)):
+        return ["The gradient of nelbo at the encoder's m and v is not that of rec (pathwise through the z that "
+                "reached self.dec) plus kl (closed form): is part of it detached or computed outside torch?"]
+    return []
+
+
 def _total_gradient_problem(kl_weight, parts, want):
     """Why the gradient of the first value at the encoder's outputs is not that of rec + kl_weight * kl."""
     if kl_weight == 1.0:
@@ -376,6 +452,8 @@ def assert_kl_term(case, reply, given="x", reword=None):
         case.fail(problem)
     if analysis.kl_match:
         return
+    if analysis.swapped:
+        case.fail(_SWAPPED)
     expected = (f"Expected kl = {analysis.kl_rows.mean():.6g}: the batch mean of KL(q(z|{given}) || p(z)) between the "
                 f"encoder's q(z|{given}) = N(m, diag(v)) and the prior N(self.z_prior_m, self.z_prior_v); got {kl:.6g}.")
     case.fail(reword(f"{expected} {_kl_hint(kl, analysis, reply.session)}".strip()))

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from .. import config, paths, submission_files
-from ..problems import ProblemSet
+from ..problems import PROBLEMS, ProblemSet
 from ..reference import data as reference_data
 from ..sandbox import Reply, Sandbox, Status
 from ..text import clean
@@ -224,6 +224,9 @@ class _Spending:
 
 
 _MISSING_MODULE = re.compile(r"No module named '([^'.]+)")
+# The run scripts and the pictures' modules of every handout: no sandbox gets them (a student's own copy worked).
+_HANDOUT_ONLY = frozenset(name for problem in PROBLEMS.values() for name in problem.handout) - frozenset(
+    name for problem in PROBLEMS.values() for name in (*problem.provided, *problem.student_files, *problem.needs))
 _MISSING_ATTRIBUTE = re.compile(r"module '(\w+)' has no attribute '(\w+)'")
 
 
@@ -241,6 +244,11 @@ def explain(reply, box=None, other_files=(), graded=config.SUBMISSION_FILES):
             if module and f"{module.group(1)}.py" in other_files:
                 return (f"{reply.kind}{where}: {reply.message}. {module.group(1)}.py is in your submission, but only "
                         f"{submission_files.listed(graded)} are graded: move what they need from it into them.")
+            if module and f"{module.group(1)}.py" in _HANDOUT_ONLY:
+                return (f"{reply.kind}{where}: {reply.message}. {module.group(1)}.py is a file of the handout that the "
+                        "grader does not copy: your files are run with the provided modules (such as nns) only, not "
+                        "with the run scripts or the pictures' modules. Import it under if __name__ == '__main__': (for your own "
+                        "runs) or move what you need into your file.")
             available = ", ".join(config.STUDENT_PACKAGES)
             return (f"{reply.kind}{where}: {reply.message}. Available to your code: {available} and the Python "
                     f"standard library.")

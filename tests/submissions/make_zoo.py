@@ -193,6 +193,32 @@ CORRECT = {
                 nelbo = kl + rec
             """,
         }),
+    "decoder_twice": dict(
+        why="decodes the same z twice: probabilities for a sanity assert (compute_sigmoid_given), then rec from "
+            "self.dec(z); only the second decoding carries rec's gradient",
+        code={
+            "negative_elbo_bound": """
+                m, v = self.enc(x)
+                z = ut.sample_gaussian(m, v)
+                probs = self.compute_sigmoid_given(z)
+                assert probs.shape == x.shape, probs.shape
+                rec = -ut.log_bernoulli_with_logits(x, self.dec(z)).mean()
+                kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
+                nelbo = kl + rec
+            """,
+        }),
+    "detached_terms": dict(
+        why="returns kl and rec detached, for logging (as the docstring allows: scalar tensors); nelbo keeps the "
+            "whole gradient of the bound",
+        code={
+            "negative_elbo_bound": """
+                m, v = self.enc(x)
+                kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
+                rec = -ut.log_bernoulli_with_logits(x, self.dec(ut.sample_gaussian(m, v))).mean()
+                nelbo = kl + rec
+                kl, rec = kl.detach(), rec.detach()
+            """,
+        }),
     "subfolder": dict(
         why="both files in a subfolder my_hw2/ (as zipped by a student), with a stale untouched stub in "
             "my_hw2/backup/utils.py; addcmul sampler, KL with .square(), nelbo as -(elbo).mean()",
@@ -340,6 +366,17 @@ BUGGY = {
                           _elbo(nelbo="nelbo = -(kl + rec)"), ["kl + rec"]),
     "elbo_detached_z": ("negative_elbo_bound", "z is detached: no gradient through the sample to the encoder",
                         _elbo(z="z = ut.sample_gaussian(m, v).detach()"), ["detached"]),
+    "elbo_detached_terms_no_kl_gradient": (
+        "negative_elbo_bound", "kl and rec returned detached, and nelbo built from a detached kl: the bound's "
+        "gradient misses the KL's", _elbo(nelbo="nelbo = kl.detach() + rec",
+                                          means="nelbo, kl, rec = nelbo.mean(), kl.mean().detach(), rec.mean().detach()"),
+        ["gradient of nelbo at the encoder"], {}, ["gradients"]),
+    "elbo_kl_rec_swapped": ("negative_elbo_bound", "returns nelbo, rec, kl: the two terms in swapped order",
+                            _elbo(means="nelbo, kl, rec = nelbo.mean(), rec.mean(), kl.mean()"),
+                            ["swapped", "Return nelbo, kl, rec"], {}, ["kl_term", "rec_term"]),
+    "elbo_bernoulli_args_swapped": ("negative_elbo_bound", "log_bernoulli_with_logits(logits, x): arguments swapped",
+                                    _elbo(rec="rec = -ut.log_bernoulli_with_logits(self.dec(z), x)"),
+                                    ["log_bernoulli_with_logits(x, logits)"], {}, ["rec_term"]),
     "elbo_reversed_kl_args": ("negative_elbo_bound", "kl_normal(prior, q): the arguments swapped",
                               _elbo(kl="kl = ut.kl_normal(self.z_prior_m, self.z_prior_v, m, v)"), []),
     "elbo_std_to_sampler": ("negative_elbo_bound", "passes the standard deviation sqrt(v) to sample_gaussian",

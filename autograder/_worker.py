@@ -126,7 +126,9 @@ def _quiesce_function():
         threads = thread_count()
         if threads:
             raise RuntimeError(f"the submission left {threads} thread(s) running after its call returned: a "
-                               "thread could change what the grader's worker reports, so this reply does not count")
+                               "thread could change what the grader's worker reports, so this reply does not count. "
+                               "Join every thread your code starts (threading, concurrent.futures) before the "
+                               "function, or the import, returns")
     return quiesce
 
 
@@ -913,8 +915,11 @@ def grader_call(name, params=None, arrays=None):
 # how they were: a change voids that request and every later one.
 
 # Globals that Python itself adds or changes while a request runs: the warnings module keeps, in the
-# module of the frame a warning is attributed to, which warnings it has shown.
+# module of the frame a warning is attributed to, which warnings it has shown. And those torch.compile
+# adds to the module of every frame it compiles: a submission's compiled function compiles the frames
+# it runs, this worker's audit hook among them (e.g. __builtins_dict___2). No code here reads any of them.
 _MUTABLE_GLOBALS = frozenset({"__warningregistry__"})
+_COMPILER_GLOBALS = ("__builtins_dict__", "__compiled_fn", "__resume_at_", "__import_")
 
 
 def _filled(cell, ValueError=ValueError):
@@ -926,14 +931,15 @@ def _filled(cell, ValueError=ValueError):
 
 
 def _fingerprint(modules, tables, getattr=getattr, callable=callable, list=list, vars=vars, tuple=tuple,
-                 isinstance=isinstance, enumerate=enumerate, dict=dict, filled=_filled, skip=_MUTABLE_GLOBALS):
+                 isinstance=isinstance, enumerate=enumerate, dict=dict, filled=_filled, skip=_MUTABLE_GLOBALS,
+                 compiler=_COMPILER_GLOBALS, type=type, str=str, startswith=str.startswith):
     """-> {label: identities} of every global of `modules` (with the code, defaults and closure
     cells of their functions) and of every entry of `tables` ({label: dict or list}). Builtins are
     bound as defaults: a submission that rebinds one cannot blind this."""
     prints = {}
     for label, module in modules.items():
         for name, value in list(vars(module).items()):
-            if name in skip:
+            if name in skip or (type(name) is str and startswith(name, compiler)):
                 continue
             code = getattr(value, "__code__", None) if callable(value) else None
             cells = tuple(c.cell_contents for c in (getattr(value, "__closure__", None) or ()) if filled(c))
@@ -1023,12 +1029,23 @@ def _refusing_hooks(guarded_globals):
     return refuse
 
 
+def _no_library_threads():
+    """tqdm's progress bars share a monitor thread that outlives them (torch.compile draws one): off, so that
+    a submission that shows a bar, or compiles, does not leave a thread running after its call (_quiesce)."""
+    try:
+        import tqdm
+    except ImportError:
+        return
+    tqdm.tqdm.monitor_interval = 0
+
+
 def main():
     request_fd, reply_fd = int(sys.argv[1]), int(sys.argv[2])
     sys.path.insert(0, os.getcwd())
     import wire
     sys.modules.setdefault("_worker", sys.modules[__name__])   # `import _worker` finds this very module
     bind_provided()
+    _no_library_threads()
     sys.addaudithook(_refusing_hooks((globals(), vars(wire))))
     serve(os.fdopen(request_fd, "rb"), os.fdopen(reply_fd, "wb"))
 

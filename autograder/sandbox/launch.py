@@ -99,7 +99,10 @@ def environment(workdir, identity, token):
     keep = ("PATH", "LANG", "LC_ALL", "VAE_DATA_DIR", "VAE_THREADS", "CUDA_VISIBLE_DEVICES")
     env = {k: os.environ[k] for k in keep if k in os.environ}
     work = str(workdir)
-    env.update(HOME=work, TMPDIR=work, MPLBACKEND="Agg", MPLCONFIGDIR=work, **{TOKEN_VARIABLE: token})
+    # Library threads that outlive a call void its reply (_worker._quiesce): torch.compile's inductor
+    # compiles in the calling thread instead of a pool.
+    env.update(HOME=work, TMPDIR=work, MPLBACKEND="Agg", MPLCONFIGDIR=work, TORCHINDUCTOR_COMPILE_THREADS="1",
+               **{TOKEN_VARIABLE: token})
     if identity is not None:
         env.update(USER=identity.name, LOGNAME=identity.name)
     return env

@@ -47,6 +47,12 @@ def training_rows(data_dir, pieces=5000):
         yield np.array(mapped[np.sort(train[start:start + pieces])][np.argsort(np.argsort(train[start:start + pieces]))])
 
 
+def forget():
+    """Let this process's cached PCA, its errors and the validation images go (rebuilt, the same, if needed)."""
+    for cache in (_PCA, _VALIDATION, _PCA_ERRORS):
+        cache.clear()
+
+
 def validation_images(data_dir):
     """(6000, 784) float64 in [0, 1] (read once per process: 38 MB)."""
     if str(data_dir) not in _VALIDATION:

@@ -10,6 +10,7 @@ limits per problem set"): the grader peaked at 580 to 800 MB RSS with the dynami
 this process: the sandbox children, which train, keep glibc's default."""
 import ctypes
 import ctypes.util
+import gc
 
 M_MMAP_THRESHOLD = -3
 THRESHOLD_BYTES = 2 * 2**20
@@ -20,5 +21,17 @@ def return_large_blocks():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         return bool(libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
+
+
+def give_back_free_pages():
+    """Collect garbage, then return the heap's free pages to the system (glibc malloc_trim): memory the
+    checks freed below the mmap threshold stays in the heap, counted against the container, until trimmed.
+    -> whether any pages went back (False where libc is not glibc)."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0))
     except (OSError, AttributeError):
         return False

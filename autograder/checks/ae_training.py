@@ -27,8 +27,8 @@ from ..reference import ae as ref_ae
 from ..reference import train_ae as ref_train_ae
 from .ae import maps_from_parameters, _nonlinearity
 from .base import CheckCase, check, output
-from .training import (PROBE_ITERATIONS, _run_training, audit_problems, cpu_time_is_work, full_run_timeout,
-                       release_memory)
+from .submission import release_memory
+from .training import PROBE_ITERATIONS, _run_training, audit_problems, cpu_time_is_work, full_run_timeout
 
 FAMILY = "ae/training"
 CALIBRATION_EVALUATION = "ae-validation"
@@ -105,8 +105,7 @@ def trained(submission):
 
 def _train_and_measure(submission, outcome):
     iterations, data_dir = outcome.iterations, submission.data_dir
-    submission.sandbox(FAMILY)
-    release_memory()
+    submission.sandbox(FAMILY)      # the other families' sandboxes, cached replies and memory are let go
     digest = hashlib.sha256()
     count = 0
     for rows in measure.training_rows(data_dir):

@@ -10,6 +10,7 @@ grading; every request's timeout is cut to what is left of both. Once a function
 sandbox has stopped (timeout, crash, budget spent), its remaining checks fail at once,
 saying which check it stopped in and why, instead of each repeating a wrong reason.
 """
+import linecache
 import platform
 import re
 import shutil
@@ -18,11 +19,23 @@ import weakref
 import time
 from pathlib import Path
 
-from .. import config, paths, submission_files
+from .. import ae_evaluation, config, evaluation, heap, paths, submission_files
 from ..problems import PROBLEMS, ProblemSet
 from ..reference import data as reference_data
 from ..sandbox import Reply, Sandbox, Status
 from ..text import clean
+
+
+def release_memory(problem_done=False):
+    """Let go of what the grader holds for no check to come: the hidden set an earlier gate scored with
+    (31 MB), and once a problem's checks are done the autoencoder's PCA and validation images (43 MB) and
+    the source lines tracebacks cached; then the heap the checks freed (glibc keeps it otherwise). Run
+    between families, so that the next sandbox (a training child above all) runs beside a lean grader."""
+    evaluation.forget_hidden_set()
+    if problem_done:
+        ae_evaluation.forget()
+        linecache.clearcache()
+    heap.give_back_free_pages()
 
 
 class SubmissionFault(AssertionError):
@@ -69,6 +82,7 @@ class Submission:
         self._sandboxes = {}
         self._faults = {}
         self._cache = {}
+        self._problem = None         # the problem of the family that started last
         self._started = time.monotonic()
         self._spending = {}          # family -> _Spending: its budget's start and its calls so far
         self._stopped = {}           # family -> why its remaining checks cannot run
@@ -88,6 +102,9 @@ class Submission:
             # keep the memory bounded.
             self.close()
             self._cache = {key: reply for key, reply in self._cache.items() if key[0] == family}
+            problem = self.problem_set.problem_of(family)
+            release_memory(problem_done=self._problem not in (None, problem))
+            self._problem = problem
             self._sandboxes[family] = self._start(family)
             if self._stopping:          # stopped (another thread) while this one started
                 self.close()

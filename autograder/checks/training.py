@@ -7,9 +7,6 @@ the child only trains, on the training images this process sends, and says how t
 Each problem with a trained model has its Gate (the CS236 VAE's: VAE_GATE, checked here; the
 conditional VAE's in checks/cvae_training.py, the beta-VAE's in checks/beta_training.py): its family, the worker's loop, its calibration and
 the names of its leaderboard entries; the run, the audit and the scoring are the same code."""
-import ctypes
-import ctypes.util
-import gc
 import hashlib
 import json
 import math
@@ -30,6 +27,7 @@ from ..reference import train as ref_train
 from ..reference import vae as ref_vae
 from ..training_images import TrainingImages
 from .base import CheckCase, ask, check
+from .submission import release_memory
 
 FAMILY = "training"
 PROBE_ITERATIONS = 20
@@ -110,20 +108,6 @@ def pass_band(data_dir=None, gate=VAE_GATE):
         return None, None, "none"
     band = gate.published["nelbo"]
     return band["low"], band["high"], "published"
-
-
-def release_memory():
-    """Return the heap the unit checks left behind (about 50 MB) to the system before the
-    training child runs beside this process: glibc keeps freed memory for reuse otherwise.
-    The hidden set an earlier problem's gate scored with (31 MB) goes too: rebuilt, the same,
-    in well under a second when a gate scores again."""
-    evaluation.hidden_set.cache_clear()
-    evaluation.hidden_labels.cache_clear()
-    gc.collect()
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):    # not glibc: nothing to trim
-        pass
 
 
 def cpu_time_is_work(device):
@@ -250,8 +234,7 @@ def trained_result(submission, gate=VAE_GATE):
 
 def _train_and_score(submission, outcome, gate=VAE_GATE):
     iterations, family = gate_iterations(submission, gate), gate.family
-    submission.sandbox(family)   # started first: the other families' sandboxes and cached replies are let go
-    release_memory()
+    submission.sandbox(family)   # started first: the other families' sandboxes, cached replies and memory are let go
     images = TrainingImages(submission.data_dir)     # read in pieces: never whole in this process
     digest = images.sha256()
     labels = labels_digest = None

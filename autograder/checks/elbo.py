@@ -263,7 +263,14 @@ def _rec_value_problem(rec, analysis, x):
                     "first, rec = -ut.log_bernoulli_with_logits(x, logits).")
         if _matches(-rec, rows):
             return f"rec is -(-log p(x|z)) {where}: the sign is reversed; rec is the negative log-likelihood, a positive number."
-        mse = ((x - 1 / (1 + np.exp(-logits))) ** 2).sum(-1)
+        probabilities = 1 / (1 + np.exp(-logits))
+        with torch.no_grad():
+            probabilities_as_logits = oracle.reconstruction(_t(x), _t(probabilities)).numpy()
+        if _matches(rec, probabilities_as_logits):
+            return ("rec is -ut.log_bernoulli_with_logits(x, sigmoid(logits)): it was given the pixel probabilities "
+                    "(e.g. self.compute_sigmoid_given(z)) where it takes the decoder's logits; use "
+                    "rec = -ut.log_bernoulli_with_logits(x, self.dec(z)).")
+        mse = ((x - probabilities) ** 2).sum(-1)
         if _matches(rec, mse):
             return ("rec is a squared error (MSE) between x and sigmoid(logits): use the Bernoulli log-likelihood, "
                     "rec = -ut.log_bernoulli_with_logits(x, logits).")

@@ -228,6 +228,8 @@ _MISSING_MODULE = re.compile(r"No module named '([^'.]+)")
 _HANDOUT_ONLY = frozenset(name for problem in PROBLEMS.values() for name in problem.handout) - frozenset(
     name for problem in PROBLEMS.values() for name in (*problem.provided, *problem.student_files, *problem.needs))
 _MISSING_ATTRIBUTE = re.compile(r"module '(\w+)' has no attribute '(\w+)'")
+# What torch says when code asks for a GPU the grader does not have (.cuda(), device='cuda').
+_CUDA_ONLY = re.compile(r"not compiled with CUDA|no NVIDIA driver|CUDA driver|torch\.cuda\.is_available\(\) is False")
 
 
 def explain(reply, box=None, other_files=(), graded=config.SUBMISSION_FILES):
@@ -257,6 +259,10 @@ def explain(reply, box=None, other_files=(), graded=config.SUBMISSION_FILES):
             module, name = attribute.groups()
             return (f"{reply.kind}{where}: {reply.message}. Your {module}.py does not define {name} at its top level: "
                     f"check the spelling and capitalisation, and that it is the file you meant to submit.")
+        if _CUDA_ONLY.search(reply.message):
+            return (f"{reply.kind}{where}: {reply.message}. The grader has no GPU: create tensors on the inputs' "
+                    "device (torch.randn_like(m), torch.zeros(shape, device=m.device), tensor.to(m.device)) "
+                    "instead of .cuda() or device='cuda'.")
         if reply.kind in ("SyntaxError", "IndentationError", "TabError"):
             return (f"{reply.kind}{where}: {reply.message}. The grader runs Python {platform.python_version()}: "
                     "a file must be valid there (syntax of a newer Python, such as an f-string that nests the "

@@ -377,6 +377,13 @@ BUGGY = {
     "elbo_bernoulli_args_swapped": ("negative_elbo_bound", "log_bernoulli_with_logits(logits, x): arguments swapped",
                                     _elbo(rec="rec = -ut.log_bernoulli_with_logits(self.dec(z), x)"),
                                     ["log_bernoulli_with_logits(x, logits)"], {}, ["rec_term"]),
+    "elbo_probabilities_as_logits": ("negative_elbo_bound",
+                                     "rec from the pixel probabilities compute_sigmoid_given(z) passed to "
+                                     "log_bernoulli_with_logits as if they were logits (as in the public XCS236 "
+                                     "solution neerajgoel82/scpd_xcs236_deep_generative_models, ProblemSets/"
+                                     "XCS236-PS2/src/submission/models/vae.py)",
+                                     _elbo(rec="rec = -ut.log_bernoulli_with_logits(x, self.compute_sigmoid_given(z))"),
+                                     ["pixel probabilities", "self.dec(z)"], {}, ["rec_term"]),
     "elbo_reversed_kl_args": ("negative_elbo_bound", "kl_normal(prior, q): the arguments swapped",
                               _elbo(kl="kl = ut.kl_normal(self.z_prior_m, self.z_prior_v, m, v)"), []),
     "elbo_std_to_sampler": ("negative_elbo_bound", "passes the standard deviation sqrt(v) to sample_gaussian",

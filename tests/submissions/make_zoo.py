@@ -193,6 +193,28 @@ CORRECT = {
                 nelbo = kl + rec
             """,
         }),
+    "probabilities_epsilon_bce": dict(
+        why="rec from the pixel probabilities compute_sigmoid_given(z) with the student's own Bernoulli helper, "
+            "1e-7 added inside both logs for stability (the bce2 helper of the public CS236 code divymurli/VAEs "
+            "and VictorHoffmann1/CausalVAE, codebase/utils.py): the bound agrees to 1e-4, the gradient at the "
+            "few saturated logits by a few percent",
+        append={"utils.py": """
+
+
+            def bernoulli_log_prob_from_probs(x, probs, eps=1e-7):
+                \"\"\"log p(x) of Bernoulli pixels given their probabilities, summed over the last dimension.\"\"\"
+                return (x * torch.log(probs + eps) + (1 - x) * torch.log(1 - probs + eps)).sum(-1)
+        """},
+        code={
+            "negative_elbo_bound": """
+                m, v = self.enc(x)
+                z = ut.sample_gaussian(m, v)
+                probs = self.compute_sigmoid_given(z)
+                rec = -ut.bernoulli_log_prob_from_probs(x, probs).mean()
+                kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
+                nelbo = kl + rec
+            """,
+        }),
     "decoder_twice": dict(
         why="decodes the same z twice: probabilities for a sanity assert (compute_sigmoid_given), then rec from "
             "self.dec(z); only the second decoding carries rec's gradient",

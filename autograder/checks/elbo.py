@@ -272,7 +272,7 @@ def _rec_value_problem(rec, analysis, x):
             probabilities_as_logits = oracle.reconstruction(_t(x), _t(probabilities)).numpy()
         if _matches(rec, probabilities_as_logits):
             return ("rec is -ut.log_bernoulli_with_logits(x, sigmoid(logits)): it was given the pixel probabilities "
-                    "(e.g. self.compute_sigmoid_given(z)) where it takes the decoder's logits; use "
+                    "where it takes the decoder's logits (the output of self.dec, before any sigmoid); use "
                     "rec = -ut.log_bernoulli_with_logits(x, self.dec(z)).")
         mse = ((x - probabilities) ** 2).sum(-1)
         if _matches(rec, mse):

@@ -317,6 +317,11 @@ BUGGY = {
     "sg_randn_like_v": ("sample_gaussian", "noise drawn with v's shape (randn_like(v)): when v broadcasts, as (1, dim), "
                                            "every row gets the same noise",
                         "z = m + torch.sqrt(v) * torch.randn_like(v)", []),
+    "sg_rand_like_v": ("sample_gaussian", "uniform noise torch.rand_like(v), neither centred nor scaled, and shaped "
+                                          "like v (as DanielDworakowski/CS236, codebase/utils.py): wrong mean, "
+                                          "variance and shape, and one noise row when v broadcasts",
+                       "eps = torch.rand_like(v)\nz = eps * v.sqrt() + m", ["do not follow N(m, v)"], {},
+                       ["mean_and_variance", "independent_noise"]),
     "sg_manual_seed": ("sample_gaussian", "torch.manual_seed(0) inside the function: the same noise every call",
                        "torch.manual_seed(0)\n" + REF_SG, ["seed"]),
     "sg_torch_normal": ("sample_gaussian", "torch.normal(m, sqrt(v)): no pathwise gradient",
@@ -406,6 +411,19 @@ BUGGY = {
                                      "XCS236-PS2/src/submission/models/vae.py)",
                                      _elbo(rec="rec = -ut.log_bernoulli_with_logits(x, self.compute_sigmoid_given(z))"),
                                      ["pixel probabilities", "self.dec(z)"], {}, ["rec_term"]),
+    "elbo_rec_as_log_likelihood": ("negative_elbo_bound",
+                                   "returns rec = +log p(x|z) and nelbo = kl - rec: the bound is right, the rec term "
+                                   "it reports has the wrong sign (as LequanatUCI/VAE, codebase/models/vae.py)",
+                                   _elbo(rec="rec = ut.log_bernoulli_with_logits(x, self.dec(z))",
+                                         nelbo="nelbo = kl - rec"),
+                                   ["sign"], {}, ["three_scalars", "rec_term"]),
+    "elbo_sampled_pixels_as_logits": ("negative_elbo_bound",
+                                      "rec from binary pixels sampled with torch.bernoulli(compute_sigmoid_given(z)) "
+                                      "and passed as logits (as FeilongHou/VAE, codebase/models/vae.py, through "
+                                      "sample_x_given): a wrong value and no gradient to the decoder",
+                                      _elbo(rec="rec = -ut.log_bernoulli_with_logits(x, torch.bernoulli("
+                                                "self.compute_sigmoid_given(z)))"),
+                                      ["No gradient of rec reached"], {}, ["rec_term", "gradients"]),
     "elbo_reversed_kl_args": ("negative_elbo_bound", "kl_normal(prior, q): the arguments swapped",
                               _elbo(kl="kl = ut.kl_normal(self.z_prior_m, self.z_prior_v, m, v)"), []),
     "elbo_std_to_sampler": ("negative_elbo_bound", "passes the standard deviation sqrt(v) to sample_gaussian",

@@ -228,6 +228,9 @@ _MISSING_MODULE = re.compile(r"No module named '([^'.]+)")
 _HANDOUT_ONLY = frozenset(name for problem in PROBLEMS.values() for name in problem.handout) - frozenset(
     name for problem in PROBLEMS.values() for name in (*problem.provided, *problem.student_files, *problem.needs))
 _MISSING_ATTRIBUTE = re.compile(r"module '(\w+)' has no attribute '(\w+)'")
+# The packages the files of the public CS236 starter code (codebase/) and of XCS236's (submission/, solution/)
+# import each other from; this handout's files are top-level modules.
+_OTHER_COURSE_PACKAGES = frozenset({"codebase", "submission", "solution"})
 # What torch says when code asks for a GPU the grader does not have (.cuda(), device='cuda').
 _CUDA_ONLY = re.compile(r"not compiled with CUDA|no NVIDIA driver|CUDA driver|torch\.cuda\.is_available\(\) is False")
 
@@ -251,6 +254,10 @@ def explain(reply, box=None, other_files=(), graded=config.SUBMISSION_FILES):
                         "grader does not copy: your files are run with the provided modules (such as nns) only, not "
                         "with the run scripts or the pictures' modules. Import it under if __name__ == '__main__': (for your own "
                         "runs) or move what you need into your file.")
+            if module and module.group(1) in _OTHER_COURSE_PACKAGES:
+                return (f"{reply.kind}{where}: {reply.message}. That is the package layout of another version of the "
+                        "starter code: here your files and the provided ones are top-level modules, imported as the "
+                        "handout does (import utils as ut, import nns).")
             available = ", ".join(config.STUDENT_PACKAGES)
             return (f"{reply.kind}{where}: {reply.message}. Available to your code: {available} and the Python "
                     f"standard library.")

@@ -245,6 +245,17 @@ _MISSING_MODULE = re.compile(r"No module named '([^'.]+)")
 _HANDOUT_ONLY = frozenset(name for problem in PROBLEMS.values() for name in problem.handout) - frozenset(
     name for problem in PROBLEMS.values() for name in (*problem.provided, *problem.student_files, *problem.needs))
 _MISSING_ATTRIBUTE = re.compile(r"module '(\w+)' has no attribute '(\w+)'")
+# The packages the files of the public CS236 starter code (codebase/) and of XCS236's (submission/, solution/)
+# import each other from; this handout's files are top-level modules.
+_OTHER_COURSE_PACKAGES = frozenset({"codebase", "submission", "solution"})
+# Names of the public CS236 codebase's API that this handout does not have, and what to write instead.
+_OLDER_API = {"encode": "call the encoder directly: m, v = self.enc(x)",
+              "decode": "call the decoder directly: logits = self.dec(z)",
+              "z_prior": "the prior is self.z_prior_m, self.z_prior_v",
+              "sample_x_given": "torch.bernoulli(self.compute_sigmoid_given(z)) draws the images"}
+_MISSING_OBJECT_ATTRIBUTE = re.compile(r"object has no attribute '(\w+)'")
+# What torch says when code asks for a GPU the grader does not have (.cuda(), device='cuda').
+_CUDA_ONLY = re.compile(r"not compiled with CUDA|no NVIDIA driver|CUDA driver|torch\.cuda\.is_available\(\) is False")
 
 
 def explain(reply, box=None, other_files=(), graded=config.SUBMISSION_FILES):
@@ -266,6 +277,10 @@ def explain(reply, box=None, other_files=(), graded=config.SUBMISSION_FILES):
                         "grader does not copy: your files are run with the provided modules (such as nns) only, not "
                         "with the run scripts or the pictures' modules. Import it under if __name__ == '__main__': (for your own "
                         "runs) or move what you need into your file.")
+            if module and module.group(1) in _OTHER_COURSE_PACKAGES:
+                return (f"{reply.kind}{where}: {reply.message}. That is the package layout of another version of the "
+                        "starter code: here your files and the provided ones are top-level modules, imported as the "
+                        "handout does (import utils as ut, import nns).")
             available = ", ".join(config.STUDENT_PACKAGES)
             return (f"{reply.kind}{where}: {reply.message}. Available to your code: {available} and the Python "
                     f"standard library.")
@@ -274,6 +289,14 @@ def explain(reply, box=None, other_files=(), graded=config.SUBMISSION_FILES):
             module, name = attribute.groups()
             return (f"{reply.kind}{where}: {reply.message}. Your {module}.py does not define {name} at its top level: "
                     f"check the spelling and capitalisation, and that it is the file you meant to submit.")
+        older = _MISSING_OBJECT_ATTRIBUTE.search(reply.message) if reply.kind == "AttributeError" else None
+        if older and older.group(1) in _OLDER_API:
+            return (f"{reply.kind}{where}: {reply.message}. That is the API of the public CS236 codebase, not of "
+                    f"this handout: {_OLDER_API[older.group(1)]}.")
+        if _CUDA_ONLY.search(reply.message):
+            return (f"{reply.kind}{where}: {reply.message}. The grader has no GPU: create tensors on the inputs' "
+                    "device (torch.randn_like(m), torch.zeros(shape, device=m.device), tensor.to(m.device)) "
+                    "instead of .cuda() or device='cuda'.")
         if reply.kind in ("SyntaxError", "IndentationError", "TabError"):
             return (f"{reply.kind}{where}: {reply.message}. The grader runs Python {platform.python_version()}: "
                     "a file must be valid there (syntax of a newer Python, such as an f-string that nests the "

@@ -193,6 +193,28 @@ CORRECT = {
                 nelbo = kl + rec
             """,
         }),
+    "probabilities_epsilon_bce": dict(
+        why="rec from the pixel probabilities compute_sigmoid_given(z) with the student's own Bernoulli helper, "
+            "1e-7 added inside both logs for stability (the bce2 helper of the public CS236 code divymurli/VAEs "
+            "and VictorHoffmann1/CausalVAE, codebase/utils.py): the bound agrees to 1e-4, the gradient at the "
+            "few saturated logits by a few percent",
+        append={"utils.py": """
+
+
+            def bernoulli_log_prob_from_probs(x, probs, eps=1e-7):
+                \"\"\"log p(x) of Bernoulli pixels given their probabilities, summed over the last dimension.\"\"\"
+                return (x * torch.log(probs + eps) + (1 - x) * torch.log(1 - probs + eps)).sum(-1)
+        """},
+        code={
+            "negative_elbo_bound": """
+                m, v = self.enc(x)
+                z = ut.sample_gaussian(m, v)
+                probs = self.compute_sigmoid_given(z)
+                rec = -ut.bernoulli_log_prob_from_probs(x, probs).mean()
+                kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
+                nelbo = kl + rec
+            """,
+        }),
     "decoder_twice": dict(
         why="decodes the same z twice: probabilities for a sanity assert (compute_sigmoid_given), then rec from "
             "self.dec(z); only the second decoding carries rec's gradient",
@@ -295,6 +317,11 @@ BUGGY = {
     "sg_randn_like_v": ("sample_gaussian", "noise drawn with v's shape (randn_like(v)): when v broadcasts, as (1, dim), "
                                            "every row gets the same noise",
                         "z = m + torch.sqrt(v) * torch.randn_like(v)", []),
+    "sg_rand_like_v": ("sample_gaussian", "uniform noise torch.rand_like(v), neither centred nor scaled, and shaped "
+                                          "like v (as DanielDworakowski/CS236, codebase/utils.py): wrong mean, "
+                                          "variance and shape, and one noise row when v broadcasts",
+                       "eps = torch.rand_like(v)\nz = eps * v.sqrt() + m", ["do not follow N(m, v)"], {},
+                       ["mean_and_variance", "independent_noise"]),
     "sg_manual_seed": ("sample_gaussian", "torch.manual_seed(0) inside the function: the same noise every call",
                        "torch.manual_seed(0)\n" + REF_SG, ["seed"]),
     "sg_torch_normal": ("sample_gaussian", "torch.normal(m, sqrt(v)): no pathwise gradient",
@@ -377,6 +404,26 @@ BUGGY = {
     "elbo_bernoulli_args_swapped": ("negative_elbo_bound", "log_bernoulli_with_logits(logits, x): arguments swapped",
                                     _elbo(rec="rec = -ut.log_bernoulli_with_logits(self.dec(z), x)"),
                                     ["log_bernoulli_with_logits(x, logits)"], {}, ["rec_term"]),
+    "elbo_probabilities_as_logits": ("negative_elbo_bound",
+                                     "rec from the pixel probabilities compute_sigmoid_given(z) passed to "
+                                     "log_bernoulli_with_logits as if they were logits (as in the public XCS236 "
+                                     "solution neerajgoel82/scpd_xcs236_deep_generative_models, ProblemSets/"
+                                     "XCS236-PS2/src/submission/models/vae.py)",
+                                     _elbo(rec="rec = -ut.log_bernoulli_with_logits(x, self.compute_sigmoid_given(z))"),
+                                     ["pixel probabilities", "self.dec(z)"], {}, ["rec_term"]),
+    "elbo_rec_as_log_likelihood": ("negative_elbo_bound",
+                                   "returns rec = +log p(x|z) and nelbo = kl - rec: the bound is right, the rec term "
+                                   "it reports has the wrong sign (as LequanatUCI/VAE, codebase/models/vae.py)",
+                                   _elbo(rec="rec = ut.log_bernoulli_with_logits(x, self.dec(z))",
+                                         nelbo="nelbo = kl - rec"),
+                                   ["sign"], {}, ["three_scalars", "rec_term"]),
+    "elbo_sampled_pixels_as_logits": ("negative_elbo_bound",
+                                      "rec from binary pixels sampled with torch.bernoulli(compute_sigmoid_given(z)) "
+                                      "and passed as logits (as FeilongHou/VAE, codebase/models/vae.py, through "
+                                      "sample_x_given): a wrong value and no gradient to the decoder",
+                                      _elbo(rec="rec = -ut.log_bernoulli_with_logits(x, torch.bernoulli("
+                                                "self.compute_sigmoid_given(z)))"),
+                                      ["No gradient of rec reached"], {}, ["rec_term", "gradients"]),
     "elbo_reversed_kl_args": ("negative_elbo_bound", "kl_normal(prior, q): the arguments swapped",
                               _elbo(kl="kl = ut.kl_normal(self.z_prior_m, self.z_prior_v, m, v)"), []),
     "elbo_std_to_sampler": ("negative_elbo_bound", "passes the standard deviation sqrt(v) to sample_gaussian",

@@ -155,6 +155,11 @@ BUGGY = {
                        None),
     "mse": ("squared error instead of the Bernoulli log-likelihood",
             _bound(rec="rec = ((x - torch.sigmoid(self.dec(z, y))) ** 2).sum(-1)"), ["MSE"], None),
+    "probabilities_as_logits": ("rec from torch.sigmoid(self.dec(z, y)) passed to log_bernoulli_with_logits as if "
+                                "it were logits (as a public XCS236 SSVAE on GitHub does with its conditional "
+                                "decoder: x_logits = torch.sigmoid(self.dec(z, y)))",
+                                _bound(rec="rec = -ut.log_bernoulli_with_logits(x, torch.sigmoid(self.dec(z, y)))"),
+                                ["pixel probabilities", "self.dec(z, y)"], None),
     "mean_over_pixels": ("mean over pixels (BCE's default reduction)",
                          _bound(rec="rec = torch.nn.functional.binary_cross_entropy_with_logits(self.dec(z, y), x)"),
                          ["mean over pixels"], None),

@@ -11,9 +11,9 @@ the decoder received, the three values returned, the gradients that came back.
 One property per check; a value one check owns is not judged again by another (a term 15.10 finds wrong
 has its gradient left out of 15.12):
   15.8  three finite scalars (nelbo, kl, rec)
-  15.9  one draw per image: self.dec got one batch of z, one row per image, (z - mean) / exp(logvar / 2)
-        standard normal (mean and variance z-tests, stats.py's share each: 2 comparisons), not the mean
-        itself, drawn afresh at a second call
+  15.9  one draw per image: self.dec got one batch of z, one row per image (the same z decoded again is
+        still one draw), (z - mean) / exp(logvar / 2) standard normal (mean and variance z-tests, stats.py's
+        share each: 2 comparisons), not the mean itself, drawn afresh at a second call
   15.10 the Monte Carlo terms at the decoded z: rec = batch mean of -log p(x|z), kl = batch mean of
         log q(z|x) - log p(z) at that same z (not the closed-form KL), nelbo = kl + rec; judged on two calls
   15.11 unbiased: over n = 10,000 draws, the mean of nelbo is the closed-form negative ELBO (1 comparison)
@@ -122,7 +122,7 @@ class Draw:
     logvar: np.ndarray = None
     enc_call: remote.Call = None
     decoded: list = None            # the decoder calls whose z has one row per image
-    calls: int = 0                  # every decoder call of this phase
+    calls: int = 0                  # the draws decoded in this phase (the same z decoded again counts once)
     problem: str = None
     session: remote.ConvSession = None
     phase: str = "forward"
@@ -167,7 +167,7 @@ def _draw(reply, phase="forward"):
                          "mean, logvar = self.enc(x).")
         return found
     calls = reply.session.of("dec", phase)
-    found.calls = len(calls)
+    found.calls = len({(c.inputs[0].shape, c.inputs[0].dtype.str, c.inputs[0].tobytes()) for c in calls})
     found.decoded = [c for c in calls if c.inputs[0].shape == found.m.shape]
     if not found.decoded:
         shapes = ", ".join(str(c.inputs[0].shape) for c in calls[:3]) or "none"
@@ -378,6 +378,7 @@ def _gradient_problems(reply):
     detached = _detached_terms(session)
     if rec_ok:
         rec_phase = "nelbo" if "rec" in detached else "rec"
+        call = _decoding_reached(draw, call, rec_phase)
         logits = call.outputs[0].astype(np.float64).reshape(batch, -1)
         want_logits = (1 / (1 + np.exp(-logits)) - draw.x) * scale[rec_phase]
         got_logits = _arrivals(session, call, rec_phase)[0].reshape(batch, -1)
@@ -409,6 +410,18 @@ def _gradient_problems(reply):
                         "estimator at your draw z = mean + exp(logvar / 2) * eps (dz/dmean = 1, dz/dlogvar = "
                         "(z - mean) / 2): is z, or a term, detached or drawn some other way?")
     return [p[0].upper() + p[1:] for p in problems]
+
+
+def _decoding_reached(draw, call, phase):
+    """`call`, or another decoding of the same z that `phase`'s gradient came back to (a draw decoded twice,
+    e.g. once to check the logits' shape: rec's gradient reaches the decoding rec was computed from)."""
+    def reached(candidate):
+        return any(np.any(g) for g in _arrivals(draw.session, candidate, phase))
+
+    if reached(call):
+        return call
+    same_z = (c for c in draw.decoded if c is not call and np.array_equal(c.inputs[0], call.inputs[0]))
+    return next((c for c in same_z if reached(c)), call)
 
 
 def _near(got, want):

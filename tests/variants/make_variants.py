@@ -1198,6 +1198,11 @@ CONV_CORRECT = {
         "kl and rec returned detached, for logging (the docstring asks for scalar tensors); nelbo keeps the whole "
         "gradient of the estimator",
         {CONV_ELBO: _conv_bound(nelbo="nelbo = kl + rec\nkl, rec = kl.detach(), rec.detach()")}, {}),
+    "decoder_twice": (
+        "the same z decoded twice: first to check the logits' shape, then for rec (one draw, decoded twice: the "
+        "gradient reaches the second decoding only)",
+        {CONV_ELBO: _conv_bound(logits="assert self.dec(z).shape[1:] == (1, 28, 28)\n"
+                                       "logits = self.dec(z).reshape(x.shape[0], -1)")}, {}),
 }
 
 # (bug, code of the bound, words the feedback says, the checks it fails)

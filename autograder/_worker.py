@@ -6,6 +6,7 @@ requests (see OPS) until the grader closes the channel. Everything it sends back
 plain data; the grader validates every value, so nothing here is trusted.
 """
 import hashlib
+import json
 import os
 import sys
 import traceback
@@ -311,45 +312,58 @@ def op_elbo(params, arrays):
     return _elbo_reply(result, params)
 
 
-def _elbo_reply(result, params, method="negative_elbo_bound", names=("nelbo", "kl", "rec")):
+def _elbo_recorded(result, params, method="negative_elbo_bound", names=("nelbo", "kl", "rec"), _frozen=_frozen,
+                   _to_array=_to_array):
     """The three scalars a bound returned (negative_elbo_bound's (nelbo, kl, rec), or another method's
-    `names`), as arrays; with `grads`, backward passes of each in turn, the last name first."""
+    `names`), recorded frozen (see _call_recorded: the backward passes are student code); with `grads`,
+    backward passes of each in turn, the last name first."""
     import torch
     if not isinstance(result, (tuple, list)) or len(result) != 3:
         shown = f"a {type(result).__name__} of length {len(result)}" if isinstance(result, (tuple, list)) \
             else f"a {type(result).__name__}"
         raise TypeError(f"{method} returned {shown}, expected a tuple ({', '.join(names)})")
-    out = {name: _to_array(value, f"{method}'s {name}") for name, value in zip(names, result)}
+    terms = tuple(zip(names, result))
+    recorded = tuple((name, _frozen(_to_array(value, f"{method}'s {name}"))) for name, value in terms)
     if params.get("grads"):
-        terms = dict(zip(names, result))
-        for name in reversed(names):
+        for name, term in reversed(terms):
             grader_call("phase", {"name": name})
-            if terms[name].requires_grad:
-                torch.autograd.backward(terms[name].sum(), retain_graph=True)
+            if term.requires_grad:
+                torch.autograd.backward(term.sum(), retain_graph=True)
         grader_call("phase", {"name": "done"})
-    return {}, out
+    return recorded
+
+
+def _reply(recorded, info="{}", _thawed=_thawed, _quiesce=_quiesce, _loads=json.loads):
+    """The reply of an operation whose submission code has all returned: (info, arrays) thawed from what
+    it recorded frozen (`info` as JSON text, immutable too), once nothing of the submission runs any more."""
+    _quiesce()
+    return _loads(info), {name: _thawed(frozen) for name, frozen in recorded}
+
+
+def _elbo_reply(result, params, method="negative_elbo_bound", names=("nelbo", "kl", "rec")):
+    return _reply(_elbo_recorded(result, params, method, names))
 
 
 # ---------------------------------------------------------------- the MMD-VAE (problem `mmd`)
 
-def op_mmd(params, arrays):
+def op_mmd(params, arrays, _frozen=_frozen, _to_array=_to_array, _reply=_reply):
     """mmd_vae.mmd(x, y) (biased=params["biased"], or the default without it) on each pair sent (x0, y0,
     x1, y1, ...); with `grads`, the gradients of the first pair's value with respect to x and y."""
     import mmd_vae
-    out = {}
+    recorded = ()
     for i in range(params["pairs"]):
         x, y = _AS_TENSOR(arrays[f"x{i}"]), _AS_TENSOR(arrays[f"y{i}"])
         if params.get("grads") and i == 0:
             x.requires_grad_(True)
             y.requires_grad_(True)
         value = mmd_vae.mmd(x, y) if params.get("biased") is None else mmd_vae.mmd(x, y, biased=bool(params["biased"]))
-        out[f"out{i}"] = _to_array(value, "mmd")
+        recorded += ((f"out{i}", _frozen(_to_array(value, "mmd"))),)
         if params.get("grads") and i == 0 and isinstance(value, _TENSOR) and value.requires_grad:
             grads = torch.autograd.grad(value.sum(), [x, y], allow_unused=True)
             for name, grad in zip(("x", "y"), grads):
                 if grad is not None:
-                    out[f"grad_{name}"] = _to_array(grad, "the gradient")
-    return {}, out
+                    recorded += ((f"grad_{name}", _frozen(_to_array(grad, "the gradient"))),)
+    return _reply(recorded)
 
 
 def _remote_mmd(x, y, biased=True):
@@ -394,7 +408,7 @@ def _remote_log_normal_pdf(sample, mean, logvar):
     return _remote("log_normal_pdf", *tensors, arity=3)
 
 
-def op_conv_elbo(params, arrays):
+def op_conv_elbo(params, arrays, _elbo_recorded=_elbo_recorded, _reply=_reply):
     """ConvVAE.negative_elbo_bound(x) of the student's convolutional VAE with the grader's encoder, decoder
     and log_normal_pdf (conv_vae.log_normal_pdf replaced after import: a wrong log_normal_pdf costs points
     in its own checks only). params["calls"] > 1: that many calls on x, each in its own phase "call<i>",
@@ -413,12 +427,11 @@ def op_conv_elbo(params, arrays):
     calls = int(params.get("calls", 1))
     if calls == 1:
         return _elbo_reply(model.negative_elbo_bound(x), params)
-    out = {}
+    recorded = ()
     for i in range(calls):
         grader_call("phase", {"name": f"call{i}"})
-        _, values = _elbo_reply(model.negative_elbo_bound(x), {})
-        out.update({f"{name}{i}": value for name, value in values.items()})
-    return {}, out
+        recorded += tuple((f"{name}{i}", frozen) for name, frozen in _elbo_recorded(model.negative_elbo_bound(x), {}))
+    return _reply(recorded)
 
 
 # ---------------------------------------------------------------- training
@@ -745,41 +758,43 @@ def op_train(params, arrays, _training_audit=_training_audit, _module_tensors=_m
 
 # ---------------------------------------------------------------- the linear autoencoder (problem `ae`)
 
-def _ae_probe(model, arrays, suffix=""):
-    """encode and decode of the model at the grader's points, and its parameters, as arrays (no grad)."""
+def _ae_probe(model, arrays, suffix="", _frozen=_frozen, _to_array=_to_array, _dumps=json.dumps):
+    """encode and decode of the model at the grader's points, and its parameters (no grad) -> (info as JSON
+    text, recorded frozen): named_parameters, and what runs later, may be the submission's code."""
     import torch
     with torch.no_grad():
         encoded = model.encode(_AS_TENSOR(arrays["enc_in"]))
         decoded = model.decode(_AS_TENSOR(arrays["dec_in"]))
-    out = {f"enc{suffix}": _to_array(encoded, "encode"), f"dec{suffix}": _to_array(decoded, "decode")}
-    parameters = [(name, p) for name, p in model.named_parameters()]
+    recorded = ((f"enc{suffix}", _frozen(_to_array(encoded, "encode"))),
+                (f"dec{suffix}", _frozen(_to_array(decoded, "decode"))))
+    parameters = tuple((name, p) for name, p in model.named_parameters())
     for index, (_, parameter) in enumerate(parameters[:16]):
-        out[f"p{index}{suffix}"] = _to_array(parameter, "a parameter")
+        recorded += ((f"p{index}{suffix}", _frozen(_to_array(parameter, "a parameter"))),)
     info = {"parameters": [[str(name)[:200], bool(p.requires_grad)] for name, p in parameters[:16]],
             "parameter_count": len(parameters)}
-    return info, out
+    return _dumps(info), recorded
 
 
-def op_ae_probe(params, arrays):
+def op_ae_probe(params, arrays, _ae_probe=_ae_probe, _frozen=_frozen, _to_array=_to_array, _reply=_reply):
     """A fresh LinearAutoencoder(k) (seeded) at the grader's points: encode, decode, its parameters;
     with "grad", the gradients of sum(forward(x) * cotangent) with respect to each parameter."""
     import torch
     import ae
     torch.manual_seed(params["seed"])
     model = ae.LinearAutoencoder(params["k"])
-    info, out = _ae_probe(model, arrays)
+    info, recorded = _ae_probe(model, arrays)
     if "x" in arrays:
         parameters = [p for _, p in model.named_parameters()][:16]
         result = model(_AS_TENSOR(arrays["x"]))
-        out["forward"] = _to_array(result, "forward")
+        recorded += (("forward", _frozen(_to_array(result, "forward"))),)
         trained = [p for p in parameters if p.requires_grad]
         if isinstance(result, _TENSOR) and result.requires_grad and trained:
             grads = torch.autograd.grad((result * _AS_TENSOR(arrays["cotangent"])).sum(), trained, allow_unused=True)
             index = {id(p): i for i, p in enumerate(parameters)}
             for parameter, grad in zip(trained, grads):
                 if grad is not None:
-                    out[f"grad{index[id(parameter)]}"] = _to_array(grad, "a gradient")
-    return info, out
+                    recorded += ((f"grad{index[id(parameter)]}", _frozen(_to_array(grad, "a gradient"))),)
+    return _reply(recorded, info)
 
 
 def _frozen_audit(audit, tuple=tuple, list=list, isinstance=isinstance):
@@ -792,7 +807,7 @@ def _thawed_audit(frozen, list=list, isinstance=isinstance):
 
 
 def op_train_ae(params, arrays, _training_audit=_training_audit, _frozen_audit=_frozen_audit,
-                _thawed_audit=_thawed_audit, _quiesce=_quiesce):
+                _thawed_audit=_thawed_audit, _quiesce=_quiesce, _ae_probe=_ae_probe, _thawed=_thawed, _loads=json.loads):
     """Train the student's LinearAutoencoder at each k with train_ae's loop on the images sent, then
     probe it at the grader's points; how each run went, as our code saw it. Each run's audit is kept
     frozen (the probes after it, and the later runs, are student code that can reach this frame) and
@@ -808,7 +823,7 @@ def op_train_ae(params, arrays, _training_audit=_training_audit, _frozen_audit=_
     runtime.configure_threads()
     device = runtime.pick_device(params.get("device", "cpu"))
     train_u8 = torch.from_numpy(images).to(device)
-    audits, infos, out = (), {}, {}
+    audits, infos, recorded = (), (), ()
     for k in params["ks"]:
         torch.manual_seed(params["seed"])
         model = ae.LinearAutoencoder(k).to(device)
@@ -819,10 +834,12 @@ def op_train_ae(params, arrays, _training_audit=_training_audit, _frozen_audit=_
         audits += ((str(k), _frozen_audit(_training_audit(train_u8, images, digest))),)
         model = model.cpu()
         info, probed = _ae_probe(model, {"enc_in": arrays["enc_in"], "dec_in": arrays[f"dec_in{k}"]}, f"_{k}")
-        infos[str(k)] = info
-        out.update(probed)
+        infos += ((str(k), info),)
+        recorded += probed
     _quiesce()
-    return {"runs": {k: {**infos[k], "audit": _thawed_audit(frozen)} for k, frozen in audits}}, out
+    infos = {k: _loads(info) for k, info in infos}
+    return {"runs": {k: {**infos[k], "audit": _thawed_audit(frozen)} for k, frozen in audits}}, \
+        {name: _thawed(frozen) for name, frozen in recorded}
 
 
 # ---------------------------------------------------------------- the convolutional VAE's decoder (problem `conv`)
@@ -832,7 +849,7 @@ _NAMED_PARAMETERS, _MODULE_CALL = torch.nn.Module.named_parameters, torch.nn.Mod
 _CONV_LISTED = 64               # parameters reported (names and shapes) at most
 
 
-def op_conv_decoder(params, arrays):
+def op_conv_decoder(params, arrays, _frozen=_frozen, _to_array=_to_array, _reply=_reply, _dumps=json.dumps):
     """A fresh conv_vae.ConvDecoder(z_dim) (seeded): its named parameters (name, shape, requires_grad);
     with params["load"] (names), the arrays w0, w1, ... copied into the parameters of those names where
     a parameter of that name and shape exists (the others reported); with arrays z0, z1, ..., the
@@ -842,7 +859,7 @@ def op_conv_decoder(params, arrays):
     import conv_vae
     torch.manual_seed(params["seed"])
     model = conv_vae.ConvDecoder(params["z_dim"])
-    listed = list(_NAMED_PARAMETERS(model))
+    listed = tuple(_NAMED_PARAMETERS(model))
     info = {"parameters": [[str(name)[:200], [int(n) for n in p.shape][:8], bool(p.requires_grad)]
                            for name, p in listed[:_CONV_LISTED]],
             "parameter_count": len(listed), "loaded": [], "not_loaded": []}
@@ -855,14 +872,14 @@ def op_conv_decoder(params, arrays):
                 info["loaded"].append(name)
             else:
                 info["not_loaded"].append(name)
-    out = {}
+    info, recorded = _dumps(info), ()      # the decoder's forward and backward passes are student code
     for i in range(params.get("batches", 0)):
         z = _AS_TENSOR(arrays[f"z{i}"])
         grads = i == 0 and params.get("grads")
         if grads:
             z.requires_grad_(True)
         result = _MODULE_CALL(model, z)
-        out[f"out{i}"] = _to_array(result, "ConvDecoder.forward")
+        recorded += ((f"out{i}", _frozen(_to_array(result, "ConvDecoder.forward"))),)
         if grads and isinstance(result, _TENSOR) and result.requires_grad:
             cotangent = _AS_TENSOR(arrays["cotangent"])
             if cotangent.numel() == result.numel():
@@ -870,11 +887,11 @@ def op_conv_decoder(params, arrays):
             trained = [(k, p) for k, (_, p) in enumerate(listed[:_CONV_LISTED]) if p.requires_grad]
             found = torch.autograd.grad((result * cotangent).sum(), [z] + [p for _, p in trained], allow_unused=True)
             if found[0] is not None:
-                out["grad_z"] = _to_array(found[0], "the gradient")
+                recorded += (("grad_z", _frozen(_to_array(found[0], "the gradient"))),)
             for (index, _), grad in zip(trained, found[1:]):
                 if grad is not None:
-                    out[f"grad{index}"] = _to_array(grad, "a gradient")
-    return info, out
+                    recorded += ((f"grad{index}", _frozen(_to_array(grad, "a gradient"))),)
+    return _reply(recorded, info)
 
 
 OPS = {"import": op_import, "call": op_call, "elbo": op_elbo, "train": op_train, "mmd": op_mmd, "mmd_loss": op_mmd_loss,

@@ -25,16 +25,21 @@ _AS_TENSOR = torch.as_tensor
 _NO_SUBCLASS = torch._C.DisableTorchFunctionSubclass
 _PLAIN_DISPATCH = torch.Tensor.__torch_dispatch__
 _MRO, _VARS = type.__dict__["__mro__"].__get__, type.__dict__["__dict__"].__get__
+# The torch and numpy functions the operations record with: torch and numpy are the submission's to change
+# too (torch.autograd.grad replaced for the one call that measures a gradient), and no guard compares them.
+_GRAD, _BACKWARD, _SEED, _ONES_LIKE = torch.autograd.grad, torch.autograd.backward, torch.manual_seed, torch.ones_like
+_MUL, _SUM = torch.Tensor.__mul__, torch.Tensor.sum
+_ARRAY, _ZEROS, _FROMBUFFER = np.array, np.zeros, np.frombuffer
 
 
-def _to_array(value, what):
+def _to_array(value, what, _array=_ARRAY, _zeros=_ZEROS):
     if isinstance(value, _TENSOR):
         if any(_VARS(k).get("__torch_dispatch__", _PLAIN_DISPATCH) is not _PLAIN_DISPATCH for k in _MRO(type(value))):
             raise TypeError(f"{what} returned a tensor subclass ({type(value).__name__}) with its own "
                             "__torch_dispatch__, expected a torch.Tensor")
         with _NO_SUBCLASS():
             plain = _DETACH(value)
-            return np.array(_NUMPY(_CPU(plain))) if plain.device.type != "meta" else np.zeros(0)
+            return _array(_NUMPY(_CPU(plain))) if plain.device.type != "meta" else _zeros(0)
     article = "an" if type(value).__name__[:1].lower() in "aeiou" else "a"
     raise TypeError(f"{what} returned {article} {type(value).__name__}, expected a torch.Tensor")
 
@@ -91,9 +96,9 @@ def _frozen(array):
     return array.tobytes(), array.dtype.str, array.shape
 
 
-def _thawed(frozen):
+def _thawed(frozen, _frombuffer=_FROMBUFFER):
     data, dtype, shape = frozen
-    return np.frombuffer(data, dtype=dtype).reshape(shape)
+    return _frombuffer(data, dtype=dtype).reshape(shape)
 
 
 # ---------------------------------------------------------------- after the submission's last call of a request
@@ -137,7 +142,7 @@ _quiesce = _quiesce_function()       # made as this module loads, before any sub
 
 
 def _call_recorded(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_TENSOR, _as_tensor=_AS_TENSOR,
-                   _plain=_plain, _frozen=_frozen):
+                   _plain=_plain, _frozen=_frozen, _seed=_SEED, _ones_like=_ONES_LIKE, _grad=_GRAD, _mul=_MUL, _sum=_SUM):
     """op_call's work -> (info, recorded): call utils.<function>(*args) `repeat` times (params["module"]:
     another student module's function, e.g. "logvar_utils"); optionally backpropagate a cotangent.
 
@@ -156,10 +161,10 @@ def _call_recorded(params, arrays, _to_array=_to_array, _describe=_describe, _te
         inputs[name].requires_grad_(True)
     recorded, info = (), {"outputs": []}
     if params.get("seed") is not None:
-        torch.manual_seed(params["seed"])
+        _seed(params["seed"])
     for i in range(params.get("repeat", 1)):
         if params.get("seeds"):
-            torch.manual_seed(params["seeds"][i])
+            _seed(params["seeds"][i])
         result = _plain(function(*[inputs[name] for name in params["args"]]))
         if i == params.get("repeat", 1) - 1:      # after the last call, before anything else can run student code
             for name, tensor in inputs.items():
@@ -167,8 +172,8 @@ def _call_recorded(params, arrays, _to_array=_to_array, _describe=_describe, _te
         info["outputs"].append(_describe(result))
         recorded += ((f"out{i}", _frozen(_to_array(result, params["function"]))),)
         if i == 0 and params.get("grad_wrt") and isinstance(result, _tensor) and result.requires_grad:
-            cotangent = _as_tensor(arrays["cotangent"]).to(device) if "cotangent" in arrays else torch.ones_like(result)
-            grads = torch.autograd.grad((result * cotangent).sum(), [inputs[n] for n in params["grad_wrt"]],
+            cotangent = _as_tensor(arrays["cotangent"]).to(device) if "cotangent" in arrays else _ones_like(result)
+            grads = _grad(_sum(_mul(result, cotangent)), [inputs[n] for n in params["grad_wrt"]],
                                         allow_unused=True)
             for name, grad in zip(params["grad_wrt"], grads):
                 if grad is not None:
@@ -313,7 +318,7 @@ def op_elbo(params, arrays):
 
 
 def _elbo_recorded(result, params, method="negative_elbo_bound", names=("nelbo", "kl", "rec"), _frozen=_frozen,
-                   _to_array=_to_array):
+                   _to_array=_to_array, _backward=_BACKWARD, _sum=_SUM):
     """The three scalars a bound returned (negative_elbo_bound's (nelbo, kl, rec), or another method's
     `names`), recorded frozen (see _call_recorded: the backward passes are student code); with `grads`,
     backward passes of each in turn, the last name first."""
@@ -328,7 +333,7 @@ def _elbo_recorded(result, params, method="negative_elbo_bound", names=("nelbo",
         for name, term in reversed(terms):
             grader_call("phase", {"name": name})
             if term.requires_grad:
-                torch.autograd.backward(term.sum(), retain_graph=True)
+                _backward(_sum(term), retain_graph=True)
         grader_call("phase", {"name": "done"})
     return recorded
 
@@ -346,7 +351,7 @@ def _elbo_reply(result, params, method="negative_elbo_bound", names=("nelbo", "k
 
 # ---------------------------------------------------------------- the MMD-VAE (problem `mmd`)
 
-def op_mmd(params, arrays, _frozen=_frozen, _to_array=_to_array, _reply=_reply):
+def op_mmd(params, arrays, _frozen=_frozen, _to_array=_to_array, _reply=_reply, _grad=_GRAD, _sum=_SUM):
     """mmd_vae.mmd(x, y) (biased=params["biased"], or the default without it) on each pair sent (x0, y0,
     x1, y1, ...); with `grads`, the gradients of the first pair's value with respect to x and y."""
     import mmd_vae
@@ -359,7 +364,7 @@ def op_mmd(params, arrays, _frozen=_frozen, _to_array=_to_array, _reply=_reply):
         value = mmd_vae.mmd(x, y) if params.get("biased") is None else mmd_vae.mmd(x, y, biased=bool(params["biased"]))
         recorded += ((f"out{i}", _frozen(_to_array(value, "mmd"))),)
         if params.get("grads") and i == 0 and isinstance(value, _TENSOR) and value.requires_grad:
-            grads = torch.autograd.grad(value.sum(), [x, y], allow_unused=True)
+            grads = _grad(_sum(value), [x, y], allow_unused=True)
             for name, grad in zip(("x", "y"), grads):
                 if grad is not None:
                     recorded += ((f"grad_{name}", _frozen(_to_array(grad, "the gradient"))),)
@@ -775,12 +780,13 @@ def _ae_probe(model, arrays, suffix="", _frozen=_frozen, _to_array=_to_array, _d
     return _dumps(info), recorded
 
 
-def op_ae_probe(params, arrays, _ae_probe=_ae_probe, _frozen=_frozen, _to_array=_to_array, _reply=_reply):
+def op_ae_probe(params, arrays, _ae_probe=_ae_probe, _frozen=_frozen, _to_array=_to_array, _reply=_reply, _seed=_SEED,
+                _grad=_GRAD, _mul=_MUL, _sum=_SUM):
     """A fresh LinearAutoencoder(k) (seeded) at the grader's points: encode, decode, its parameters;
     with "grad", the gradients of sum(forward(x) * cotangent) with respect to each parameter."""
     import torch
     import ae
-    torch.manual_seed(params["seed"])
+    _seed(params["seed"])
     model = ae.LinearAutoencoder(params["k"])
     info, recorded = _ae_probe(model, arrays)
     if "x" in arrays:
@@ -789,7 +795,7 @@ def op_ae_probe(params, arrays, _ae_probe=_ae_probe, _frozen=_frozen, _to_array=
         recorded += (("forward", _frozen(_to_array(result, "forward"))),)
         trained = [p for p in parameters if p.requires_grad]
         if isinstance(result, _TENSOR) and result.requires_grad and trained:
-            grads = torch.autograd.grad((result * _AS_TENSOR(arrays["cotangent"])).sum(), trained, allow_unused=True)
+            grads = _grad(_sum(_mul(result, _AS_TENSOR(arrays["cotangent"]))), trained, allow_unused=True)
             index = {id(p): i for i, p in enumerate(parameters)}
             for parameter, grad in zip(trained, grads):
                 if grad is not None:
@@ -849,7 +855,8 @@ _NAMED_PARAMETERS, _MODULE_CALL = torch.nn.Module.named_parameters, torch.nn.Mod
 _CONV_LISTED = 64               # parameters reported (names and shapes) at most
 
 
-def op_conv_decoder(params, arrays, _frozen=_frozen, _to_array=_to_array, _reply=_reply, _dumps=json.dumps):
+def op_conv_decoder(params, arrays, _frozen=_frozen, _to_array=_to_array, _reply=_reply, _dumps=json.dumps, _seed=_SEED,
+                    _grad=_GRAD, _mul=_MUL, _sum=_SUM):
     """A fresh conv_vae.ConvDecoder(z_dim) (seeded): its named parameters (name, shape, requires_grad);
     with params["load"] (names), the arrays w0, w1, ... copied into the parameters of those names where
     a parameter of that name and shape exists (the others reported); with arrays z0, z1, ..., the
@@ -857,7 +864,7 @@ def op_conv_decoder(params, arrays, _frozen=_frozen, _to_array=_to_array, _reply
     sum(output * cotangent) with respect to z0 (grad_z) and to each listed parameter (grad0, ...)."""
     import torch
     import conv_vae
-    torch.manual_seed(params["seed"])
+    _seed(params["seed"])
     model = conv_vae.ConvDecoder(params["z_dim"])
     listed = tuple(_NAMED_PARAMETERS(model))
     info = {"parameters": [[str(name)[:200], [int(n) for n in p.shape][:8], bool(p.requires_grad)]
@@ -885,7 +892,7 @@ def op_conv_decoder(params, arrays, _frozen=_frozen, _to_array=_to_array, _reply
             if cotangent.numel() == result.numel():
                 cotangent = cotangent.reshape(result.shape)
             trained = [(k, p) for k, (_, p) in enumerate(listed[:_CONV_LISTED]) if p.requires_grad]
-            found = torch.autograd.grad((result * cotangent).sum(), [z] + [p for _, p in trained], allow_unused=True)
+            found = _grad(_sum(_mul(result, cotangent)), [z] + [p for _, p in trained], allow_unused=True)
             if found[0] is not None:
                 recorded += (("grad_z", _frozen(_to_array(found[0], "the gradient"))),)
             for (index, _), grad in zip(trained, found[1:]):

@@ -75,7 +75,7 @@ def op_import(params, arrays):
             importlib.import_module(name)
         if name == "utils" and params.get("remote"):
             _install_remote_utils(params["remote"])
-    return {}, {}
+    return "{}", ()
 
 
 def _import_utils_or_fallback(text):
@@ -183,13 +183,11 @@ def _call_recorded(params, arrays, _to_array=_to_array, _describe=_describe, _te
     return info, recorded
 
 
-def op_call(params, arrays, _call_recorded=_call_recorded, _thawed=_thawed, _quiesce=_quiesce):
-    """utils.<function>(*args), see _call_recorded; the reply's arrays are made once its frame, with every
-    object of the submission it held, is gone (a finalizer that runs then finds nothing to change), and
-    nothing of the submission can run any more (_quiesce)."""
+def op_call(params, arrays, _call_recorded=_call_recorded, _quiesce=_quiesce, _dumps=json.dumps):
+    """utils.<function>(*args), see _call_recorded: its frozen reply (see serve)."""
     info, recorded = _call_recorded(params, arrays)
     _quiesce()
-    return info, {name: _thawed(frozen) for name, frozen in recorded}
+    return _dumps(info), recorded
 
 
 
@@ -338,11 +336,11 @@ def _elbo_recorded(result, params, method="negative_elbo_bound", names=("nelbo",
     return recorded
 
 
-def _reply(recorded, info="{}", _thawed=_thawed, _quiesce=_quiesce, _loads=json.loads):
-    """The reply of an operation whose submission code has all returned: (info, arrays) thawed from what
-    it recorded frozen (`info` as JSON text, immutable too), once nothing of the submission runs any more."""
+def _reply(recorded, info="{}", _quiesce=_quiesce):
+    """The frozen reply (see serve) of an operation whose submission code has all returned: `info` as JSON
+    text and what it recorded; the submission's code is stopped here already (a pending timer)."""
     _quiesce()
-    return _loads(info), {name: _thawed(frozen) for name, frozen in recorded}
+    return info, recorded
 
 
 def _elbo_reply(result, params, method="negative_elbo_bound", names=("nelbo", "kl", "rec")):
@@ -696,7 +694,7 @@ def _module_tensors(model, vars=vars, id=id, type=type, str=str, items=dict.item
 
 
 def op_train(params, arrays, _training_audit=_training_audit, _module_tensors=_module_tensors, _to_array=_to_array,
-             _quiesce=_quiesce):
+             _quiesce=_quiesce, _frozen=_frozen, _dumps=json.dumps):
     """Train the student's VAE with the provided loop on the images sent (or those of the last
     request); return the tensors the grader asked for and how the run went, as our code saw it.
     params["problem"] "cvae": the student's CVAE with train_cvae's loop, on the images and labels;
@@ -756,7 +754,7 @@ def op_train(params, arrays, _training_audit=_training_audit, _module_tensors=_m
         audit["labels_sha256_before"] = labels_digest
         audit["labels_sha256"] = hashlib.sha256(np.ascontiguousarray(
             _NUMPY(_CPU(_DETACH(train_labels))).astype(np.uint8)).data).hexdigest()
-    return {"audit": audit}, out
+    return _dumps({"audit": audit}), tuple((name, _frozen(array)) for name, array in out.items())
 
 
 
@@ -813,7 +811,7 @@ def _thawed_audit(frozen, list=list, isinstance=isinstance):
 
 
 def op_train_ae(params, arrays, _training_audit=_training_audit, _frozen_audit=_frozen_audit,
-                _thawed_audit=_thawed_audit, _quiesce=_quiesce, _ae_probe=_ae_probe, _thawed=_thawed, _loads=json.loads):
+                _thawed_audit=_thawed_audit, _quiesce=_quiesce, _ae_probe=_ae_probe, _loads=json.loads, _dumps=json.dumps):
     """Train the student's LinearAutoencoder at each k with train_ae's loop on the images sent, then
     probe it at the grader's points; how each run went, as our code saw it. Each run's audit is kept
     frozen (the probes after it, and the later runs, are student code that can reach this frame) and
@@ -844,8 +842,7 @@ def op_train_ae(params, arrays, _training_audit=_training_audit, _frozen_audit=_
         recorded += probed
     _quiesce()
     infos = {k: _loads(info) for k, info in infos}
-    return {"runs": {k: {**infos[k], "audit": _thawed_audit(frozen)} for k, frozen in audits}}, \
-        {name: _thawed(frozen) for name, frozen in recorded}
+    return _dumps({"runs": {k: {**infos[k], "audit": _thawed_audit(frozen)} for k, frozen in audits}}), recorded
 
 
 # ---------------------------------------------------------------- the convolutional VAE's decoder (problem `conv`)
@@ -983,13 +980,21 @@ def _changed(before, after, sorted=sorted, len=len, any=any, zip=zip):
                   or any(a is not b for a, b in zip(before[label], after[label])))
 
 
+def _thawed_reply(frozen, _loads=json.loads, _thawed=_thawed):
+    """(info, arrays) of an operation's frozen reply: its info as JSON text and what it recorded."""
+    info, recorded = frozen
+    return _loads(info), {name: _thawed(array) for name, array in recorded}
+
+
 def serve(requests, replies):
     import builtins
     import gc
     import wire
     # Code of the submission that runs after a request returned could walk up to this frame and rewrite
     # `out`: _quiesce from the moment a request returns until it is answered (collections on again after).
-    gc_enable, quiesce = gc.enable, _quiesce
+    # An operation replies frozen (JSON text and bytes), thawed here only then: a finalizer that runs as
+    # the operation's frame lets go of the submission's objects can arm a timer before this _quiesce.
+    gc_enable, quiesce, thawed_reply = gc.enable, _quiesce, _thawed_reply
     _CHANNELS.update(requests=requests, replies=replies)
     read_message, write_message, ops = wire.read_message, wire.write_message, dict(OPS)
     fingerprint, changed, where, length = _fingerprint, _changed, _where, len
@@ -1007,8 +1012,9 @@ def serve(requests, replies):
         if void is None:
             try:
                 gc_enable()
-                info, out = ops[header["op"]](header.get("params", {}), arrays)
+                frozen = ops[header["op"]](header.get("params", {}), arrays)
                 quiesce()             # first, before anything here allocates
+                info, out = thawed_reply(frozen)
                 reply = {"status": "ok", "info": info}
             except BaseException as error:  # noqa: B036 - SystemExit and KeyboardInterrupt are student faults too
                 message = str(error) if not isinstance(error, SystemExit) else f"sys.exit({error.code!r}) was called"

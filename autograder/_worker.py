@@ -6,6 +6,7 @@ requests (see OPS) until the grader closes the channel. Everything it sends back
 plain data; the grader validates every value, so nothing here is trusted.
 """
 import hashlib
+import json
 import os
 import sys
 import traceback
@@ -24,16 +25,21 @@ _AS_TENSOR = torch.as_tensor
 _NO_SUBCLASS = torch._C.DisableTorchFunctionSubclass
 _PLAIN_DISPATCH = torch.Tensor.__torch_dispatch__
 _MRO, _VARS = type.__dict__["__mro__"].__get__, type.__dict__["__dict__"].__get__
+# The torch and numpy functions the operations record with: torch and numpy are the submission's to change
+# too (torch.autograd.grad replaced for the one call that measures a gradient), and no guard compares them.
+_GRAD, _BACKWARD, _SEED, _ONES_LIKE = torch.autograd.grad, torch.autograd.backward, torch.manual_seed, torch.ones_like
+_MUL, _SUM = torch.Tensor.__mul__, torch.Tensor.sum
+_ARRAY, _ZEROS, _FROMBUFFER = np.array, np.zeros, np.frombuffer
 
 
-def _to_array(value, what):
+def _to_array(value, what, _array=_ARRAY, _zeros=_ZEROS):
     if isinstance(value, _TENSOR):
         if any(_VARS(k).get("__torch_dispatch__", _PLAIN_DISPATCH) is not _PLAIN_DISPATCH for k in _MRO(type(value))):
             raise TypeError(f"{what} returned a tensor subclass ({type(value).__name__}) with its own "
                             "__torch_dispatch__, expected a torch.Tensor")
         with _NO_SUBCLASS():
             plain = _DETACH(value)
-            return np.array(_NUMPY(_CPU(plain))) if plain.device.type != "meta" else np.zeros(0)
+            return _array(_NUMPY(_CPU(plain))) if plain.device.type != "meta" else _zeros(0)
     article = "an" if type(value).__name__[:1].lower() in "aeiou" else "a"
     raise TypeError(f"{what} returned {article} {type(value).__name__}, expected a torch.Tensor")
 
@@ -69,7 +75,7 @@ def op_import(params, arrays):
             importlib.import_module(name)
         if name == "utils" and params.get("remote"):
             _install_remote_utils(params["remote"])
-    return {}, {}
+    return "{}", ()
 
 
 def _import_utils_or_fallback(text):
@@ -90,9 +96,9 @@ def _frozen(array):
     return array.tobytes(), array.dtype.str, array.shape
 
 
-def _thawed(frozen):
+def _thawed(frozen, _frombuffer=_FROMBUFFER):
     data, dtype, shape = frozen
-    return np.frombuffer(data, dtype=dtype).reshape(shape)
+    return _frombuffer(data, dtype=dtype).reshape(shape)
 
 
 # ---------------------------------------------------------------- after the submission's last call of a request
@@ -136,7 +142,7 @@ _quiesce = _quiesce_function()       # made as this module loads, before any sub
 
 
 def _call_recorded(params, arrays, _to_array=_to_array, _describe=_describe, _tensor=_TENSOR, _as_tensor=_AS_TENSOR,
-                   _plain=_plain, _frozen=_frozen):
+                   _plain=_plain, _frozen=_frozen, _seed=_SEED, _ones_like=_ONES_LIKE, _grad=_GRAD, _mul=_MUL, _sum=_SUM):
     """op_call's work -> (info, recorded): call utils.<function>(*args) `repeat` times (params["module"]:
     another student module's function, e.g. "logvar_utils"); optionally backpropagate a cotangent.
 
@@ -155,10 +161,10 @@ def _call_recorded(params, arrays, _to_array=_to_array, _describe=_describe, _te
         inputs[name].requires_grad_(True)
     recorded, info = (), {"outputs": []}
     if params.get("seed") is not None:
-        torch.manual_seed(params["seed"])
+        _seed(params["seed"])
     for i in range(params.get("repeat", 1)):
         if params.get("seeds"):
-            torch.manual_seed(params["seeds"][i])
+            _seed(params["seeds"][i])
         result = _plain(function(*[inputs[name] for name in params["args"]]))
         if i == params.get("repeat", 1) - 1:      # after the last call, before anything else can run student code
             for name, tensor in inputs.items():
@@ -166,8 +172,8 @@ def _call_recorded(params, arrays, _to_array=_to_array, _describe=_describe, _te
         info["outputs"].append(_describe(result))
         recorded += ((f"out{i}", _frozen(_to_array(result, params["function"]))),)
         if i == 0 and params.get("grad_wrt") and isinstance(result, _tensor) and result.requires_grad:
-            cotangent = _as_tensor(arrays["cotangent"]).to(device) if "cotangent" in arrays else torch.ones_like(result)
-            grads = torch.autograd.grad((result * cotangent).sum(), [inputs[n] for n in params["grad_wrt"]],
+            cotangent = _as_tensor(arrays["cotangent"]).to(device) if "cotangent" in arrays else _ones_like(result)
+            grads = _grad(_sum(_mul(result, cotangent)), [inputs[n] for n in params["grad_wrt"]],
                                         allow_unused=True)
             for name, grad in zip(params["grad_wrt"], grads):
                 if grad is not None:
@@ -177,13 +183,11 @@ def _call_recorded(params, arrays, _to_array=_to_array, _describe=_describe, _te
     return info, recorded
 
 
-def op_call(params, arrays, _call_recorded=_call_recorded, _thawed=_thawed, _quiesce=_quiesce):
-    """utils.<function>(*args), see _call_recorded; the reply's arrays are made once its frame, with every
-    object of the submission it held, is gone (a finalizer that runs then finds nothing to change), and
-    nothing of the submission can run any more (_quiesce)."""
+def op_call(params, arrays, _call_recorded=_call_recorded, _quiesce=_quiesce, _dumps=json.dumps):
+    """utils.<function>(*args), see _call_recorded: its frozen reply (see serve)."""
     info, recorded = _call_recorded(params, arrays)
     _quiesce()
-    return info, {name: _thawed(frozen) for name, frozen in recorded}
+    return _dumps(info), recorded
 
 
 
@@ -317,45 +321,58 @@ def op_elbo(params, arrays):
     return _elbo_reply(result, params)
 
 
-def _elbo_reply(result, params, method="negative_elbo_bound", names=("nelbo", "kl", "rec")):
+def _elbo_recorded(result, params, method="negative_elbo_bound", names=("nelbo", "kl", "rec"), _frozen=_frozen,
+                   _to_array=_to_array, _backward=_BACKWARD, _sum=_SUM):
     """The three scalars a bound returned (negative_elbo_bound's (nelbo, kl, rec), or another method's
-    `names`), as arrays; with `grads`, backward passes of each in turn, the last name first."""
+    `names`), recorded frozen (see _call_recorded: the backward passes are student code); with `grads`,
+    backward passes of each in turn, the last name first."""
     import torch
     if not isinstance(result, (tuple, list)) or len(result) != 3:
         shown = f"a {type(result).__name__} of length {len(result)}" if isinstance(result, (tuple, list)) \
             else f"a {type(result).__name__}"
         raise TypeError(f"{method} returned {shown}, expected a tuple ({', '.join(names)})")
-    out = {name: _to_array(value, f"{method}'s {name}") for name, value in zip(names, result)}
+    terms = tuple(zip(names, result))
+    recorded = tuple((name, _frozen(_to_array(value, f"{method}'s {name}"))) for name, value in terms)
     if params.get("grads"):
-        terms = dict(zip(names, result))
-        for name in reversed(names):
+        for name, term in reversed(terms):
             grader_call("phase", {"name": name})
-            if terms[name].requires_grad:
-                torch.autograd.backward(terms[name].sum(), retain_graph=True)
+            if term.requires_grad:
+                _backward(_sum(term), retain_graph=True)
         grader_call("phase", {"name": "done"})
-    return {}, out
+    return recorded
+
+
+def _reply(recorded, info="{}", _quiesce=_quiesce):
+    """The frozen reply (see serve) of an operation whose submission code has all returned: `info` as JSON
+    text and what it recorded; the submission's code is stopped here already (a pending timer)."""
+    _quiesce()
+    return info, recorded
+
+
+def _elbo_reply(result, params, method="negative_elbo_bound", names=("nelbo", "kl", "rec")):
+    return _reply(_elbo_recorded(result, params, method, names))
 
 
 # ---------------------------------------------------------------- the MMD-VAE (problem `mmd`)
 
-def op_mmd(params, arrays):
+def op_mmd(params, arrays, _frozen=_frozen, _to_array=_to_array, _reply=_reply, _grad=_GRAD, _sum=_SUM):
     """mmd_vae.mmd(x, y) (biased=params["biased"], or the default without it) on each pair sent (x0, y0,
     x1, y1, ...); with `grads`, the gradients of the first pair's value with respect to x and y."""
     import mmd_vae
-    out = {}
+    recorded = ()
     for i in range(params["pairs"]):
         x, y = _AS_TENSOR(arrays[f"x{i}"]), _AS_TENSOR(arrays[f"y{i}"])
         if params.get("grads") and i == 0:
             x.requires_grad_(True)
             y.requires_grad_(True)
         value = mmd_vae.mmd(x, y) if params.get("biased") is None else mmd_vae.mmd(x, y, biased=bool(params["biased"]))
-        out[f"out{i}"] = _to_array(value, "mmd")
+        recorded += ((f"out{i}", _frozen(_to_array(value, "mmd"))),)
         if params.get("grads") and i == 0 and isinstance(value, _TENSOR) and value.requires_grad:
-            grads = torch.autograd.grad(value.sum(), [x, y], allow_unused=True)
+            grads = _grad(_sum(value), [x, y], allow_unused=True)
             for name, grad in zip(("x", "y"), grads):
                 if grad is not None:
-                    out[f"grad_{name}"] = _to_array(grad, "the gradient")
-    return {}, out
+                    recorded += ((f"grad_{name}", _frozen(_to_array(grad, "the gradient"))),)
+    return _reply(recorded)
 
 
 def _remote_mmd(x, y, biased=True):
@@ -400,7 +417,7 @@ def _remote_log_normal_pdf(sample, mean, logvar):
     return _remote("log_normal_pdf", *tensors, arity=3)
 
 
-def op_conv_elbo(params, arrays):
+def op_conv_elbo(params, arrays, _elbo_recorded=_elbo_recorded, _reply=_reply):
     """ConvVAE.negative_elbo_bound(x) of the student's convolutional VAE with the grader's encoder, decoder
     and log_normal_pdf (conv_vae.log_normal_pdf replaced after import: a wrong log_normal_pdf costs points
     in its own checks only). params["calls"] > 1: that many calls on x, each in its own phase "call<i>",
@@ -419,12 +436,11 @@ def op_conv_elbo(params, arrays):
     calls = int(params.get("calls", 1))
     if calls == 1:
         return _elbo_reply(model.negative_elbo_bound(x), params)
-    out = {}
+    recorded = ()
     for i in range(calls):
         grader_call("phase", {"name": f"call{i}"})
-        _, values = _elbo_reply(model.negative_elbo_bound(x), {})
-        out.update({f"{name}{i}": value for name, value in values.items()})
-    return {}, out
+        recorded += tuple((f"{name}{i}", frozen) for name, frozen in _elbo_recorded(model.negative_elbo_bound(x), {}))
+    return _reply(recorded)
 
 
 # ---------------------------------------------------------------- training
@@ -684,7 +700,7 @@ def _module_tensors(model, vars=vars, id=id, type=type, str=str, items=dict.item
 
 
 def op_train(params, arrays, _training_audit=_training_audit, _module_tensors=_module_tensors, _to_array=_to_array,
-             _quiesce=_quiesce):
+             _quiesce=_quiesce, _frozen=_frozen, _dumps=json.dumps):
     """Train the student's VAE with the provided loop on the images sent (or those of the last
     request); return the tensors the grader asked for and how the run went, as our code saw it.
     params["problem"] "cvae": the student's CVAE with train_cvae's loop, on the images and labels;
@@ -744,48 +760,51 @@ def op_train(params, arrays, _training_audit=_training_audit, _module_tensors=_m
         audit["labels_sha256_before"] = labels_digest
         audit["labels_sha256"] = hashlib.sha256(np.ascontiguousarray(
             _NUMPY(_CPU(_DETACH(train_labels))).astype(np.uint8)).data).hexdigest()
-    return {"audit": audit}, out
+    return _dumps({"audit": audit}), tuple((name, _frozen(array)) for name, array in out.items())
 
 
 
 
 # ---------------------------------------------------------------- the linear autoencoder (problem `ae`)
 
-def _ae_probe(model, arrays, suffix=""):
-    """encode and decode of the model at the grader's points, and its parameters, as arrays (no grad)."""
+def _ae_probe(model, arrays, suffix="", _frozen=_frozen, _to_array=_to_array, _dumps=json.dumps):
+    """encode and decode of the model at the grader's points, and its parameters (no grad) -> (info as JSON
+    text, recorded frozen): named_parameters, and what runs later, may be the submission's code."""
     import torch
     with torch.no_grad():
         encoded = model.encode(_AS_TENSOR(arrays["enc_in"]))
         decoded = model.decode(_AS_TENSOR(arrays["dec_in"]))
-    out = {f"enc{suffix}": _to_array(encoded, "encode"), f"dec{suffix}": _to_array(decoded, "decode")}
-    parameters = [(name, p) for name, p in model.named_parameters()]
+    recorded = ((f"enc{suffix}", _frozen(_to_array(encoded, "encode"))),
+                (f"dec{suffix}", _frozen(_to_array(decoded, "decode"))))
+    parameters = tuple((name, p) for name, p in model.named_parameters())
     for index, (_, parameter) in enumerate(parameters[:16]):
-        out[f"p{index}{suffix}"] = _to_array(parameter, "a parameter")
+        recorded += ((f"p{index}{suffix}", _frozen(_to_array(parameter, "a parameter"))),)
     info = {"parameters": [[str(name)[:200], bool(p.requires_grad)] for name, p in parameters[:16]],
             "parameter_count": len(parameters)}
-    return info, out
+    return _dumps(info), recorded
 
 
-def op_ae_probe(params, arrays):
+def op_ae_probe(params, arrays, _ae_probe=_ae_probe, _frozen=_frozen, _to_array=_to_array, _reply=_reply, _seed=_SEED,
+                _grad=_GRAD, _mul=_MUL, _sum=_SUM):
     """A fresh LinearAutoencoder(k) (seeded) at the grader's points: encode, decode, its parameters;
     with "grad", the gradients of sum(forward(x) * cotangent) with respect to each parameter."""
     import torch
     import ae
-    torch.manual_seed(params["seed"])
+    _seed(params["seed"])
     model = ae.LinearAutoencoder(params["k"])
-    info, out = _ae_probe(model, arrays)
+    info, recorded = _ae_probe(model, arrays)
     if "x" in arrays:
         parameters = [p for _, p in model.named_parameters()][:16]
         result = model(_AS_TENSOR(arrays["x"]))
-        out["forward"] = _to_array(result, "forward")
+        recorded += (("forward", _frozen(_to_array(result, "forward"))),)
         trained = [p for p in parameters if p.requires_grad]
         if isinstance(result, _TENSOR) and result.requires_grad and trained:
-            grads = torch.autograd.grad((result * _AS_TENSOR(arrays["cotangent"])).sum(), trained, allow_unused=True)
+            grads = _grad(_sum(_mul(result, _AS_TENSOR(arrays["cotangent"]))), trained, allow_unused=True)
             index = {id(p): i for i, p in enumerate(parameters)}
             for parameter, grad in zip(trained, grads):
                 if grad is not None:
-                    out[f"grad{index[id(parameter)]}"] = _to_array(grad, "a gradient")
-    return info, out
+                    recorded += ((f"grad{index[id(parameter)]}", _frozen(_to_array(grad, "a gradient"))),)
+    return _reply(recorded, info)
 
 
 def _frozen_audit(audit, tuple=tuple, list=list, isinstance=isinstance):
@@ -798,7 +817,7 @@ def _thawed_audit(frozen, list=list, isinstance=isinstance):
 
 
 def op_train_ae(params, arrays, _training_audit=_training_audit, _frozen_audit=_frozen_audit,
-                _thawed_audit=_thawed_audit, _quiesce=_quiesce):
+                _thawed_audit=_thawed_audit, _quiesce=_quiesce, _ae_probe=_ae_probe, _loads=json.loads, _dumps=json.dumps):
     """Train the student's LinearAutoencoder at each k with train_ae's loop on the images sent, then
     probe it at the grader's points; how each run went, as our code saw it. Each run's audit is kept
     frozen (the probes after it, and the later runs, are student code that can reach this frame) and
@@ -814,7 +833,7 @@ def op_train_ae(params, arrays, _training_audit=_training_audit, _frozen_audit=_
     runtime.configure_threads()
     device = runtime.pick_device(params.get("device", "cpu"))
     train_u8 = torch.from_numpy(images).to(device)
-    audits, infos, out = (), {}, {}
+    audits, infos, recorded = (), (), ()
     for k in params["ks"]:
         torch.manual_seed(params["seed"])
         model = ae.LinearAutoencoder(k).to(device)
@@ -825,10 +844,11 @@ def op_train_ae(params, arrays, _training_audit=_training_audit, _frozen_audit=_
         audits += ((str(k), _frozen_audit(_training_audit(train_u8, images, digest))),)
         model = model.cpu()
         info, probed = _ae_probe(model, {"enc_in": arrays["enc_in"], "dec_in": arrays[f"dec_in{k}"]}, f"_{k}")
-        infos[str(k)] = info
-        out.update(probed)
+        infos += ((str(k), info),)
+        recorded += probed
     _quiesce()
-    return {"runs": {k: {**infos[k], "audit": _thawed_audit(frozen)} for k, frozen in audits}}, out
+    infos = {k: _loads(info) for k, info in infos}
+    return _dumps({"runs": {k: {**infos[k], "audit": _thawed_audit(frozen)} for k, frozen in audits}}), recorded
 
 
 # ---------------------------------------------------------------- the convolutional VAE's decoder (problem `conv`)
@@ -838,7 +858,8 @@ _NAMED_PARAMETERS, _MODULE_CALL = torch.nn.Module.named_parameters, torch.nn.Mod
 _CONV_LISTED = 64               # parameters reported (names and shapes) at most
 
 
-def op_conv_decoder(params, arrays):
+def op_conv_decoder(params, arrays, _frozen=_frozen, _to_array=_to_array, _reply=_reply, _dumps=json.dumps, _seed=_SEED,
+                    _grad=_GRAD, _mul=_MUL, _sum=_SUM):
     """A fresh conv_vae.ConvDecoder(z_dim) (seeded): its named parameters (name, shape, requires_grad);
     with params["load"] (names), the arrays w0, w1, ... copied into the parameters of those names where
     a parameter of that name and shape exists (the others reported); with arrays z0, z1, ..., the
@@ -846,9 +867,9 @@ def op_conv_decoder(params, arrays):
     sum(output * cotangent) with respect to z0 (grad_z) and to each listed parameter (grad0, ...)."""
     import torch
     import conv_vae
-    torch.manual_seed(params["seed"])
+    _seed(params["seed"])
     model = conv_vae.ConvDecoder(params["z_dim"])
-    listed = list(_NAMED_PARAMETERS(model))
+    listed = tuple(_NAMED_PARAMETERS(model))
     info = {"parameters": [[str(name)[:200], [int(n) for n in p.shape][:8], bool(p.requires_grad)]
                            for name, p in listed[:_CONV_LISTED]],
             "parameter_count": len(listed), "loaded": [], "not_loaded": []}
@@ -861,26 +882,26 @@ def op_conv_decoder(params, arrays):
                 info["loaded"].append(name)
             else:
                 info["not_loaded"].append(name)
-    out = {}
+    info, recorded = _dumps(info), ()      # the decoder's forward and backward passes are student code
     for i in range(params.get("batches", 0)):
         z = _AS_TENSOR(arrays[f"z{i}"])
         grads = i == 0 and params.get("grads")
         if grads:
             z.requires_grad_(True)
         result = _MODULE_CALL(model, z)
-        out[f"out{i}"] = _to_array(result, "ConvDecoder.forward")
+        recorded += ((f"out{i}", _frozen(_to_array(result, "ConvDecoder.forward"))),)
         if grads and isinstance(result, _TENSOR) and result.requires_grad:
             cotangent = _AS_TENSOR(arrays["cotangent"])
             if cotangent.numel() == result.numel():
                 cotangent = cotangent.reshape(result.shape)
             trained = [(k, p) for k, (_, p) in enumerate(listed[:_CONV_LISTED]) if p.requires_grad]
-            found = torch.autograd.grad((result * cotangent).sum(), [z] + [p for _, p in trained], allow_unused=True)
+            found = _grad(_sum(_mul(result, cotangent)), [z] + [p for _, p in trained], allow_unused=True)
             if found[0] is not None:
-                out["grad_z"] = _to_array(found[0], "the gradient")
+                recorded += (("grad_z", _frozen(_to_array(found[0], "the gradient"))),)
             for (index, _), grad in zip(trained, found[1:]):
                 if grad is not None:
-                    out[f"grad{index}"] = _to_array(grad, "a gradient")
-    return info, out
+                    recorded += ((f"grad{index}", _frozen(_to_array(grad, "a gradient"))),)
+    return _reply(recorded, info)
 
 
 OPS = {"import": op_import, "call": op_call, "elbo": op_elbo, "train": op_train, "mmd": op_mmd, "mmd_loss": op_mmd_loss,
@@ -965,13 +986,21 @@ def _changed(before, after, sorted=sorted, len=len, any=any, zip=zip):
                   or any(a is not b for a, b in zip(before[label], after[label])))
 
 
+def _thawed_reply(frozen, _loads=json.loads, _thawed=_thawed):
+    """(info, arrays) of an operation's frozen reply: its info as JSON text and what it recorded."""
+    info, recorded = frozen
+    return _loads(info), {name: _thawed(array) for name, array in recorded}
+
+
 def serve(requests, replies):
     import builtins
     import gc
     import wire
     # Code of the submission that runs after a request returned could walk up to this frame and rewrite
     # `out`: _quiesce from the moment a request returns until it is answered (collections on again after).
-    gc_enable, quiesce = gc.enable, _quiesce
+    # An operation replies frozen (JSON text and bytes), thawed here only then: a finalizer that runs as
+    # the operation's frame lets go of the submission's objects can arm a timer before this _quiesce.
+    gc_enable, quiesce, thawed_reply = gc.enable, _quiesce, _thawed_reply
     _CHANNELS.update(requests=requests, replies=replies)
     read_message, write_message, ops = wire.read_message, wire.write_message, dict(OPS)
     fingerprint, changed, where, length = _fingerprint, _changed, _where, len
@@ -989,8 +1018,9 @@ def serve(requests, replies):
         if void is None:
             try:
                 gc_enable()
-                info, out = ops[header["op"]](header.get("params", {}), arrays)
+                frozen = ops[header["op"]](header.get("params", {}), arrays)
                 quiesce()             # first, before anything here allocates
+                info, out = thawed_reply(frozen)
                 reply = {"status": "ok", "info": info}
             except BaseException as error:  # noqa: B036 - SystemExit and KeyboardInterrupt are student faults too
                 message = str(error) if not isinstance(error, SystemExit) else f"sys.exit({error.code!r}) was called"

@@ -1194,6 +1194,10 @@ CONV_CORRECT = {
                                     - log_normal_pdf(z, torch.zeros_like(mean), torch.zeros_like(logvar)))
                     nelbo = rec + kl
                     """}, {}),
+    "noise_from_sample_z": (
+        "the noise drawn with the provided self.sample_z(batch) (N(0, I) draws of shape (batch, z), as eps must be): "
+        "z = mean + exp(logvar / 2) * self.sample_z(len(x)); sample_z reads self.enc.fc.weight.device",
+        {CONV_ELBO: _conv_bound(z="z = mean + torch.exp(0.5 * logvar) * self.sample_z(x.shape[0])")}, {}),
     "detached_terms": (
         "kl and rec returned detached, for logging (the docstring asks for scalar tensors); nelbo keeps the whole "
         "gradient of the estimator",

@@ -400,6 +400,14 @@ def _remote_log_normal_pdf(sample, mean, logvar):
     return _remote("log_normal_pdf", *tensors, arity=3)
 
 
+def _with_layers_of(stand_in, network, z_dim):
+    """The stand-in holding the layers of the provided `network` (never run): the provided ConvVAE.sample_z
+    reads self.enc.fc.weight.device, and a bound may draw its noise with sample_z."""
+    for name, layer in network(z_dim).named_children():
+        stand_in.add_module(name, layer)
+    return stand_in
+
+
 def op_conv_elbo(params, arrays):
     """ConvVAE.negative_elbo_bound(x) of the student's convolutional VAE with the grader's encoder, decoder
     and log_normal_pdf (conv_vae.log_normal_pdf replaced after import: a wrong log_normal_pdf costs points
@@ -414,7 +422,7 @@ def op_conv_elbo(params, arrays):
         model = conv_vae.ConvVAE(z_dim=params["z_dim"])
     finally:
         conv_vae.ConvEncoder, conv_vae.ConvDecoder = encoder, decoder
-    model.enc, model.dec = _remote_module("enc"), _remote_module("dec")
+    model.enc, model.dec = _with_layers_of(_remote_module("enc"), encoder, params["z_dim"]), _remote_module("dec")
     x = _AS_TENSOR(arrays["x"])
     calls = int(params.get("calls", 1))
     if calls == 1:

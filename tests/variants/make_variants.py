@@ -290,6 +290,9 @@ BETA_CORRECT = {
                       rec = -D.Bernoulli(logits=self.dec(q.rsample())).log_prob(x).sum(-1).mean()
                       loss = rec + beta * kl
                       """, {}),
+    "decoder_net": ("the logits from the provided decoder's network itself, self.dec.net(z) (Decoder.forward "
+                    "returns self.net(z): the same logits)",
+                    _weighted(rec="rec = -ut.log_bernoulli_with_logits(x, self.dec.net(z))"), {}),
     "torch_add_alpha": ("the weighted sum as torch.add(rec, kl, alpha=beta); rec via "
                         "F.binary_cross_entropy_with_logits(reduction='none').sum(-1)",
                         """

@@ -293,6 +293,10 @@ BETA_CORRECT = {
     "decoder_net": ("the logits from the provided decoder's network itself, self.dec.net(z) (Decoder.forward "
                     "returns self.net(z): the same logits)",
                     _weighted(rec="rec = -ut.log_bernoulli_with_logits(x, self.dec.net(z))"), {}),
+    "encoder_net": ("the encoder's output from the provided encoder's network and ut.gaussian_parameters, as "
+                    "Encoder.forward computes it: m, v = ut.gaussian_parameters(self.enc.net(x), dim=-1)",
+                    _weighted().replace("m, v = self.enc(x)", "m, v = ut.gaussian_parameters(self.enc.net(x), dim=-1)"),
+                    {}),
     "torch_add_alpha": ("the weighted sum as torch.add(rec, kl, alpha=beta); rec via "
                         "F.binary_cross_entropy_with_logits(reduction='none').sum(-1)",
                         """

@@ -282,11 +282,20 @@ def _remote_module(name, inputs=None):
     # Named after the handout's networks: a student's AttributeError then reads as it does in training.
     stand_in.__name__ = stand_in.__qualname__ = _STAND_IN_CLASSES[name]
     module = stand_in()
-    if name == "dec" and inputs is None:
-        # nns.Decoder.forward returns self.net(z): a bound may call self.dec.net(z) for the same logits
-        # (a bound method, not a submodule: no cycle among the modules)
-        module.net = module.forward
+    if inputs is None:       # nns's networks: a bound may call their self.net (a function here, not a submodule)
+        module.net = module.forward if name == "dec" else _encoder_net(module)
     return module
+
+
+def _encoder_net(encoder):
+    """nns.Encoder.net for the encoder stand-in: the h whose ut.gaussian_parameters(h) is the answered (m, v)
+    (nns.Encoder.forward returns that of self.net(x)); v = softplus(h_v) + 1e-8 inverted."""
+    import torch
+
+    def net(x):
+        m, v = encoder(x)
+        return torch.cat([m, torch.log(torch.expm1(v - 1e-8))], dim=-1)
+    return net
 
 
 def op_elbo(params, arrays):

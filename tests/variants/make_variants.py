@@ -51,6 +51,10 @@ def _bound(enc="m, v = self.enc(x, y)", kl="kl = ut.kl_normal(m, v, self.z_prior
 # Correct CVAEs in different styles (graded on cvae alone): full marks, training included.
 # ---------------------------------------------------------------------------------------
 CORRECT = {
+    "networks_net": ("the provided networks' own self.net called on the concatenated inputs, as their forward does: "
+                     "m, v = ut.gaussian_parameters(self.enc.net(torch.cat([x, y], -1))), self.dec.net(torch.cat([z, y], -1))",
+                     _bound(enc="m, v = ut.gaussian_parameters(self.enc.net(torch.cat([x, y], dim=-1)), dim=-1)",
+                            rec="rec = -ut.log_bernoulli_with_logits(x, self.dec.net(torch.cat([z, y], dim=-1)))"), {}),
     "distributions": ("torch.distributions throughout: Normal(m, v.sqrt()).rsample(), kl_divergence, Bernoulli",
                       """
                       D = torch.distributions

@@ -282,18 +282,25 @@ def _remote_module(name, inputs=None):
     # Named after the handout's networks: a student's AttributeError then reads as it does in training.
     stand_in.__name__ = stand_in.__qualname__ = _STAND_IN_CLASSES[name]
     module = stand_in()
-    if inputs is None:       # nns's networks: a bound may call their self.net (a function here, not a submodule)
-        module.net = module.forward if name == "dec" else _encoder_net(module)
+    module.net = _network(module, name, inputs)
     return module
 
 
-def _encoder_net(encoder):
-    """nns.Encoder.net for the encoder stand-in: the h whose ut.gaussian_parameters(h) is the answered (m, v)
-    (nns.Encoder.forward returns that of self.net(x)); v = softplus(h_v) + 1e-8 inverted."""
+LABEL_COLUMNS = 10           # cvae_nns.CLASSES: the one-hot label's columns, last in the conditional networks' input
+
+
+def _network(module, name, inputs):
+    """The provided networks' self.net for a stand-in (a function, not a submodule): nns's and cvae_nns's forward
+    is self.net of the input (the label concatenated last), the encoder's split by ut.gaussian_parameters, and
+    a bound may call self.enc.net or self.dec.net itself. The encoder's answers h with gaussian_parameters(h)
+    the answered (m, v): v = softplus(h_v) + 1e-8 inverted."""
     import torch
 
-    def net(x):
-        m, v = encoder(x)
+    def net(h):
+        args = (h,) if inputs is None else (h[..., :-LABEL_COLUMNS], h[..., -LABEL_COLUMNS:])
+        if name == "dec":
+            return module(*args)
+        m, v = module(*args)
         return torch.cat([m, torch.log(torch.expm1(v - 1e-8))], dim=-1)
     return net
 

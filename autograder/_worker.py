@@ -285,7 +285,28 @@ def _remote_module(name, inputs=None):
     stand_in = RemoteModule if inputs is None else ConditionalModule
     # Named after the handout's networks: a student's AttributeError then reads as it does in training.
     stand_in.__name__ = stand_in.__qualname__ = _STAND_IN_CLASSES[name]
-    return stand_in()
+    module = stand_in()
+    module.net = _network(module, name, inputs)
+    return module
+
+
+LABEL_COLUMNS = 10           # cvae_nns.CLASSES: the one-hot label's columns, last in the conditional networks' input
+
+
+def _network(module, name, inputs):
+    """The provided networks' self.net for a stand-in (a function, not a submodule): nns's and cvae_nns's forward
+    is self.net of the input (the label concatenated last), the encoder's split by ut.gaussian_parameters, and
+    a bound may call self.enc.net or self.dec.net itself. The encoder's answers h with gaussian_parameters(h)
+    the answered (m, v): v = softplus(h_v) + 1e-8 inverted."""
+    import torch
+
+    def net(h):
+        args = (h,) if inputs is None else (h[..., :-LABEL_COLUMNS], h[..., -LABEL_COLUMNS:])
+        if name == "dec":
+            return module(*args)
+        m, v = module(*args)
+        return torch.cat([m, torch.log(torch.expm1(v - 1e-8))], dim=-1)
+    return net
 
 
 def op_elbo(params, arrays):
@@ -417,6 +438,19 @@ def _remote_log_normal_pdf(sample, mean, logvar):
     return _remote("log_normal_pdf", *tensors, arity=3)
 
 
+def _with_layers_of(stand_in, network, z_dim):
+    """The stand-in holding the layers of the provided `network` (never run): the provided ConvVAE.sample_z
+    reads self.enc.fc.weight.device, and a bound may draw its noise with sample_z. A network that cannot be
+    built (its own checks' or training's fault) leaves the stand-in without them."""
+    try:
+        layers = list(network(z_dim).named_children())
+    except Exception:
+        return stand_in
+    for name, layer in layers:
+        stand_in.add_module(name, layer)
+    return stand_in
+
+
 def op_conv_elbo(params, arrays, _elbo_recorded=_elbo_recorded, _reply=_reply):
     """ConvVAE.negative_elbo_bound(x) of the student's convolutional VAE with the grader's encoder, decoder
     and log_normal_pdf (conv_vae.log_normal_pdf replaced after import: a wrong log_normal_pdf costs points
@@ -431,7 +465,7 @@ def op_conv_elbo(params, arrays, _elbo_recorded=_elbo_recorded, _reply=_reply):
         model = conv_vae.ConvVAE(z_dim=params["z_dim"])
     finally:
         conv_vae.ConvEncoder, conv_vae.ConvDecoder = encoder, decoder
-    model.enc, model.dec = _remote_module("enc"), _remote_module("dec")
+    model.enc, model.dec = _with_layers_of(_remote_module("enc"), encoder, params["z_dim"]), _remote_module("dec")
     x = _AS_TENSOR(arrays["x"])
     calls = int(params.get("calls", 1))
     if calls == 1:

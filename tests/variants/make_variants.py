@@ -51,6 +51,10 @@ def _bound(enc="m, v = self.enc(x, y)", kl="kl = ut.kl_normal(m, v, self.z_prior
 # Correct CVAEs in different styles (graded on cvae alone): full marks, training included.
 # ---------------------------------------------------------------------------------------
 CORRECT = {
+    "networks_net": ("the provided networks' own self.net called on the concatenated inputs, as their forward does: "
+                     "m, v = ut.gaussian_parameters(self.enc.net(torch.cat([x, y], -1))), self.dec.net(torch.cat([z, y], -1))",
+                     _bound(enc="m, v = ut.gaussian_parameters(self.enc.net(torch.cat([x, y], dim=-1)), dim=-1)",
+                            rec="rec = -ut.log_bernoulli_with_logits(x, self.dec.net(torch.cat([z, y], dim=-1)))"), {}),
     "distributions": ("torch.distributions throughout: Normal(m, v.sqrt()).rsample(), kl_divergence, Bernoulli",
                       """
                       D = torch.distributions
@@ -290,6 +294,13 @@ BETA_CORRECT = {
                       rec = -D.Bernoulli(logits=self.dec(q.rsample())).log_prob(x).sum(-1).mean()
                       loss = rec + beta * kl
                       """, {}),
+    "decoder_net": ("the logits from the provided decoder's network itself, self.dec.net(z) (Decoder.forward "
+                    "returns self.net(z): the same logits)",
+                    _weighted(rec="rec = -ut.log_bernoulli_with_logits(x, self.dec.net(z))"), {}),
+    "encoder_net": ("the encoder's output from the provided encoder's network and ut.gaussian_parameters, as "
+                    "Encoder.forward computes it: m, v = ut.gaussian_parameters(self.enc.net(x), dim=-1)",
+                    _weighted().replace("m, v = self.enc(x)", "m, v = ut.gaussian_parameters(self.enc.net(x), dim=-1)"),
+                    {}),
     "torch_add_alpha": ("the weighted sum as torch.add(rec, kl, alpha=beta); rec via "
                         "F.binary_cross_entropy_with_logits(reduction='none').sum(-1)",
                         """
@@ -1194,6 +1205,10 @@ CONV_CORRECT = {
                                     - log_normal_pdf(z, torch.zeros_like(mean), torch.zeros_like(logvar)))
                     nelbo = rec + kl
                     """}, {}),
+    "noise_from_sample_z": (
+        "the noise drawn with the provided self.sample_z(batch) (N(0, I) draws of shape (batch, z), as eps must be): "
+        "z = mean + exp(logvar / 2) * self.sample_z(len(x)); sample_z reads self.enc.fc.weight.device",
+        {CONV_ELBO: _conv_bound(z="z = mean + torch.exp(0.5 * logvar) * self.sample_z(x.shape[0])")}, {}),
     "detached_terms": (
         "kl and rec returned detached, for logging (the docstring asks for scalar tensors); nelbo keeps the whole "
         "gradient of the estimator",

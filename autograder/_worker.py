@@ -153,7 +153,6 @@ def _call_recorded(params, arrays, _to_array=_to_array, _describe=_describe, _te
     again (a custom backward can reach this frame) is kept as immutable bytes in a tuple, whose
     name here no code outside this frame can rebind, until the reply is made."""
     import importlib
-    import torch
     function = getattr(importlib.import_module(params.get("module", "utils")), params["function"])
     device = params.get("device", "cpu")
     inputs = {name: _as_tensor(arrays[name]).to(device) for name in params["args"]}
@@ -316,7 +315,6 @@ def op_elbo(params, arrays):
     and decoder stand-ins take (x, y) and (z, y); params["model"] "beta": the BetaVAE's
     negative_elbo_bound(x, beta=params["beta"]) (without "beta": negative_elbo_bound(x)), whose first
     value is the loss rec + beta * kl."""
-    import torch
     if params.get("model") == "cvae":
         import cvae
         model = cvae.CVAE(z_dim=params["z_dim"])
@@ -347,7 +345,6 @@ def _elbo_recorded(result, params, method="negative_elbo_bound", names=("nelbo",
     """The three scalars a bound returned (negative_elbo_bound's (nelbo, kl, rec), or another method's
     `names`), recorded frozen (see _call_recorded: the backward passes are student code); with `grads`,
     backward passes of each in turn, the last name first."""
-    import torch
     if not isinstance(result, (tuple, list)) or len(result) != 3:
         shown = f"a {type(result).__name__} of length {len(result)}" if isinstance(result, (tuple, list)) \
             else f"a {type(result).__name__}"
@@ -822,7 +819,6 @@ def op_ae_probe(params, arrays, _ae_probe=_ae_probe, _frozen=_frozen, _to_array=
                 _grad=_GRAD, _mul=_MUL, _sum=_SUM):
     """A fresh LinearAutoencoder(k) (seeded) at the grader's points: encode, decode, its parameters;
     with "grad", the gradients of sum(forward(x) * cotangent) with respect to each parameter."""
-    import torch
     import ae
     _seed(params["seed"])
     model = ae.LinearAutoencoder(params["k"])

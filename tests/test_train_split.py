@@ -378,7 +378,7 @@ params = {"iterations": 30, "seed": 0, "z_dim": 10, "device": "cpu", "parameters
 seen = {}
 for switch in ("1", "0"):
     os.environ["VAE_FAST"] = switch
-    info, out = _worker.op_train(params, {"images": images})
+    info, out = _worker._thawed_reply(_worker.op_train(params, {"images": images}))   # as serve thaws it
     seen[switch] = dict(info["audit"], optimizer=type(_worker._RUN["optimizers"][0]).__name__,
                         bias=out["w_dec.net.4.bias"].tolist())
 fast._eager_step = lambda *args: None

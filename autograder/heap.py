@@ -25,11 +25,13 @@ def return_large_blocks():
         return False
 
 
-def give_back_free_pages():
-    """Collect garbage, then return the heap's free pages to the system (glibc malloc_trim): memory the
-    checks freed below the mmap threshold stays in the heap, counted against the container, until trimmed.
-    -> whether any pages went back (False where libc is not glibc)."""
-    gc.collect()
+def give_back_free_pages(collect=False):
+    """Return the heap's free pages to the system (glibc malloc_trim): memory the checks freed below the mmap
+    threshold stays in the heap, counted against the container, until trimmed. collect: a full garbage
+    collection first (0.1 s in a fresh grader, more in a process that graded many submissions: not at every
+    family). -> whether any pages went back (False where libc is not glibc)."""
+    if collect:
+        gc.collect()
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         return bool(libc.malloc_trim(0))

@@ -26,16 +26,17 @@ from ..sandbox import Reply, Sandbox, Status
 from ..text import clean
 
 
-def release_memory(problem_done=False):
+def release_memory(problem_done=False, collect=True):
     """Let go of what the grader holds for no check to come: the hidden set an earlier gate scored with
     (31 MB), and once a problem's checks are done the autoencoder's PCA and validation images (43 MB) and
-    the source lines tracebacks cached; then the heap the checks freed (glibc keeps it otherwise). Run
-    between families, so that the next sandbox (a training child above all) runs beside a lean grader."""
+    the source lines tracebacks cached; then the heap the checks freed (glibc keeps it otherwise), after a
+    garbage collection where `collect`. Run between families, so that the next sandbox (a training child
+    above all) runs beside a lean grader."""
     evaluation.forget_hidden_set()
     if problem_done:
         ae_evaluation.forget()
         linecache.clearcache()
-    heap.give_back_free_pages()
+    heap.give_back_free_pages(collect)
 
 
 class SubmissionFault(AssertionError):
@@ -103,7 +104,7 @@ class Submission:
             self.close()
             self._cache = {key: reply for key, reply in self._cache.items() if key[0] == family}
             problem = self.problem_set.problem_of(family)
-            release_memory(problem_done=self._problem not in (None, problem))
+            release_memory(problem_done=self._problem not in (None, problem), collect=_is_training(family))
             self._problem = problem
             self._sandboxes[family] = self._start(family)
             if self._stopping:          # stopped (another thread) while this one started

@@ -16,11 +16,14 @@ M_MMAP_THRESHOLD = -3
 THRESHOLD_BYTES = 2 * 2**20
 
 
+def _libc():
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
 def return_large_blocks():
     """Fix glibc's mmap threshold at THRESHOLD_BYTES -> whether it was set (False where libc is not glibc)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD_BYTES))
+        return bool(_libc().mallopt(M_MMAP_THRESHOLD, THRESHOLD_BYTES))
     except (OSError, AttributeError):
         return False
 
@@ -33,7 +36,6 @@ def give_back_free_pages(collect=False):
     if collect:
         gc.collect()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.malloc_trim(0))
+        return bool(_libc().malloc_trim(0))
     except (OSError, AttributeError):
         return False

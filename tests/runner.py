@@ -26,7 +26,7 @@ checks) in results.json; for `watch_seconds` no change to results.json after gra
 every detached process the submission started is dead; for `same_view` every sandbox saw the same.
 
 The gradings of a test module run <SUITE>_JOBS at a time (default 2), the `background` cases
-beside the pool from the start; <SUITE>_KEEP=1 (HOSTILE_KEEP, MESSY_KEEP) keeps every grading's
+beside the pool from the start, each with the CPUs shared out (VAE_THREADS, unless set or the case sets it); <SUITE>_KEEP=1 (HOSTILE_KEEP, MESSY_KEEP) keeps every grading's
 folder (submission, results.json, log) and prints where.
 """
 import json
@@ -46,6 +46,7 @@ from pathlib import Path
 import pytest
 
 from autograder import build, config, paths, privileges, results, submission_files
+from autograder.regrade import batch
 from autograder.checks.base import INTERNAL_ERROR
 from tests import cases
 from tests.student_python import build_student_python
@@ -224,8 +225,10 @@ class Gradings:
         self._zips = {}
         self._student_python = _student_python(self.scratch) if any(m == "container-student" for _, m in wanted) \
             else None
-        self._pool = ThreadPoolExecutor(max(1, int(os.environ.get(f"{variable}_JOBS", "2"))),
-                                        thread_name_prefix=suite)
+        jobs = max(1, int(os.environ.get(f"{variable}_JOBS", "2")))
+        # the CPUs shared out, as `regrade` does: two gradings of two torch threads each on two CPUs spin
+        self._threads = batch.threads_per_grading(jobs, batch.available_cpus())
+        self._pool = ThreadPoolExecutor(jobs, thread_name_prefix=suite)
         self._background = ThreadPoolExecutor(len(wanted) or 1, thread_name_prefix=f"{suite}-background")
         self._futures = {}
         # the longest first: background cases beside the pool, then containers, then the rest
@@ -300,6 +303,7 @@ class Gradings:
         # Every sandbox of these gradings shares this scratch folder (the pid folders in it): a
         # grading cleaning up a slot user would otherwise delete another grading's pid files.
         env["VAE_SANDBOX_SHARED"] = str(self.scratch)
+        env.setdefault("VAE_THREADS", str(self._threads))
         env.update(meta.get("env", {}))
         record["secrets"] = secrets(source_root, _submitted(submission))
         log = open(home / "log.txt", "w+")

@@ -1,9 +1,15 @@
 """What the grader keeps between requests and between families: records hold what the checks read, once.
 (How much memory a grading takes is measured by bench/, not here.)"""
+import os
+import signal
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from autograder import ae_evaluation, evaluation
+from autograder import ae_evaluation, evaluation, forked, paths
+from autograder.reference import data
 from autograder.checks import remote
 from autograder.checks.submission import release_memory
 
@@ -76,3 +82,62 @@ def test_records_count_what_was_answered_whether_kept_or_not(phase):
     before = session.recorded_bytes
     _decode(session, phase, np.zeros((5, Z_DIM), np.float32))
     assert session.recorded_bytes - before == 5 * Z_DIM * 4 + 5 * 784 * 4
+
+
+def test_the_reference_timing_runs_in_a_child_that_takes_what_it_imports_along():
+    """The CVAE gate's reference timing (torch.optim.Adam imports torch._dynamo, ~70 MB) leaves the grader's
+    modules as they were, and gives the timing itself."""
+    code = """if True:
+        import sys
+        from autograder import forked
+        from autograder.checks import cvae_training, training
+        from autograder.training_images import TrainingImages
+        gate = next(g for g in cvae_training.GATES if g.problem == "cvae")
+        images = TrainingImages(sys.argv[1])
+        before = set(sys.modules)
+        seconds = forked.number_in_child(training.reference_step_cpu_seconds, images.rows(0, 500),
+                                         labels=images.labels()[:500], gate=gate, steps=2)
+        print(seconds, "torch._dynamo" in sys.modules, len(set(sys.modules) - before))
+        """
+    done = subprocess.run([sys.executable, "-c", code, str(data.ensure_mnist(fetch=False))], cwd=paths.PROJECT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    seconds, dynamo, new_modules = done.stdout.split()
+    assert 0 < float(seconds) < 5
+    assert dynamo == "False" and new_modules == "0"
+
+
+def test_a_failing_or_dying_child_is_an_error_of_the_grader():
+    assert forked.number_in_child(_value, 2.5) == 2.5
+    with pytest.raises(RuntimeError, match="failed in its child"):
+        forked.number_in_child(_raises)
+    with pytest.raises(RuntimeError, match="failed in its child"):
+        forked.number_in_child(_killed)
+
+
+def test_the_child_does_not_run_the_graders_signal_handlers():
+    ran = []
+    previous = signal.signal(signal.SIGTERM, lambda *args: ran.append(os.getpid()))
+    try:
+        with pytest.raises(RuntimeError, match="failed in its child"):
+            forked.number_in_child(_terminated)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert ran == []
+
+
+def _raises():
+    raise ValueError("the timing broke")
+
+
+def _value(value):
+    return value
+
+
+def _killed():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _terminated():
+    os.kill(os.getpid(), signal.SIGTERM)
+    return 1.0

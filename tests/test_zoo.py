@@ -9,8 +9,8 @@ test_feedback: no traceback and no internal error reaches the student; every fai
 a buggy case says something specific and, together, the words of the case's "hint"; every
 failing output of the handout says "not implemented yet".
 
-Each case is graded once (through the `grade` function, two at a time: the fixture `zoo_graded` of tests/conftest.py and tests/inprocess.py, 20 training
-iterations). Training runs where case.json states its score (the correct cases and the handout);
+Each case is graded once (through the `grade` function, two at a time: the fixture `zoo_graded` of
+tests/conftest.py and tests/inprocess.py, 20 training iterations). Training runs where case.json states its score (the correct cases and the handout);
 for the buggy cases it is left out unless ZOO_TRAINING=all, since it costs about half of a grade.
 ZOO_DUMP=DIR keeps each results.json. Regenerate the cases with `python tests/submissions/make_zoo.py`.
 """

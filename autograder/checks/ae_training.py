@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .. import ae_evaluation as measure
-from .. import config, wire
+from .. import config, forked, wire
 from ..problems import PROBLEMS
 from ..reference import ae as ref_ae
 from ..reference import train_ae as ref_train_ae
@@ -117,7 +117,7 @@ def _train_and_measure(submission, outcome):
     for k in config.AE_CODE_SIZES:
         points["enc_in"], points[f"dec_in{k}"] = measure.probe_points(k, seed)
     timing = next(measure.training_rows(data_dir, TIMING_IMAGES)) if cpu_time_is_work(submission.device) else None
-    step_cpu = reference_seconds_per_iteration(timing) if timing is not None else None
+    step_cpu = forked.number_in_child(reference_seconds_per_iteration, timing) if timing is not None else None
     params = {"problem": "ae", "ks": list(config.AE_CODE_SIZES), "seed": config.TRAINING_SEED, "device": submission.device}
     images = wire.Pieces((count, measure.PIXELS), np.uint8, lambda: measure.training_rows(data_dir))
     probe = dict(params, iterations=min(PROBE_ITERATIONS, iterations))
@@ -135,7 +135,7 @@ def _train_and_measure(submission, outcome):
     submission.close()
     problems = _audits(reply, iterations, digest)
     if step_cpu is not None:
-        step_cpu = max(step_cpu, reference_seconds_per_iteration(timing))
+        step_cpu = max(step_cpu, forked.number_in_child(reference_seconds_per_iteration, timing))
         allowed = config.TRAINING_CPU_FIXED_SECONDS + config.TRAINING_CPU_SLOWDOWN_LIMIT * iterations * step_cpu
         outcome.cpu = (cpu, allowed)
         if cpu > allowed:

@@ -18,7 +18,7 @@ from typing import Optional, Tuple
 import psutil
 import torch
 
-from .. import config, evaluation
+from .. import config, evaluation, forked
 from ..calibrate import EVALUATION
 from .. import reference
 from ..problems import PROBLEMS, of
@@ -242,10 +242,11 @@ def _train_and_score(submission, outcome, gate=VAE_GATE):
         labels = images.labels()
         labels_digest = hashlib.sha256(labels.data).hexdigest()
     # The reference's CPU cost per step, timed here before and after the child runs (the larger
-    # counts: the host may get busier meanwhile), on a few thousand images (binarizing is per batch).
+    # counts: the host may get busier meanwhile), on a few thousand images (binarizing is per batch),
+    # each time in a forked child of this process (what the reference's optimizer imports dies with it).
     timing_images = images.rows(0, TIMING_IMAGES) if cpu_time_is_work(submission.device) else None
     timing_labels = labels[:TIMING_IMAGES] if labels is not None else None
-    step_cpu = reference_step_cpu_seconds(timing_images, labels=timing_labels, gate=gate) \
+    step_cpu = forked.number_in_child(reference_step_cpu_seconds, timing_images, labels=timing_labels, gate=gate) \
         if timing_images is not None else None
     params = {"iterations": iterations, "seed": config.TRAINING_SEED, "z_dim": config.Z_DIM,
               "device": submission.device, "parameters": sorted(evaluation.expected_state(gate.problem))}
@@ -269,7 +270,8 @@ def _train_and_score(submission, outcome, gate=VAE_GATE):
     submission.close()       # the trained child's memory is gone before the evaluation below runs
     problems = audit_problems(reply.info.get("audit"), iterations, digest, labels_digest)
     if step_cpu is not None:
-        step_cpu = max(step_cpu, reference_step_cpu_seconds(timing_images, labels=timing_labels, gate=gate))
+        step_cpu = max(step_cpu, forked.number_in_child(reference_step_cpu_seconds, timing_images,
+                                                        labels=timing_labels, gate=gate))
         allowed = config.TRAINING_CPU_FIXED_SECONDS + config.TRAINING_CPU_SLOWDOWN_LIMIT * iterations * step_cpu
         outcome.cpu = (cpu, allowed)
         if cpu > allowed:

@@ -241,6 +241,20 @@ CORRECT = {
                 kl, rec = kl.detach(), rec.detach()
             """,
         }),
+    "network_layers": dict(
+        why="reads the provided networks' layers: the device from self.enc.net[0].weight, the pixel count from "
+            "self.dec.net[-1].out_features (asserted against x), then calls self.enc.net and self.dec.net itself",
+        code={
+            "negative_elbo_bound": """
+                device = self.enc.net[0].weight.device
+                assert x.shape[-1] == self.dec.net[-1].out_features, x.shape
+                m, v = ut.gaussian_parameters(self.enc.net(x), dim=-1)
+                prior_m = torch.zeros(self.z_dim, device=device)
+                kl = ut.kl_normal(m, v, prior_m, torch.ones_like(prior_m)).mean()
+                rec = -ut.log_bernoulli_with_logits(x, self.dec.net(ut.sample_gaussian(m, v))).mean()
+                nelbo = kl + rec
+            """,
+        }),
     "subfolder": dict(
         why="both files in a subfolder my_hw2/ (as zipped by a student), with a stale untouched stub in "
             "my_hw2/backup/utils.py; addcmul sampler, KL with .square(), nelbo as -(elbo).mean()",

@@ -28,7 +28,7 @@ from ..reference import train_ae as ref_train_ae
 from .ae import maps_from_parameters, _nonlinearity
 from .base import CheckCase, check, output
 from .submission import release_memory
-from .training import PROBE_ITERATIONS, _run_training, audit_problems, cpu_time_is_work, full_run_timeout
+from .training import PROBE_ITERATIONS, _run_training, audit_problems, cpu_allowed, cpu_time_is_work, full_run_timeout
 
 FAMILY = "ae/training"
 CALIBRATION_EVALUATION = "ae-validation"
@@ -122,7 +122,7 @@ def _train_and_measure(submission, outcome):
     images = wire.Pieces((count, measure.PIXELS), np.uint8, lambda: measure.training_rows(data_dir))
     probe = dict(params, iterations=min(PROBE_ITERATIONS, iterations))
     started = time.monotonic()
-    reply, _ = _run_training(submission, probe, {"images": images, **points}, timeout=config.LIMITS.wall_seconds + 60,
+    reply, probe_cpu = _run_training(submission, probe, {"images": images, **points}, timeout=config.LIMITS.wall_seconds + 60,
                              key="probe", family=FAMILY)
     probe_seconds = time.monotonic() - started
     release_memory()
@@ -136,10 +136,12 @@ def _train_and_measure(submission, outcome):
     problems = _audits(reply, iterations, digest)
     if step_cpu is not None:
         step_cpu = max(step_cpu, forked.number_in_child(reference_seconds_per_iteration, timing))
-        allowed = config.TRAINING_CPU_FIXED_SECONDS + config.TRAINING_CPU_SLOWDOWN_LIMIT * iterations * step_cpu
+        # The probe's CPU counts too (the worker lives on between the runs: training.py).
+        cpu, allowed = cpu + probe_cpu, cpu_allowed(iterations + probe["iterations"], step_cpu)
         outcome.cpu = (cpu, allowed)
         if cpu > allowed:
-            problems.append(f"Training {iterations} iterations at each k used {cpu:.1f} s of CPU, more than "
+            problems.append(f"Training {iterations} iterations at each k (and the {probe['iterations']} of the short "
+                            f"run before) used {cpu:.1f} s of CPU, more than "
                             f"{config.TRAINING_CPU_SLOWDOWN_LIMIT:g} times what the reference needs here "
                             f"({allowed:.1f} s allowed): the run did more work than the iterations it reports.")
     if problems:

@@ -154,6 +154,11 @@ def reference_step_cpu_seconds(train_u8, steps=REFERENCE_TIMING_STEPS, labels=No
     return (time.process_time() - start) / steps
 
 
+def cpu_allowed(iterations, step_cpu):
+    """CPU seconds a run of `iterations` may use where the reference needs `step_cpu` per step."""
+    return config.TRAINING_CPU_FIXED_SECONDS + config.TRAINING_CPU_SLOWDOWN_LIMIT * iterations * step_cpu
+
+
 def sandbox_cpu_seconds(box):
     """CPU seconds used so far by the sandbox's worker (with its reaped children) and its other
     live processes, as the kernel counts them (psutil, read by this process)."""
@@ -258,7 +263,7 @@ def _train_and_score(submission, outcome, gate=VAE_GATE):
     probe = dict(params, iterations=min(PROBE_ITERATIONS, iterations))
     sent = {"images": images.for_wire(), **({"labels": labels} if labels is not None else {})}
     started = time.monotonic()
-    reply, _ = _run_training(submission, probe, sent, timeout=PROBE_TIMEOUT_SECONDS, key="probe", family=family)
+    reply, probe_cpu = _run_training(submission, probe, sent, timeout=PROBE_TIMEOUT_SECONDS, key="probe", family=family)
     probe_seconds = time.monotonic() - started
     release_memory()        # the probe's buffers, before the long run
     problems = audit_problems(reply.info.get("audit"), probe["iterations"], digest, labels_digest)
@@ -272,10 +277,13 @@ def _train_and_score(submission, outcome, gate=VAE_GATE):
     if step_cpu is not None:
         step_cpu = max(step_cpu, forked.number_in_child(reference_step_cpu_seconds, timing_images,
                                                         labels=timing_labels, gate=gate))
-        allowed = config.TRAINING_CPU_FIXED_SECONDS + config.TRAINING_CPU_SLOWDOWN_LIMIT * iterations * step_cpu
+        # The probe's CPU counts too: the worker lives on between the runs, so weights trained
+        # longer during the probe can be swapped into the full run (hostile extra_training_in_probe).
+        cpu, allowed = cpu + probe_cpu, cpu_allowed(iterations + probe["iterations"], step_cpu)
         outcome.cpu = (cpu, allowed)
         if cpu > allowed:
-            problems.append(f"Training {iterations} iterations used {cpu:.1f} s of CPU, more than "
+            problems.append(f"Training {iterations} iterations (and the {probe['iterations']} of the short run "
+                            f"before) used {cpu:.1f} s of CPU, more than "
                             f"{config.TRAINING_CPU_SLOWDOWN_LIMIT:g} times what the reference needs here "
                             f"({allowed:.1f} s allowed): the run did more work than the iterations it reports "
                             "(extra training steps?).")

@@ -122,8 +122,8 @@ def _train_and_measure(submission, outcome):
     images = wire.Pieces((count, measure.PIXELS), np.uint8, lambda: measure.training_rows(data_dir))
     probe = dict(params, iterations=min(PROBE_ITERATIONS, iterations))
     started = time.monotonic()
-    reply, probe_cpu = _run_training(submission, probe, {"images": images, **points}, timeout=config.LIMITS.wall_seconds + 60,
-                             key="probe", family=FAMILY)
+    reply, probe_cpu = _run_training(submission, probe, {"images": images, **points},
+                                     timeout=config.LIMITS.wall_seconds + 60, key="probe", family=FAMILY)
     probe_seconds = time.monotonic() - started
     release_memory()
     problems = _audits(reply, probe["iterations"], digest)
@@ -137,7 +137,7 @@ def _train_and_measure(submission, outcome):
     if step_cpu is not None:
         step_cpu = max(step_cpu, forked.number_in_child(reference_seconds_per_iteration, timing))
         # The probe's CPU counts too (the worker lives on between the runs: training.py).
-        cpu, allowed = cpu + probe_cpu, cpu_allowed(iterations + probe["iterations"], step_cpu)
+        cpu, allowed = cpu + probe_cpu, cpu_allowed(iterations + probe["iterations"], step_cpu, runs=2)
         outcome.cpu = (cpu, allowed)
         if cpu > allowed:
             problems.append(f"Training {iterations} iterations at each k (and the {probe['iterations']} of the short "

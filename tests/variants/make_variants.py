@@ -75,6 +75,16 @@ CORRECT = {
                      kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
                      nelbo = kl + rec
                      """, {"imports": ["import torch.nn.functional as F"]}),
+    "decoder_sample_axis": ("z and y given a leading sample axis of one, as an importance-weighted bound's "
+                            "(iw, batch, ...), and decoded so: self.dec(z[None], y[None]).squeeze(0)",
+                            """
+                            m, v = self.enc(x, y)
+                            z = ut.sample_gaussian(m, v)
+                            logits = self.dec(z[None], y[None]).squeeze(0)
+                            rec = -ut.log_bernoulli_with_logits(x, logits).mean()
+                            kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
+                            nelbo = kl + rec
+                            """, {}),
     "sum_over_batch_size": ("batch means written as .sum() / batch_size, the label cast to x's dtype first",
                             """
                             batch_size = x.shape[0]

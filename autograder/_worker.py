@@ -289,6 +289,7 @@ def _called_as_students(stand_in, own):
         return stand_in(*(bound.arguments[name] for name in handout_names))
 
     called.__name__, called.__doc__ = own.__name__, stand_in.__doc__
+    called.__wrapped__ = own      # its signature, when a later request of the same child installs the stand-in again
     return called
 
 
@@ -451,7 +452,7 @@ def op_mmd_loss(params, arrays):
     """MMDVAE.loss(x) of the student's MMD-VAE with the grader's encoder, decoder and mmd (mmd_vae.mmd
     replaced after import); with `grads`, backward passes of rec, mmd and loss in turn."""
     import mmd_vae
-    mmd_vae.mmd = _remote_mmd
+    mmd_vae.mmd = _called_as_students(_remote_mmd, mmd_vae.mmd)
     model = mmd_vae.MMDVAE(z_dim=params["z_dim"])
     model.enc, model.dec = _remote_module("enc"), _remote_module("dec")
     return _elbo_reply(model.loss(_AS_TENSOR(arrays["x"])), params, "loss", ("loss", "mmd", "rec"))
@@ -503,7 +504,7 @@ def op_conv_elbo(params, arrays, _elbo_recorded=_elbo_recorded, _reply=_reply):
     in its own checks only). params["calls"] > 1: that many calls on x, each in its own phase "call<i>",
     their values nelbo<i>, kl<i>, rec<i>; else one call, with `grads` backward passes of rec, kl and nelbo."""
     import conv_vae
-    conv_vae.log_normal_pdf = _remote_log_normal_pdf
+    conv_vae.log_normal_pdf = _called_as_students(_remote_log_normal_pdf, conv_vae.log_normal_pdf)
     encoder, decoder = conv_vae.ConvEncoder, conv_vae.ConvDecoder
     conv_vae.ConvEncoder = lambda z_dim: _remote_module("enc")
     conv_vae.ConvDecoder = lambda z_dim: _remote_module("dec")

@@ -277,8 +277,8 @@ def _called_as_students(stand_in, own):
     def called(*args, **kwargs):
         try:
             bound = signature.bind(*args, **kwargs)
-        except TypeError:
-            return stand_in(*args, **kwargs)        # the call is wrong for the student's function too
+        except TypeError as error:                 # the call is wrong for the student's function too
+            raise TypeError(f"{own.__name__}() {error}") from None
         bound.apply_defaults()
         for parameter in added:
             if not _is_default(bound.arguments[parameter.name], parameter):

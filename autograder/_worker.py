@@ -266,7 +266,8 @@ def _called_as_students(stand_in, own):
         signature = inspect.signature(own)
     except (TypeError, ValueError):       # not a Python function (a missing one: the stand-in's own error)
         return stand_in
-    handout_count = len(inspect.signature(stand_in).parameters)
+    handout_signature = inspect.signature(stand_in)
+    handout_count = len(handout_signature.parameters)
     parameters = list(signature.parameters.values())
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     if len(parameters) < handout_count or any(p.kind not in positional for p in parameters[:handout_count]):
@@ -277,7 +278,9 @@ def _called_as_students(stand_in, own):
     def called(*args, **kwargs):
         try:
             bound = signature.bind(*args, **kwargs)
-        except TypeError as error:                 # the call is wrong for the student's function too
+        except TypeError as error:
+            if _binds(handout_signature, args, kwargs):     # the handout's call (a student's function that
+                return stand_in(*args, **kwargs)            # needs more is kl_normal's own checks' fault)
             raise TypeError(f"{own.__name__}() {error}") from None
         bound.apply_defaults()
         for parameter in added:
@@ -288,9 +291,17 @@ def _called_as_students(stand_in, own):
                                 f"{str(bound.arguments[parameter.name])[:40]})")
         return stand_in(*(bound.arguments[name] for name in handout_names))
 
-    called.__name__, called.__doc__ = own.__name__, stand_in.__doc__
+    called.__name__, called.__doc__ = stand_in.__name__, stand_in.__doc__
     called.__wrapped__ = own      # its signature, when a later request of the same child installs the stand-in again
     return called
+
+
+def _binds(signature, args, kwargs):
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError:
+        return False
+    return True
 
 
 def _is_default(value, parameter):

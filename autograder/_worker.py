@@ -252,7 +252,68 @@ def _install_remote_utils(names):
     import utils
     stand_ins = {"sample_gaussian": _remote_sample_gaussian, "kl_normal": _remote_kl_normal}
     for name in names:
-        setattr(utils, name, stand_ins[name])
+        setattr(utils, name, _called_as_students(stand_ins[name], getattr(utils, name, None)))
+
+
+def _called_as_students(stand_in, own):
+    """The stand-in, called as the student's own function is: vae.py calls it with the student's
+    parameter names (sample_gaussian(mu=m, var=v)) and the parameters the student added after the
+    handout's, with defaults (kl_normal(..., dim=-1)). The handout's parameters are the first ones;
+    an added one passed a value other than its default is refused by name: the grader answers for the
+    handout's function only."""
+    import inspect
+    try:
+        signature = inspect.signature(own)
+    except (TypeError, ValueError):       # not a Python function (a missing one: the stand-in's own error)
+        return stand_in
+    handout_signature = inspect.signature(stand_in)
+    handout_count = len(handout_signature.parameters)
+    parameters = list(signature.parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if len(parameters) < handout_count or any(p.kind not in positional for p in parameters[:handout_count]):
+        return stand_in
+    handout_names = [p.name for p in parameters[:handout_count]]
+    added = parameters[handout_count:]
+
+    def called(*args, **kwargs):
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as error:
+            if _binds(handout_signature, args, kwargs):     # the handout's call (a student's function that
+                return stand_in(*args, **kwargs)            # needs more is kl_normal's own checks' fault)
+            raise TypeError(f"{own.__name__}() {error}") from None
+        bound.apply_defaults()
+        for parameter in added:
+            if not _is_default(bound.arguments[parameter.name], parameter):
+                raise TypeError(f"{own.__name__}: the grader answers for the handout's arguments "
+                                f"({', '.join(handout_names)}) only, and {parameter.name} must keep its default "
+                                f"here (got {type(bound.arguments[parameter.name]).__name__} "
+                                f"{str(bound.arguments[parameter.name])[:40]})")
+        return stand_in(*(bound.arguments[name] for name in handout_names))
+
+    called.__name__, called.__doc__ = stand_in.__name__, stand_in.__doc__
+    called.__wrapped__ = own      # its signature, when a later request of the same child installs the stand-in again
+    return called
+
+
+def _binds(signature, args, kwargs):
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError:
+        return False
+    return True
+
+
+def _is_default(value, parameter):
+    """Whether `value` is the default of the student's added `parameter` (*args and **kwargs: empty)."""
+    if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+        return not value
+    if value is parameter.default:
+        return True
+    try:
+        return type(value) is type(parameter.default) and bool(value == parameter.default)
+    except Exception:  # noqa: BLE001 - a value that cannot be compared is not the default
+        return False
 
 
 _STAND_IN_CLASSES = {"enc": "Encoder", "dec": "Decoder"}
@@ -427,7 +488,7 @@ def op_mmd_loss(params, arrays):
     """MMDVAE.loss(x) of the student's MMD-VAE with the grader's encoder, decoder and mmd (mmd_vae.mmd
     replaced after import); with `grads`, backward passes of rec, mmd and loss in turn."""
     import mmd_vae
-    mmd_vae.mmd = _remote_mmd
+    mmd_vae.mmd = _called_as_students(_remote_mmd, mmd_vae.mmd)
     model = mmd_vae.MMDVAE(z_dim=params["z_dim"])
     model.enc, model.dec = _stand_in_for(model, "enc"), _stand_in_for(model, "dec")
     return _elbo_reply(model.loss(_AS_TENSOR(arrays["x"])), params, "loss", ("loss", "mmd", "rec"))
@@ -479,7 +540,7 @@ def op_conv_elbo(params, arrays, _elbo_recorded=_elbo_recorded, _reply=_reply):
     in its own checks only). params["calls"] > 1: that many calls on x, each in its own phase "call<i>",
     their values nelbo<i>, kl<i>, rec<i>; else one call, with `grads` backward passes of rec, kl and nelbo."""
     import conv_vae
-    conv_vae.log_normal_pdf = _remote_log_normal_pdf
+    conv_vae.log_normal_pdf = _called_as_students(_remote_log_normal_pdf, conv_vae.log_normal_pdf)
     encoder, decoder = conv_vae.ConvEncoder, conv_vae.ConvDecoder
     conv_vae.ConvEncoder = lambda z_dim: _remote_module("enc")
     conv_vae.ConvDecoder = lambda z_dim: _remote_module("dec")

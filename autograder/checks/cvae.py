@@ -85,7 +85,7 @@ def _label_problems(reply):
         return [conditional(analysis.problem)]
     encoded = next(c for c in reply.session.of("enc") if np.array_equal(c.inputs[0], reply.x))
     problems = [_label_problem(reply, "encoder", encoded.inputs[1]),
-                _label_problem(reply, "decoder", analysis.used.call.inputs[1])]
+                _label_problem(reply, "decoder", analysis.used.rows(analysis.used.call.inputs[1]))]
     return [p for p in problems if p]
 
 

@@ -94,13 +94,27 @@ def _t(array):
 @dataclass
 class Decoded:
     call: remote.Call
-    z: np.ndarray           # float64, as the decoder received it
+    z: np.ndarray           # float64, as the decoder received it, one row per image
     rec_rows: np.ndarray    # -log p(x|z) per image (oracle)
 
     @property
     def logits(self):
         """float64, as this side answered (made when asked: a batch's logits are 12 MB in float64)."""
-        return self.call.outputs[0].astype(np.float64)
+        return self.rows(self.call.outputs[0]).astype(np.float64)
+
+    def rows(self, array):
+        """An array of the decoder's call (its input, output or their gradients) with one row per image."""
+        return array.reshape(*self.z.shape[:-1], array.shape[-1])
+
+
+def _one_z_per_image(z, shape):
+    """The decoder's input as float64 of `shape` (the encoder's m) when it holds one z per image, leading
+    axes of one aside (a sample axis, self.dec(z.unsqueeze(0)): the provided Decoder takes any leading
+    shape); else None."""
+    leading = z.shape[:z.ndim - len(shape)]
+    if z.shape[len(leading):] != shape or any(size != 1 for size in leading):
+        return None
+    return z.astype(np.float64).reshape(shape)
 
 
 @dataclass
@@ -134,10 +148,10 @@ def _analysis(reply):
                                          torch.ones(1, dtype=torch.float64)).numpy()
         found.decoded = []
         for call in session.of("dec"):
-            z = call.inputs[0].astype(np.float64)
-            if z.shape == found.m.shape:
-                rows = oracle.reconstruction(_t(x), _t(call.outputs[0].astype(np.float64))).numpy()
-                found.decoded.append(Decoded(call, z, rows))
+            z = _one_z_per_image(call.inputs[0], found.m.shape)
+            if z is not None:
+                logits = call.outputs[0].astype(np.float64).reshape(len(z), -1)
+                found.decoded.append(Decoded(call, z, oracle.reconstruction(_t(x), _t(logits)).numpy()))
     kl, _ = _term(reply, "kl", per_image=True)
     rec, _ = _term(reply, "rec", per_image=True)
     found.kl_match = _matches(kl, found.kl_rows)
@@ -220,7 +234,7 @@ def _residual_problem(z, m, v):
 
 def _sampler_problem(analysis, session):
     """If the decoded z is a stand-in sampler's answer, whether that sampler got the encoder's (m, v)."""
-    z = analysis.used.call.inputs[0]
+    z = analysis.used.z
     for call in session.of("sample_gaussian"):
         if call.outputs[0].shape != z.shape or not np.array_equal(call.outputs[0], z):
             continue
@@ -328,7 +342,7 @@ def _gradient_problems(reply, wrong_z, kl_weight=1.0):
     m, v, used = analysis.m, analysis.v, analysis.used
     problems = []
     # rec: what reached the decoder's logits, and how it came back to (m, v) through z
-    logits_grad = [g[0] for c, g in session.arrivals("dec", "rec") if c is used.call]
+    logits_grad = [used.rows(g[0]) for c, g in session.arrivals("dec", "rec") if c is used.call]
     if not logits_grad or not np.any(logits_grad[0]):
         return [_NO_REC_GRADIENT]
     if analysis.rec_match:
@@ -400,10 +414,10 @@ def _pathwise(analysis, phase):
     through z = m + sqrt(v) * eps."""
     m, v = analysis.m, analysis.v
     want_m, want_v = np.zeros(m.shape), np.zeros(m.shape)
-    for call, seen in ((c, answered) for c in [d.call for d in analysis.decoded]
-                       for seen_phase, _, answered in c.backward if seen_phase == phase):
-        grad_z = seen[0].astype(np.float64)
-        eps = (call.inputs[0].astype(np.float64) - m) / np.sqrt(v)
+    for decoded, seen in ((d, answered) for d in analysis.decoded
+                          for seen_phase, _, answered in d.call.backward if seen_phase == phase):
+        grad_z = decoded.rows(seen[0]).astype(np.float64)
+        eps = (decoded.z - m) / np.sqrt(v)
         want_m, want_v = want_m + grad_z, want_v + grad_z * eps / (2 * np.sqrt(v))
     return want_m, want_v
 
@@ -414,7 +428,7 @@ def _bound_gradient_problems(reply, kl_weight):
     closed-form KL's. A wrong value of either term is left to its own check."""
     session, x, analysis = reply.session, reply.x.astype(np.float64), _analysis(reply)
     m, v, used = analysis.m, analysis.v, analysis.used
-    logits_grad = [g[0] for c, g in session.arrivals("dec", "nelbo") if c is used.call]
+    logits_grad = [used.rows(g[0]) for c, g in session.arrivals("dec", "nelbo") if c is used.call]
     if not logits_grad or not np.any(logits_grad[0]):
         return [_NO_REC_GRADIENT]
     if analysis.swapped:
@@ -555,7 +569,7 @@ def _kl_hint(kl, analysis, session):
             return ("That is KL(p(z) || q(z|x)): the arguments of kl_normal are swapped; "
                     "call ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).")
         samples = [c.outputs[0] for c in session.of("sample_gaussian") if c.outputs[0].shape == m.shape]
-        samples += [d.call.inputs[0] for d in analysis.decoded]
+        samples += [d.z for d in analysis.decoded]
         for z in samples:
             z = _t(z)
             estimate = (oracle.log_normal(z, _t(m), _t(v)) - oracle.log_normal(z, torch.zeros(1, dtype=torch.float64),

@@ -229,6 +229,19 @@ CORRECT = {
                 nelbo = kl + rec
             """,
         }),
+    "decoder_sample_axis": dict(
+        why="z given a leading sample axis of one, as an importance-weighted bound's (iw, batch, z_dim), and "
+            "decoded so: self.dec(z.unsqueeze(0)).squeeze(0) (the provided Decoder takes any leading shape)",
+        code={
+            "negative_elbo_bound": """
+                m, v = self.enc(x)
+                z = ut.sample_gaussian(m, v).unsqueeze(0)
+                logits = self.dec(z).squeeze(0)
+                rec = -ut.log_bernoulli_with_logits(x, logits).mean()
+                kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
+                nelbo = kl + rec
+            """,
+        }),
     "detached_terms": dict(
         why="returns kl and rec detached, for logging (as the docstring allows: scalar tensors); nelbo keeps the "
             "whole gradient of the bound",

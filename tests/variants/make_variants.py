@@ -75,6 +75,16 @@ CORRECT = {
                      kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
                      nelbo = kl + rec
                      """, {"imports": ["import torch.nn.functional as F"]}),
+    "decoder_sample_axis": ("z and y given a leading sample axis of one, as an importance-weighted bound's "
+                            "(iw, batch, ...), and decoded so: self.dec(z[None], y[None]).squeeze(0)",
+                            """
+                            m, v = self.enc(x, y)
+                            z = ut.sample_gaussian(m, v)
+                            logits = self.dec(z[None], y[None]).squeeze(0)
+                            rec = -ut.log_bernoulli_with_logits(x, logits).mean()
+                            kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v).mean()
+                            nelbo = kl + rec
+                            """, {}),
     "sum_over_batch_size": ("batch means written as .sum() / batch_size, the label cast to x's dtype first",
                             """
                             batch_size = x.shape[0]
@@ -670,6 +680,25 @@ MMD_CORRECT = {
                           rec = -torch.distributions.Bernoulli(logits=self.dec(z)).log_prob(x).sum(-1).mean()
                           loss = rec + self.lam * divergence
                           """}, {}),
+    "own_signature": ("mmd's parameters renamed (codes, prior_draws) and a parameter added with a default (the "
+                      "kernel's scale), the loss calling it by those names: mmd(codes=z, prior_draws=z_prior, scale=1.0)",
+                      {MMD_FN: """
+                               dim = codes.shape[1]
+                               k = lambda a, b: torch.exp(-scale * ((a[:, None] - b[None]) ** 2).sum(-1) / dim)
+                               kxx, kyy, kxy = k(codes, codes), k(prior_draws, prior_draws), k(codes, prior_draws)
+                               if biased:
+                                   return kxx.mean() + kyy.mean() - 2 * kxy.mean()
+                               n, m = len(codes), len(prior_draws)
+                               return ((kxx.sum() - n) / (n * (n - 1)) + (kyy.sum() - m) / (m * (m - 1))
+                                       - 2 * kxy.mean())
+                               """,
+                       LOSS_FN: """
+                                z = self.encode(x)
+                                divergence = mmd(codes=z, prior_draws=self.sample_z(x.shape[0]), scale=1.0)
+                                rec = -ut.log_bernoulli_with_logits(x, self.dec(z)).mean()
+                                loss = rec + self.lam * divergence
+                                """},
+                      {"edits": [["def mmd(x, y, biased=True):", "def mmd(codes, prior_draws, biased=True, scale=1.0):"]]}),
     "helper_kernel": ("a kernel helper of the student's own at the end of mmd_vae.py; the unbiased form as the "
                       "biased one corrected by its diagonals",
                       {MMD_FN: """

@@ -9,7 +9,8 @@ out, the arguments the sampler got, every z the decoder received, and the gradie
 back to the encoder's outputs and the decoder's logits.
 
 One property per check; a fault that one check owns is not reported again by another:
-  3.1 three scalars, nelbo = kl + rec (finite)    3.2 kl's per-image value is the closed-form KL
+  3.1 three scalars, nelbo = kl + rec (finite)    3.2 kl's per-image value is the closed-form KL, on
+      every batch the bound was asked about (a one-sample Monte Carlo kl sometimes matches on one)
   3.3 the decoded z is drawn from q(z|x), and rec is -log p(x|z) at it
   3.4 kl and rec are batch means, not sums        3.5 gradients are those of the bound at that z
 Verdict on a Monte Carlo KL (log q(z|x) - log p(z) at a sample): its nelbo is an unbiased
@@ -24,6 +25,7 @@ import torch
 from .. import config, oracle
 from . import remote, stats
 from .base import CheckCase, ask, check
+from .submission import SubmissionFault
 
 FAMILY = "negative_elbo_bound"
 BATCH = 2000          # x 10 latent dimensions: 20,000 standardized residuals per test
@@ -59,6 +61,23 @@ def _run(submission, x, key, grads=False):
     if getattr(reply, "session", None) is None:
         reply.session, reply.x = session, x
     return reply
+
+
+def _main(submission):
+    return _run(submission, _X, "main")
+
+
+def _half(submission):
+    return _run(submission, _X[:GRADIENT_BATCH], "half")
+
+
+def _doubled(submission):
+    half = _X[:GRADIENT_BATCH]
+    return _run(submission, np.concatenate([half, half]), "doubled")
+
+
+def _gradients(submission):
+    return _run(submission, _X[:GRADIENT_BATCH], "gradients", grads=True)
 
 
 def _term(reply, name, per_image=False):
@@ -469,23 +488,54 @@ def _total_gradient_problem(kl_weight, parts, want):
             f"beta = {kl_weight:g}): is part of the loss detached or computed outside torch?")
 
 
-def assert_kl_term(case, reply, given="x", reword=None):
-    """kl must be the batch mean of KL(q(z|given) || p(z)) in closed form for the encoder's answers in
-    `reply`; `reword` adapts the sentences about the model to another problem's (the CVAE's labels)."""
+def kl_replies(submission, main, *others):
+    """The bound's replies on the batches kl is judged on: `main`'s (its failure is the check's) and those of
+    `others` that came back (a failed request is left to the check that owns it). Each is a function of the
+    submission. A one-sample Monte Carlo kl lands within the float tolerance of the closed form now and then
+    (measured, this side's encoder: 1 draw in 130 on the 2,000-image batch, 1 in 220 on 500 images), so kl is
+    judged on every batch: on four independent draws a Monte Carlo kl passes about once in 10^9."""
+    replies = [main(submission)]
+    for request in others:
+        try:
+            replies.append(request(submission))
+        except SubmissionFault:
+            continue
+    return replies
+
+
+def wrong_kl(replies):
+    """The first of `replies` whose kl is a finite value, judged, and not the closed form (None: no such reply).
+    A kl that is no finite number, or a request that cannot be judged, is left to the checks that own it."""
+    for reply in replies:
+        found = _analysis(reply)
+        _, problem = _term(reply, "kl", per_image=True)
+        if found.kl_rows is not None and not problem and not found.swapped and not found.kl_match:
+            return reply
+    return None
+
+
+def assert_kl_term(case, replies, given="x", reword=None):
+    """kl must be the batch mean of KL(q(z|given) || p(z)) in closed form for the encoder's answers in each of
+    `replies` (kl_replies: the main batch first); `reword` adapts the sentences about the model to another
+    problem's (the CVAE's labels)."""
     reword = reword or (lambda text: text)
-    analysis = _analysis(reply)
+    main = replies[0]
+    analysis = _analysis(main)
     if analysis.kl_rows is None:
         case.fail(reword(analysis.problem))
-    kl, problem = _term(reply, "kl", per_image=True)
+    _, problem = _term(main, "kl", per_image=True)
     if problem:
         case.fail(problem)
-    if analysis.kl_match:
-        return
-    if analysis.swapped:
+    if analysis.swapped and not analysis.kl_match:
         case.fail(_SWAPPED)
-    expected = (f"Expected kl = {analysis.kl_rows.mean():.6g}: the batch mean of KL(q(z|{given}) || p(z)) between the "
+    wrong = wrong_kl(replies)
+    if wrong is None:
+        return
+    found, (kl, _) = _analysis(wrong), _term(wrong, "kl", per_image=True)
+    where = "" if wrong is main else f"On another batch ({len(wrong.x)} images): "
+    expected = (f"Expected kl = {found.kl_rows.mean():.6g}: the batch mean of KL(q(z|{given}) || p(z)) between the "
                 f"encoder's q(z|{given}) = N(m, diag(v)) and the prior N(self.z_prior_m, self.z_prior_v); got {kl:.6g}.")
-    case.fail(reword(f"{expected} {_kl_hint(kl, analysis, reply.session)}".strip()))
+    case.fail(reword(f"{where}{expected} {_kl_hint(kl, found, wrong.session)}".strip()))
 
 
 def assert_batch_means(case, once, twice):
@@ -506,7 +556,7 @@ class NegativeElboBoundChecks(CheckCase):
     @check(FAMILY, "three_scalars")
     def test_three_scalars(self):
         """negative_elbo_bound: returns three scalar tensors with nelbo = kl + rec"""
-        reply = _run(self.submission, _X, "main")
+        reply = _main(self.submission)
         terms = {name: _term(reply, name) for name in ("nelbo", "kl", "rec")}
         for name, (value, problem) in terms.items():
             if problem and value is None:
@@ -522,12 +572,12 @@ class NegativeElboBoundChecks(CheckCase):
     @check(FAMILY, "kl_term")
     def test_kl_term(self):
         """negative_elbo_bound: kl is KL(q(z|x) || p(z)) in closed form for the model's encoder"""
-        assert_kl_term(self, _run(self.submission, _X, "main"))
+        assert_kl_term(self, kl_replies(self.submission, _main, _half, _doubled, _gradients))
 
     @check(FAMILY, "rec_term")
     def test_rec_term(self):
         """negative_elbo_bound: rec is -log p(x|z) (Bernoulli, summed over pixels) at a z drawn from q(z|x)"""
-        reply = _run(self.submission, _X, "main")
+        reply = _main(self.submission)
         analysis = _analysis(reply)
         if analysis.problem:
             self.fail(analysis.problem)
@@ -546,15 +596,12 @@ class NegativeElboBoundChecks(CheckCase):
     @check(FAMILY, "batch_mean")
     def test_batch_mean(self):
         """negative_elbo_bound: kl and rec are batch means (unchanged when the batch is repeated)"""
-        half = _X[:GRADIENT_BATCH]
-        once, twice = _run(self.submission, half, "half"), _run(self.submission, np.concatenate([half, half]), "doubled")
-        assert_batch_means(self, once, twice)
+        assert_batch_means(self, _half(self.submission), _doubled(self.submission))
 
     @check(FAMILY, "gradients")
     def test_gradients(self):
         """negative_elbo_bound: the gradients at the decoder's logits and the encoder's m and v are those of the bound at the sampled z"""
-        reply = _run(self.submission, _X[:GRADIENT_BATCH], "gradients", grads=True)
-        problems = _gradient_problems(reply, wrong_z=_wrong_z(_run(self.submission, _X, "main")) is not None)
+        problems = _gradient_problems(_gradients(self.submission), wrong_z=_wrong_z(_main(self.submission)) is not None)
         if problems:
             self.fail(" ".join(problems))
 

@@ -1,11 +1,15 @@
 """Text a submission controls (exception messages, printed output), made safe to print, store
 and show: no lone surrogates (they cannot be encoded), no NULs or other control characters
-(only tab and newline survive), and a bounded length."""
+(only tab and newline survive), no bidirectional overrides or line separators, and a bounded length."""
 import re
 
 # Control characters except tab and newline, the C1 block, and every surrogate code point: in a
 # str, a surrogate is always a lone one (JSON's paired escapes decode to a single character).
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+# Also the bidirectional marks, embeddings, overrides and isolates (text shown to the student
+# and the instructor would read in another order than it is stored, the "Trojan Source" trick)
+# and U+2028/U+2029, line breaks to JavaScript and some viewers but not to Python.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff"
+                     "\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def clean(text, limit=None):

@@ -65,6 +65,18 @@ def test_text_a_submission_controls_is_written_clean(tmp_path):
     assert written == "bad \ufffd value\ufffd and \ufffd[31m red\tok\nnext"
 
 
+def test_text_cannot_reorder_or_break_what_is_shown(tmp_path):
+    """Bidirectional overrides, isolates and marks (text displayed in another order than stored) and
+    U+2028/U+2029 (line breaks to JavaScript) arrive as U+FFFD; other non-ASCII text is kept."""
+    dirty = valid()
+    dirty["tests"][0]["output"] = ("score \u202e01/0\u202c \u2067x\u2069 \u200f\u200e\u061c a\u2028b\u2029c "
+                                   "\u00e9\u4e2d")
+    path = results.write(dirty, tmp_path / "results.json")
+    written = json.loads(path.read_text())["tests"][0]["output"]
+    assert written == ("score \ufffd01/0\ufffd \ufffdx\ufffd \ufffd\ufffd\ufffd a\ufffdb\ufffdc "
+                       "\u00e9\u4e2d")
+
+
 def test_written_here_knows_its_own_file(tmp_path):
     path = tmp_path / "results.json"
     assert not results.written_here(path)

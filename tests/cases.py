@@ -85,6 +85,7 @@ WORDS = ("full", "none", "some", "less")
 FAMILIES = tuple(config.ALL_CHECKS)
 STUDENT_FILES = tuple(name for problem in PROBLEMS.values() for name in problem.student_files)
 TOLERANCE = 1e-6
+ITERATIONS = 20              # the training length every case suite grades at (a case may state its own)
 
 # The keys each suite honours (a key nobody reads is refused, not ignored).
 _COMMON = {"why", "files", "zip", "scores", "fails", "problems"}

@@ -17,7 +17,6 @@ from pathlib import Path
 from autograder.regrade import batch
 from tests import cases
 
-ITERATIONS = 20
 TRAIN_ALL = os.environ.get("ZOO_TRAINING", "").lower() == "all"
 
 
@@ -48,7 +47,7 @@ def grade_case(suite, case, work, train_all=TRAIN_ALL, dump=""):
     folder = cases.assemble(suite, case, work / "submission")
     results_path = work / "results.json"
     options = {} if problem_set is None else {"problems": problem_set}
-    data = grade(folder, results_path, iterations=ITERATIONS, log=lambda *args: None, families=families, **options)
+    data = grade(folder, results_path, iterations=cases.ITERATIONS, log=lambda *args: None, families=families, **options)
     on_disk = json.loads(results_path.read_text())
     assert on_disk["score"] == data["score"], (on_disk["score"], data["score"])
     if dump:                       # keep every results.json for a look

@@ -51,7 +51,6 @@ from autograder.checks.base import INTERNAL_ERROR
 from tests import cases
 from tests.student_python import build_student_python
 
-ITERATIONS = 20
 BOUND_SECONDS = 300          # the whole grading of one submission, hostile or not
 SIGTERM_GRACE_SECONDS = 30
 ROOT_USER = os.geteuid() == 0
@@ -268,7 +267,7 @@ class Gradings:
 
     def _run(self, case, mode):
         meta = cases.meta(self.suite, case)
-        iterations = str(meta.get("iterations", ITERATIONS))
+        iterations = str(meta.get("iterations", cases.ITERATIONS))
         home = self.scratch / f"{case}-{mode}"
         home.mkdir()
         pid_dir, view_dir = home / "pids", home / "views"

@@ -7,7 +7,7 @@ moves both networks' outputs a lot); the child holds no reference code and no we
 value judged is read from what this side decoded or answered.
 
   5.1 three scalars, nelbo = kl + rec (finite)       5.2 kl's per-image value is the closed-form KL, on
-      every batch the bound was asked about (a one-sample Monte Carlo kl sometimes matches on one)
+      each of four calls (a one-sample Monte Carlo kl sometimes matches on one)
   5.3 the decoded z is drawn from q(z|x,y), and rec is -log p(x|z,y) at it
   5.4 kl and rec are batch means, not sums          5.6 gradients are those of the bound at that z
   5.5 the label reaches both networks: with two labellings of the same images, the encoder got
@@ -57,8 +57,8 @@ def _run(submission, x, y, key, grads=False):
     return reply
 
 
-def _main(submission):
-    return _run(submission, _X, _Y, "main")
+def _main(submission, call=0):
+    return _run(submission, _X, _Y, f"main{call}" if call else "main")
 
 
 def _half(submission):
@@ -124,7 +124,7 @@ class CvaeElboChecks(CheckCase):
     @check(FAMILY, "kl_term")
     def test_kl_term(self):
         """cvae/negative_elbo_bound: kl is KL(q(z|x,y) || p(z)) in closed form for the model's encoder"""
-        elbo.assert_kl_term(self, elbo.kl_replies(self.submission, _main, _half, _doubled, _gradients), given="x,y",
+        elbo.assert_kl_term(self, elbo.kl_replies(self.submission, _main), given="x,y",
                             reword=conditional)
 
     @check(FAMILY, "rec_term")

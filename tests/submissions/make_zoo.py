@@ -482,15 +482,16 @@ BUGGY = {
                                     "kl = ut.log_normal(z_kl, m, v) - ut.log_normal(z_kl, self.z_prior_m.expand_as(m), "
                                     "self.z_prior_v.expand_as(v))"),
                            ["Monte Carlo"]),
-    "elbo_kl_closed_form_on_one_batch_size": (
-        "negative_elbo_bound", "kl in closed form on a batch of 2,000 images only, a one-sample Monte Carlo estimate "
-                               "on other batches (a one-sample estimate sometimes lands within float tolerance of "
-                               "the closed form on one batch)",
-        _elbo(kl="if len(x) == 2000:\n    kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v)\nelse:\n"
+    "elbo_kl_closed_form_once": (
+        "negative_elbo_bound", "kl in closed form the first time it gets 2,000 images, else a one-sample Monte Carlo "
+                               "estimate (which sometimes lands within float tolerance of the closed form on one "
+                               "call)",
+        _elbo(kl="seen = type(self).seen = getattr(type(self), 'seen', 0) + (len(x) == 2000)\nif len(x) == 2000 and seen == 1:\n"
+                 "    kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v)\nelse:\n"
                  "    z_kl = ut.sample_gaussian(m, v)\n"
                  "    kl = ut.log_normal(z_kl, m, v) - ut.log_normal(z_kl, self.z_prior_m.expand_as(m), "
                  "self.z_prior_v.expand_as(v))"),
-        ["On another batch", "Monte Carlo"]),
+        ["On another call", "Monte Carlo"]),
     "elbo_per_image": ("negative_elbo_bound", "returns one value per image: the batch means are left out",
                        _elbo(means="pass"), ["not one value per image"]),
     "elbo_nan_nelbo": ("negative_elbo_bound", "nelbo is NaN (kl and rec are right)",

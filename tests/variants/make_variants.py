@@ -193,14 +193,15 @@ BUGGY = {
                                   "rec = -ut.log_bernoulli_with_logits(x, self.dec(z, y))", "nelbo = kl + rec",
                                   "nelbo, kl, rec = nelbo.mean(), kl.mean(), rec.mean()"]),
                        ["Monte Carlo"], ["kl_term"]),
-    "kl_closed_form_on_one_batch_size": (
-        "kl in closed form on a batch of 2,000 images only, a one-sample Monte Carlo estimate on other batches (a "
-        "one-sample estimate sometimes lands within float tolerance of the closed form on one batch)",
-        _bound(kl="if len(x) == 2000:\n    kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v)\nelse:\n"
+    "kl_closed_form_once": (
+        "kl in closed form the first time it gets 2,000 images, else a one-sample Monte Carlo estimate (which "
+        "sometimes lands within float tolerance of the closed form on one call)",
+        _bound(kl="seen = type(self).seen = getattr(type(self), 'seen', 0) + (len(x) == 2000)\nif len(x) == 2000 and seen == 1:\n"
+                  "    kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v)\nelse:\n"
                   "    z_kl = ut.sample_gaussian(m, v)\n"
                   "    kl = ut.log_normal(z_kl, m, v) - ut.log_normal(z_kl, self.z_prior_m.expand_as(m), "
                   "self.z_prior_v.expand_as(v))"),
-        ["On another batch", "Monte Carlo"], ["kl_term"]),
+        ["On another call", "Monte Carlo"], ["kl_term"]),
     "label_as_index": ("passes the digit as an index (y.argmax(-1)) instead of the one-hot label: the networks "
                        "cannot take it, so no check of the function can run",
                        _bound(enc="digit = y.argmax(-1, keepdim=True).to(x.dtype)\nm, v = self.enc(x, digit)"),
@@ -413,13 +414,14 @@ BETA_BUGGY = {
     "kl_sign": ("kl with the wrong sign: -KL, and loss = rec + beta * kl of that",
                 _weighted(kl="kl = -ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v)"), ["sign is reversed"],
                 ["kl_term"], {}),
-    "kl_closed_form_on_one_batch_size": (
-        "kl in closed form on a batch of 2,000 images only, a one-sample Monte Carlo estimate on other batches",
-        _weighted(kl="if len(x) == 2000:\n    kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v)\nelse:\n"
+    "kl_closed_form_once": (
+        "kl in closed form the first time it gets 2,000 images, else a one-sample Monte Carlo estimate",
+        _weighted(kl="seen = type(self).seen = getattr(type(self), 'seen', 0) + (len(x) == 2000)\nif len(x) == 2000 and seen == 1:\n"
+                     "    kl = ut.kl_normal(m, v, self.z_prior_m, self.z_prior_v)\nelse:\n"
                      "    z_kl = ut.sample_gaussian(m, v)\n"
                      "    kl = ut.log_normal(z_kl, m, v) - ut.log_normal(z_kl, self.z_prior_m.expand_as(m), "
                      "self.z_prior_v.expand_as(v))"),
-        ["On another batch", "Monte Carlo"], ["kl_term"], {}),
+        ["On another call", "Monte Carlo"], ["kl_term"], {}),
     "sum_over_batch": ("sums over the batch instead of averaging",
                        _weighted(means="loss, kl, rec = loss.sum(), kl.sum(), rec.sum()"), ["sum over the batch"],
                        ["batch_mean"], {}),

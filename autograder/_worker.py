@@ -382,14 +382,27 @@ class _LayersAnsweredRemotely(torch.nn.Sequential):
 
 
 def _stand_in_for(model, name, inputs=None):
-    """The stand-in that replaces model.<name> (the encoder or decoder the student's model built), with the
-    layers of that network's self.net where it has the provided nn.Sequential."""
-    stand_in = _remote_module(name, inputs)
+    """The stand-in that replaces model.<name> (the encoder or decoder the student's model built)."""
+    return _holding_layers(_remote_module(name, inputs), lambda: getattr(model, name))
+
+
+def _holding_layers(stand_in, network):
+    """`stand_in` holding the layers of the provided network `network()` builds or reads (never run): a bound
+    may read self.enc.net[0].weight.device or self.dec.net[-1].out_features, the provided ConvVAE.sample_z
+    reads self.enc.fc.weight.device. nns's and cvae_nns's self.net (an nn.Sequential) becomes the stand-in's
+    net, answered as the stand-in's net function; another network's submodules (ConvEncoder's conv1, conv2,
+    fc) are added under their names. A network that cannot be built or read (its own checks' or training's
+    fault) leaves the stand-in without them."""
     try:
-        layers = getattr(getattr(model, name), "net", None)
-        if isinstance(layers, torch.nn.Sequential) and not isinstance(layers, _LayersAnsweredRemotely):
-            stand_in.net = _LayersAnsweredRemotely(stand_in.net, layers)
-    except Exception:        # a model whose networks cannot be read: the stand-in's net function alone
+        network = network()
+        layers = getattr(network, "net", None)
+        if isinstance(layers, torch.nn.Sequential):
+            if not isinstance(layers, _LayersAnsweredRemotely):
+                stand_in.net = _LayersAnsweredRemotely(stand_in.net, layers)
+        else:
+            for name, layer in network.named_children():
+                stand_in.add_module(name, layer)
+    except Exception:
         pass
     return stand_in
 
@@ -521,19 +534,6 @@ def _remote_log_normal_pdf(sample, mean, logvar):
     return _remote("log_normal_pdf", *tensors, arity=3)
 
 
-def _with_layers_of(stand_in, network, z_dim):
-    """The stand-in holding the layers of the provided `network` (never run): the provided ConvVAE.sample_z
-    reads self.enc.fc.weight.device, and a bound may draw its noise with sample_z. A network that cannot be
-    built (its own checks' or training's fault) leaves the stand-in without them."""
-    try:
-        layers = list(network(z_dim).named_children())
-    except Exception:
-        return stand_in
-    for name, layer in layers:
-        stand_in.add_module(name, layer)
-    return stand_in
-
-
 def op_conv_elbo(params, arrays, _elbo_recorded=_elbo_recorded, _reply=_reply):
     """ConvVAE.negative_elbo_bound(x) of the student's convolutional VAE with the grader's encoder, decoder
     and log_normal_pdf (conv_vae.log_normal_pdf replaced after import: a wrong log_normal_pdf costs points
@@ -548,7 +548,8 @@ def op_conv_elbo(params, arrays, _elbo_recorded=_elbo_recorded, _reply=_reply):
         model = conv_vae.ConvVAE(z_dim=params["z_dim"])
     finally:
         conv_vae.ConvEncoder, conv_vae.ConvDecoder = encoder, decoder
-    model.enc, model.dec = _with_layers_of(_remote_module("enc"), encoder, params["z_dim"]), _remote_module("dec")
+    model.enc = _holding_layers(_remote_module("enc"), lambda: encoder(params["z_dim"]))
+    model.dec = _remote_module("dec")
     x = _AS_TENSOR(arrays["x"])
     calls = int(params.get("calls", 1))
     if calls == 1:

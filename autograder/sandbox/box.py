@@ -244,7 +244,7 @@ class Sandbox:
         used = sum(table[pid].memory for pid in members if pid in table) + file_bytes
         if used > self.limits.memory_bytes or files >= scratch.MAX_ENTRIES:
             self._killed_for = reply.over_memory(self.limits) if files < scratch.MAX_ENTRIES else \
-                f"created more than {scratch.MAX_ENTRIES} files and was stopped"
+                f"created more than {scratch.MAX_ENTRIES} files (or folders nested too deep to count) and was stopped"
             self.kill()
             self._answers.put(EOFError("killed for memory"))
             return
@@ -285,7 +285,7 @@ class Sandbox:
             self._output.close()
             self._output_text = self._output.text()
         if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
+            scratch.remove_tree(str(self.root))
         if self.identity is not None:
             scratch.remove_owned(self.identity.uid, scratch.writable_directories())
         if self._slot is not None:

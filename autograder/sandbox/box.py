@@ -220,10 +220,12 @@ class Sandbox:
             self._tracker.kill_all()
 
     def file_usage(self):
-        """-> (bytes, files) the child holds in files: its work directory, its private tmpfs, and
-        (as a slot user) what it owns in the directories every sandbox shares."""
+        """-> (bytes, files) the child holds in files: its work directory, the files its processes hold open
+        unlinked, its private tmpfs, and (as a slot user) what it owns in the directories every sandbox shares."""
         total, count = scratch.tree_bytes(str(self.root / "work"))
-        total += scratch.used_bytes(f"/proc/{self.process.pid}/root", self.private_directories)
+        root = f"/proc/{self.process.pid}/root"
+        total += scratch.unlinked_open_bytes(self.members(), scratch.devices(root, self.private_directories))
+        total += scratch.used_bytes(root, self.private_directories)
         if self.identity is not None:
             shared = [d for d in scratch.writable_directories() if d not in self.private_directories]
             owned, owned_count = scratch.bytes_owned(self.identity.uid, shared, scratch.MAX_ENTRIES - count)

@@ -171,6 +171,33 @@ def tree_bytes(path, budget=MAX_ENTRIES):
     return total, seen
 
 
+def unlinked_open_bytes(pids, counted_devices=()):
+    """-> bytes of the regular files that the processes `pids` hold open but that no folder lists any more
+    (unlinked while open: their blocks stay until the last descriptor closes, and no walk of a folder finds
+    them; hostile unlinked_files_hoard), each file once; but those on `counted_devices` (file systems whose
+    use is counted whole: the private tmpfs)."""
+    skipped, seen, total = set(counted_devices), set(), 0
+    for pid in pids:
+        folder = f"/proc/{pid}/fd"
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                if not os.readlink(path).endswith(" (deleted)"):
+                    continue
+                info = os.stat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode) and info.st_nlink == 0 and info.st_dev not in skipped \
+                    and (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_blocks * 512
+    return total
+
+
 def bytes_owned(uid, directories, budget=MAX_ENTRIES):
     """-> (bytes, entries) of everything `uid` owns at the top of `directories`, and under it."""
     total = seen = 0
@@ -180,6 +207,17 @@ def bytes_owned(uid, directories, budget=MAX_ENTRIES):
         if seen >= budget:
             break
     return total, seen
+
+
+def devices(root, directories):
+    """The device numbers of `directories` as seen from `root` (/proc/PID/root)."""
+    found = set()
+    for directory in directories:
+        try:
+            found.add(os.stat(os.path.join(root, directory.lstrip("/"))).st_dev)
+        except OSError:
+            continue
+    return found
 
 
 def used_bytes(root, directories):

@@ -171,23 +171,39 @@ def tree_bytes(path, budget=MAX_ENTRIES):
     return total, seen
 
 
-def unlinked_open_bytes(pids, counted_devices=()):
-    """-> bytes of the regular files that the processes `pids` hold open but that no folder lists any more
-    (unlinked while open: their blocks stay until the last descriptor closes, and no walk of a folder finds
-    them; hostile unlinked_files_hoard), each file once; but those on `counted_devices` (file systems whose
-    use is counted whole: the private tmpfs)."""
-    skipped, seen, total = set(counted_devices), set(), 0
-    for pid in pids:
-        folder = f"/proc/{pid}/fd"
+def _unlinked_handles(pid):
+    """Paths under /proc/PID that reach the files process `pid` holds with no name left: its descriptors
+    and its mappings (a file mapped shared, unlinked and closed is held by the mapping alone)."""
+    folder = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        names = []
+    for name in names:
+        path = os.path.join(folder, name)
         try:
-            names = os.listdir(folder)
+            if os.readlink(path).endswith(" (deleted)"):
+                yield path
         except OSError:
             continue
-        for name in names:
-            path = os.path.join(folder, name)
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            ranges = {line.split(None, 1)[0] for line in maps if line.rstrip().endswith(" (deleted)")}
+    except OSError:
+        return
+    for mapped in ranges:
+        yield f"/proc/{pid}/map_files/{mapped}"
+
+
+def unlinked_open_bytes(pids, counted_devices=()):
+    """-> bytes of the regular files that the processes `pids` hold open or mapped but that no folder lists
+    any more (unlinked: their blocks stay until the last descriptor or mapping goes, and no walk of a folder
+    finds them; hostile unlinked_files_hoard, mapped_files_hoard), each file once; but those on
+    `counted_devices` (file systems whose use is counted whole: the private tmpfs)."""
+    skipped, seen, total = set(counted_devices), set(), 0
+    for pid in pids:
+        for path in _unlinked_handles(pid):
             try:
-                if not os.readlink(path).endswith(" (deleted)"):
-                    continue
                 info = os.stat(path)
             except OSError:
                 continue

@@ -220,10 +220,12 @@ class Sandbox:
             self._tracker.kill_all()
 
     def file_usage(self):
-        """-> (bytes, files) the child holds in files: its work directory, its private tmpfs, and
-        (as a slot user) what it owns in the directories every sandbox shares."""
+        """-> (bytes, files) the child holds in files: its work directory, the files its processes hold open
+        unlinked, its private tmpfs, and (as a slot user) what it owns in the directories every sandbox shares."""
         total, count = scratch.tree_bytes(str(self.root / "work"))
-        total += scratch.used_bytes(f"/proc/{self.process.pid}/root", self.private_directories)
+        root = f"/proc/{self.process.pid}/root"
+        total += scratch.unlinked_open_bytes(self.members(), scratch.devices(root, self.private_directories))
+        total += scratch.used_bytes(root, self.private_directories)
         if self.identity is not None:
             shared = [d for d in scratch.writable_directories() if d not in self.private_directories]
             owned, owned_count = scratch.bytes_owned(self.identity.uid, shared, scratch.MAX_ENTRIES - count)
@@ -244,7 +246,7 @@ class Sandbox:
         used = sum(table[pid].memory for pid in members if pid in table) + file_bytes
         if used > self.limits.memory_bytes or files >= scratch.MAX_ENTRIES:
             self._killed_for = reply.over_memory(self.limits) if files < scratch.MAX_ENTRIES else \
-                f"created more than {scratch.MAX_ENTRIES} files and was stopped"
+                f"created more than {scratch.MAX_ENTRIES} files (or folders nested too deep to count) and was stopped"
             self.kill()
             self._answers.put(EOFError("killed for memory"))
             return
@@ -285,7 +287,7 @@ class Sandbox:
             self._output.close()
             self._output_text = self._output.text()
         if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
+            scratch.remove_tree(str(self.root))
         if self.identity is not None:
             scratch.remove_owned(self.identity.uid, scratch.writable_directories())
         if self._slot is not None:

@@ -8,9 +8,11 @@ world-writable ones (`private_directories`: what the child needs inside them is 
 the others are emptied of everything the slot user owns after each sandbox and at the end
 of grading, and what it holds there counts against its memory limit meanwhile.
 """
+import errno
 import os
 import shutil
 import stat
+import subprocess
 import threading
 from pathlib import Path
 
@@ -114,15 +116,31 @@ def _owned_entries(uid, directories):
                 yield path, info
 
 
+def remove_tree(path):
+    """Delete the folder `path` and everything under it, however deep, never following a symlink (what wrote
+    there must be dead). -> whether it is gone."""
+    try:
+        shutil.rmtree(path, ignore_errors=True)       # fd-based, does not follow symlinks
+    except RecursionError:     # shutil.rmtree recurses once per level (Python < 3.13): a chain of folders
+        pass                   # a thousand deep (hostile deep_tree_hoard) exhausts the stack
+    if os.path.lexists(path):  # too deep for rmtree's stack or descriptors: GNU rm walks any depth
+        try:
+            subprocess.run(["rm", "-rf", "--one-file-system", "--", path], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600, check=False)
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return not os.path.lexists(path)
+
+
 def remove_owned(uid, directories):
     """Delete what `uid` owns at the top of `directories` (its processes must be dead). -> removed paths."""
     removed = []
     for path, info in _owned_entries(uid, directories):
         try:
-            if stat.S_ISDIR(info.st_mode):
-                shutil.rmtree(path)           # fd-based, does not follow symlinks
-            else:
+            if not stat.S_ISDIR(info.st_mode):
                 os.unlink(path)
+            elif not remove_tree(path):
+                continue
             removed.append(path)
         except OSError:
             pass
@@ -130,22 +148,70 @@ def remove_owned(uid, directories):
 
 
 def tree_bytes(path, budget=MAX_ENTRIES):
-    """-> (bytes the files under `path` hold, entries seen); stops counting at `budget` entries."""
+    """-> (bytes the files under `path` hold, entries seen); stops counting at `budget` entries. An entry
+    whose path is too long to name (folders nested past PATH_MAX: hostile deep_tree_hoard) counts as
+    `budget` entries: what lies below it cannot be counted by path, and no honest program nests so deep."""
     total, seen, todo = 0, 0, [path]
     while todo and seen < budget:
         current = todo.pop()
         try:
             info = os.lstat(current)
-        except OSError:
+        except OSError as error:
+            if error.errno == errno.ENAMETOOLONG:
+                return total, budget
             continue
         seen += 1
         total += info.st_blocks * 512 + ENTRY_BYTES
         if stat.S_ISDIR(info.st_mode):
             try:
                 todo += [os.path.join(current, name) for name in os.listdir(current)]
-            except OSError:
-                pass
+            except OSError as error:
+                if error.errno == errno.ENAMETOOLONG:
+                    return total, budget
     return total, seen
+
+
+def _unlinked_handles(pid):
+    """Paths under /proc/PID that reach the files process `pid` holds with no name left: its descriptors
+    and its mappings (a file mapped shared, unlinked and closed is held by the mapping alone)."""
+    folder = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        names = []
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if os.readlink(path).endswith(" (deleted)"):
+                yield path
+        except OSError:
+            continue
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            ranges = {line.split(None, 1)[0] for line in maps if line.rstrip().endswith(" (deleted)")}
+    except OSError:
+        return
+    for mapped in ranges:
+        yield f"/proc/{pid}/map_files/{mapped}"
+
+
+def unlinked_open_bytes(pids, counted_devices=()):
+    """-> bytes of the regular files that the processes `pids` hold open or mapped but that no folder lists
+    any more (unlinked: their blocks stay until the last descriptor or mapping goes, and no walk of a folder
+    finds them; hostile unlinked_files_hoard, mapped_files_hoard), each file once; but those on
+    `counted_devices` (file systems whose use is counted whole: the private tmpfs)."""
+    skipped, seen, total = set(counted_devices), set(), 0
+    for pid in pids:
+        for path in _unlinked_handles(pid):
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode) and info.st_nlink == 0 and info.st_dev not in skipped \
+                    and (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_blocks * 512
+    return total
 
 
 def bytes_owned(uid, directories, budget=MAX_ENTRIES):
@@ -157,6 +223,17 @@ def bytes_owned(uid, directories, budget=MAX_ENTRIES):
         if seen >= budget:
             break
     return total, seen
+
+
+def devices(root, directories):
+    """The device numbers of `directories` as seen from `root` (/proc/PID/root)."""
+    found = set()
+    for directory in directories:
+        try:
+            found.add(os.stat(os.path.join(root, directory.lstrip("/"))).st_dev)
+        except OSError:
+            continue
+    return found
 
 
 def used_bytes(root, directories):

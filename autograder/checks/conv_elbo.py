@@ -13,7 +13,8 @@ has its gradient left out of 15.12):
   15.8  three finite scalars (nelbo, kl, rec)
   15.9  one draw per image: self.dec got one batch of z, one row per image (the same z decoded again is
         still one draw), (z - mean) / exp(logvar / 2) standard normal (mean and variance z-tests, stats.py's
-        share each: 2 comparisons), not the mean itself, drawn afresh at a second call
+        share each, and neighbouring latent dimensions uncorrelated: 3 comparisons), not the mean itself,
+        drawn afresh at a second call
   15.10 the Monte Carlo terms at the decoded z: rec = batch mean of -log p(x|z), kl = batch mean of
         log q(z|x) - log p(z) at that same z (not the closed-form KL), nelbo = kl + rec; judged on four calls
         (200 images three times, 120 once)
@@ -52,7 +53,7 @@ import numpy as np
 import torch
 
 from .. import config, oracle
-from . import remote, stats
+from . import elbo, remote, stats
 from .base import CheckCase, ask, check
 from .submission import SubmissionFault
 
@@ -214,7 +215,8 @@ def _residual_problem(z, m, logvar):
     mean_z = float(stats.mean_z(residuals[:, None], 0.0, 1.0)[0])
     variance_z = float(stats.variance_z(residuals[:, None], 1.0)[0])
     if abs(mean_z) <= stats.Z_LIMIT and abs(variance_z) <= stats.Z_LIMIT:
-        return None
+        return elbo._dimensions_problem((z - m) / np.exp(logvar / 2), "The z that reached self.dec is not one "
+                                        "draw of q(z|x) = N(mean, diag(exp(logvar)))", "mean")
     observed = (f"the residuals (z - mean) / exp(logvar / 2) have mean {residuals.mean():.3g} and variance "
                 f"{residuals.var():.3g} over {residuals.size} values (expected 0 and 1: z-scores {mean_z:.1f} and "
                 f"{variance_z:.1f}, |z| <= {stats.Z_LIMIT:g} expected)")

@@ -13,7 +13,7 @@ has its gradient left out of 15.12):
   15.8  three finite scalars (nelbo, kl, rec)
   15.9  one draw per image: self.dec got one batch of z, one row per image (the same z decoded again is
         still one draw), (z - mean) / exp(logvar / 2) standard normal (mean and variance z-tests, stats.py's
-        share each, and neighbouring latent dimensions uncorrelated: 3 comparisons), not the mean itself,
+        share each, and neighbouring latent dimensions and images uncorrelated: 4 comparisons), not the mean itself,
         drawn afresh at a second call
   15.10 the Monte Carlo terms at the decoded z: rec = batch mean of -log p(x|z), kl = batch mean of
         log q(z|x) - log p(z) at that same z (not the closed-form KL), nelbo = kl + rec; judged on four calls

@@ -1282,6 +1282,11 @@ CONV_BUGGY = {
                         "randn(batch, 1)",
                         _conv_bound(z="z = mean + torch.exp(0.5 * logvar) * torch.randn(len(x), 1, dtype=mean.dtype)"),
                         ["neighbouring latent dimensions"], ["one_draw_per_image"]),
+    "noise_per_batch": ("its own noise, one row of standard normals shared by every image of the batch: "
+                        "randn(z_dim)",
+                        _conv_bound(z="z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape[-1], "
+                                      "dtype=mean.dtype)"),
+                        ["not one draw of q(z|x)"], ["one_draw_per_image", "unbiased"]),
     # Every marginal of that z is right: 15.9's mean and variance tests passed it 9 gradings in 10 (measured).
     # Here the per-image noise is evenly spread normal quantiles in a random order, so they pass it for certain.
     "noise_per_image_quantiles": (

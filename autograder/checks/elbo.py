@@ -225,8 +225,8 @@ def _residual_problem(z, m, v):
     variance_z = float(stats.variance_z(residuals[:, None], 1.0)[0])
     distance, limit = _kolmogorov(residuals)
     if abs(mean_z) <= stats.Z_LIMIT and abs(variance_z) <= stats.Z_LIMIT and distance <= limit:
-        return _dimensions_problem((z - m) / np.sqrt(v), "The z that reached self.dec is not drawn from q(z|x)",
-                                   "m")
+        return _dimensions_problem((z - m) / np.sqrt(v), "The z that reached self.dec is not distributed as "
+                                   "q(z|x) = N(m, diag(v))", "m")
     sample = "The z that reached self.dec is not distributed as q(z|x) = N(m, diag(v))"
     if np.max(np.abs(z - m)) <= 1e-6 * (1 + np.max(np.abs(m))):
         return (f"{sample}: it equals the mean m of q(z|x) (no noise at all). Decode a sample "

@@ -1281,7 +1281,7 @@ CONV_BUGGY = {
     "noise_per_image": ("its own noise, one standard normal per image shared by its latent dimensions: "
                         "randn(batch, 1)",
                         _conv_bound(z="z = mean + torch.exp(0.5 * logvar) * torch.randn(len(x), 1, dtype=mean.dtype)"),
-                        ["neighbouring latent dimensions"], ["one_draw_per_image"]),
+                        ["not one draw of q(z|x)"], ["one_draw_per_image"]),
     "noise_per_batch": ("its own noise, one row of standard normals shared by every image of the batch: "
                         "randn(z_dim)",
                         _conv_bound(z="z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape[-1], "

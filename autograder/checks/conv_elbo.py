@@ -13,9 +13,11 @@ has its gradient left out of 15.12):
   15.8  three finite scalars (nelbo, kl, rec)
   15.9  one draw per image: self.dec got one batch of z, one row per image (the same z decoded again is
         still one draw), (z - mean) / exp(logvar / 2) standard normal (mean and variance z-tests, stats.py's
-        share each: 2 comparisons), not the mean itself, drawn afresh at a second call
+        share each, and neighbouring latent dimensions and images uncorrelated: 4 comparisons), not the mean itself,
+        drawn afresh at a second call
   15.10 the Monte Carlo terms at the decoded z: rec = batch mean of -log p(x|z), kl = batch mean of
-        log q(z|x) - log p(z) at that same z (not the closed-form KL), nelbo = kl + rec; judged on two calls
+        log q(z|x) - log p(z) at that same z (not the closed-form KL), nelbo = kl + rec; judged on four calls
+        (200 images three times, 120 once)
   15.11 unbiased: over n = 10,000 draws, the mean of nelbo is the closed-form negative ELBO (1 comparison)
   15.12 the gradients reaching the decoder's logits and the encoder's (mean, logvar) are the pathwise
         gradients of the reference estimator at the student's own draws (float64 here)
@@ -26,9 +28,10 @@ below eps |t| (eps = 2^-24; the stand-in answers are float64 rounded once), then
 images; summed naively, the error of the batch mean is below (D + B + 4) eps S, S the batch mean of the
 sum of the terms' magnitudes (rec: |logit| + 1 per pixel, as softplus(l) - x l carries |l| eps; kl:
 0.5 ((z - m)^2 exp(-logvar) + |logvar| + z^2 + 2 log 2 pi) per dimension). TOLERANCE_FACTOR doubles it.
-With B = 200 the tolerance is about 1e-4 S while the Monte Carlo kl differs from the closed-form one by
-several units (its spread over one draw per image): the closed form is told apart on each call, and
-15.10 judges two independent calls.
+With B = 200 the tolerance is about 1.7e-3 while the batch mean of the Monte Carlo kl differs from the
+closed-form one by about 1.1 (its standard deviation over one draw per image): the closed form lands
+within the tolerance on about 1.5e-3 of the calls (measured, bench/chance_conv_kl.py), so 15.10 judges
+four independent calls (_terms_replies), about 1e-11 for a closed-form kl to pass them all.
 
 The z-test of 15.11 (derived). Let t(z) = log q(z|x) - log p(z) - log p(x|z) be the per-draw negative
 ELBO of one image x (encoder's mean and logvar as answered), mu = E_q[t] = KL(q || p) + E_q[-log p(x|z)]
@@ -50,13 +53,15 @@ import numpy as np
 import torch
 
 from .. import config, oracle
-from . import remote, stats
+from . import elbo, remote, stats
 from .base import CheckCase, ask, check
+from .submission import SubmissionFault
 
 FAMILY = "conv/negative_elbo_bound"
 IMAGE_DIM = remote.IMAGE_DIM
 Z_DIM = config.Z_DIM
 BATCH = 200                     # x 10 latent dimensions: 2,000 standardized residuals per z-test
+SMALLER_BATCH = 120             # 15.10's fourth batch: a batch size of its own
 COPIES, CALLS = 2500, 4         # 15.11: one image, n = 10,000 draws
 GRADER_DRAWS, CHUNK = 40_000, 2_500     # this side's draws, decoded a chunk at a time (16 MB of logits)
 EPS32 = 2.0 ** -24
@@ -94,6 +99,21 @@ def _run(submission, x, key, grads=False, calls=1, kept_phases=None):
     if getattr(reply, "session", None) is None:
         reply.session, reply.x = session, x
     return reply
+
+
+def _terms_replies(submission):
+    """15.10's replies: "main" and "again" (their failures are the check's), then those of the further
+    batches that came back (a failed request is left to the checks that own it). A closed-form kl lands
+    within the float tolerance of the Monte Carlo one about once in 700 calls of 200 images (measured,
+    this side's encoder: bench/chance_conv_kl.py), so two calls let it through about once in 500,000
+    gradings; on four (one of 120 images), about once in 10^11."""
+    replies = [_run(submission, _X, "main"), _run(submission, _X, "again")]
+    for key, x in (("third", _X), ("smaller", _X[:SMALLER_BATCH])):
+        try:
+            replies.append(_run(submission, x, key))
+        except SubmissionFault:
+            continue
+    return replies
 
 
 def _value(reply, name, per_image=False):
@@ -195,7 +215,8 @@ def _residual_problem(z, m, logvar):
     mean_z = float(stats.mean_z(residuals[:, None], 0.0, 1.0)[0])
     variance_z = float(stats.variance_z(residuals[:, None], 1.0)[0])
     if abs(mean_z) <= stats.Z_LIMIT and abs(variance_z) <= stats.Z_LIMIT:
-        return None
+        return elbo._dimensions_problem((z - m) / np.exp(logvar / 2), "The z that reached self.dec is not one "
+                                        "draw of q(z|x) = N(mean, diag(exp(logvar)))", "mean")
     observed = (f"the residuals (z - mean) / exp(logvar / 2) have mean {residuals.mean():.3g} and variance "
                 f"{residuals.var():.3g} over {residuals.size} values (expected 0 and 1: z-scores {mean_z:.1f} and "
                 f"{variance_z:.1f}, |z| <= {stats.Z_LIMIT:g} expected)")
@@ -462,8 +483,8 @@ class ConvElboChecks(CheckCase):
     @check(FAMILY, "monte_carlo_terms")
     def test_monte_carlo_terms(self):
         """conv/negative_elbo_bound: rec and kl are the Monte Carlo terms at the decoded z, nelbo = kl + rec"""
-        for key in ("main", "again"):
-            problems = _terms_problems(_run(self.submission, _X, key))
+        for reply in _terms_replies(self.submission):
+            problems = _terms_problems(reply)
             if problems:
                 self.fail(" ".join(problems))
 

@@ -8,7 +8,8 @@ oracle's float64 estimator (oracle.mmd, kernel exp(-|a - b|^2 / dim), h^2 = dim 
   13.3 symmetric: mmd(x, y) = mmd(y, x), both forms, n != m
   13.4 the biased form is zero for identical samples (x with itself, and with a copy)
   13.5 the unbiased form's expectation is zero when x and y come from one distribution: the mean of
-       R independent values is within Z_LIMIT standard errors of 0 (a z-test, stats.py's share)
+       R independent values is within Z_LIMIT standard errors of 0 (a z-test; stats.py counts it as four
+       shares: the estimator is skewed, its studentized mean's lower tail heavier than the normal's)
   13.6 the gradients with respect to x and y are those of the value mmd returns (central differences in
        float64 along random directions: a wrong value is 13.1's fault, not this check's)
 MMDVAE.loss(x) runs with the grader's encoder and decoder (remote.TrustedModel) and mmd_vae.mmd

@@ -1271,6 +1271,32 @@ CONV_BUGGY = {
     "closed_form_kl": ("the closed-form KL(q(z|x) || p(z)) instead of the Monte Carlo log q(z|x) - log p(z)",
                        _conv_bound(kl="kl = (0.5 * (torch.exp(logvar) + mean ** 2 - 1 - logvar).sum(-1)).mean()"),
                        ["closed-form KL"], ["monte_carlo_terms"]),
+    # A closed-form kl equals the Monte Carlo one within 15.10's tolerance on about 1 call in 700 of 200
+    # images (bench/chance_conv_kl.py): this bound is that lucky on every 200-image batch, so only a batch of
+    # another size tells it apart.
+    "closed_form_kl_except_200": (
+        "the closed-form KL(q(z|x) || p(z)), except on batches of 200 images, where it returns the Monte Carlo "
+        "log q(z|x) - log p(z): the lucky draws of a closed-form kl on 15.10's main batches, made certain",
+        _conv_bound(kl=f"kl = (log_normal_pdf(z, mean, logvar) - log_normal_pdf(z, {_ZEROS}, {_ZEROS})).mean() "
+                       "if x.shape[0] == 200 else (0.5 * (torch.exp(logvar) + mean ** 2 - 1 - logvar).sum(-1)).mean()"),
+        ["closed-form KL"], ["monte_carlo_terms"]),
+    "noise_per_image": ("its own noise, one standard normal per image shared by its latent dimensions: "
+                        "randn(batch, 1)",
+                        _conv_bound(z="z = mean + torch.exp(0.5 * logvar) * torch.randn(len(x), 1, dtype=mean.dtype)"),
+                        ["not one draw of q(z|x)"], ["one_draw_per_image"]),
+    "noise_per_batch": ("its own noise, one row of standard normals shared by every image of the batch: "
+                        "randn(z_dim)",
+                        _conv_bound(z="z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape[-1], "
+                                      "dtype=mean.dtype)"),
+                        ["not one draw of q(z|x)"], ["one_draw_per_image", "unbiased"]),
+    # Every marginal of that z is right: 15.9's mean and variance tests passed it 9 gradings in 10 (measured).
+    # Here the per-image noise is evenly spread normal quantiles in a random order, so they pass it for certain.
+    "noise_per_image_quantiles": (
+        "one noise value per image shared by its latent dimensions, the values evenly spread normal quantiles in "
+        "a random order (the lucky draw of randn(batch, 1) made certain)",
+        _conv_bound(z="u = (torch.randperm(len(x), dtype=torch.float64) + 0.5) / len(x)\n"
+                      "z = mean + torch.exp(0.5 * logvar) * torch.special.ndtri(u).to(mean.dtype)[:, None]"),
+        ["neighbouring latent dimensions"], ["one_draw_per_image"]),
     "z_is_mean": ("the mean of q(z|x) decoded instead of a draw", _conv_bound(z="z = mean"),
                   ["mean of q(z|x) itself", "biased"], ["one_draw_per_image", "unbiased"]),
     "rec_sum_over_batch": ("rec summed over the batch",

@@ -75,4 +75,8 @@ if [ "$TORCH_SOURCE" = cpu ] && ! "$VENV/bin/python" -c "import torch, sys; sys.
 fi
 
 "$VENV/bin/python" -m autograder prepare
-echo "setup.sh: done. Test with: $VENV/bin/python -m pytest solution tests"
+if [ -d tests ]; then
+  echo "setup.sh: done. Test with: $VENV/bin/python -m pytest solution tests"
+else                       # the Gradescope zip: no tests folder; run_autograder grades /autograder/submission
+  echo "setup.sh: done. Grade a submission with: run_autograder (or $VENV/bin/python -m autograder grade FOLDER --results R.json)"
+fi

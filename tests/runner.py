@@ -118,28 +118,6 @@ def _submitted(folder):
 
 # ---------------------------------------------------------------- processes
 
-def _children_table():
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as handle:
-                    ppid = int(handle.read().rsplit(b")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    return children
-
-
-def _descendants(pid):
-    children, found, todo = _children_table(), [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def kill_tree(process):
     """Stop `process` (the grading we started) and kill everything under it, then it."""
     try:
@@ -147,7 +125,7 @@ def kill_tree(process):
     except ProcessLookupError:
         pass
     for _ in range(100):
-        pids = _descendants(process.pid)
+        pids = batch.descendants(process.pid)
         if not pids:
             break
         for pid in pids:
@@ -173,12 +151,12 @@ def _sigterm_during_training(process, deadline, grace=SIGTERM_GRACE_SECONDS):
     """Once the training sandbox runs, SIGTERM the grader (what a platform does at its time limit);
     -> seconds until the grading ended, or None if it still ran `grace` seconds later."""
     while time.monotonic() < deadline:
-        pids = _descendants(process.pid)
+        pids = batch.descendants(process.pid)
         if any(os.path.exists(f"/proc/{pid}/cwd/train.py") for pid in pids):
             break
         time.sleep(0.5)
     time.sleep(3)                                       # the training request is in flight
-    for pid in _descendants(process.pid):
+    for pid in batch.descendants(process.pid):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
                 grader = b"autograder\0container" in handle.read()

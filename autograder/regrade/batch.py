@@ -206,7 +206,8 @@ def _children_table():
     return children
 
 
-def _descendants(pid):
+def descendants(pid):
+    """Every process under `pid` (children, theirs, ...), read from /proc."""
     children, found, todo = _children_table(), [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):
@@ -228,7 +229,7 @@ def _reap_orphans(known):
     for pid in _children_table().get(os.getpid(), []):
         if pid in known:
             continue
-        for victim in [*_descendants(pid), pid]:
+        for victim in [*descendants(pid), pid]:
             try:
                 os.kill(victim, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -259,7 +260,7 @@ def kill_tree(process):
     except ProcessLookupError:
         pass
     for _ in range(100):
-        pids = _descendants(process.pid)
+        pids = descendants(process.pid)
         if not pids:
             break
         for pid in pids:

@@ -513,9 +513,9 @@ def _total_gradient_problem(kl_weight, parts, want):
 def kl_replies(submission, main, calls=KL_CALLS):
     """main(submission, i) for i < calls: the bound's replies to `calls` calls on the main batch. A one-sample
     Monte Carlo kl lands within the float tolerance of the closed form now and then (measured with this side's
-    encoder: 1 call in 130 on the 2,000-image batch), so kl is judged on each call, each with its own draws:
-    four calls let it through about once in 3 x 10^8. The same batch each time, so that no request of another
-    check (another shape, a backward pass, its time) decides this check."""
+    encoder: 1 call in 110 to 200 on the 2,000-image batch, bench/chance_elbo_kl.py), so kl is judged on each
+    call, each with its own draws: four calls let it through less than once in 10^8. The same batch each
+    time, so that no request of another check (another shape, a backward pass, its time) decides this check."""
     return [main(submission, call) for call in range(calls)]
 
 

@@ -29,7 +29,7 @@ from .base import CheckCase, ask, check
 FAMILY = "negative_elbo_bound"
 BATCH = 2000          # x 10 latent dimensions: 20,000 standardized residuals per test
 GRADIENT_BATCH = 500
-KL_CALLS = 4          # calls of the bound on the main batch whose kl is judged (kl_replies)
+KL_KEYS = ("main", "main1", "main2", "main3")   # the calls on the main batch whose kl is judged (kl_replies)
 IMAGE_DIM = remote.IMAGE_DIM
 # Kolmogorov distance of n standard-normal residuals: P(D > limit) <= 2 exp(-2 n limit^2) (DKW),
 # set to the two-sided normal tail at stats.Z_LIMIT so that it fits stats.py's union bound.
@@ -63,22 +63,8 @@ def _run(submission, x, key, grads=False):
     return reply
 
 
-def _main(submission, call=0):
-    """The bound on the main batch; call > 0: a further call on the same batch (kl_replies)."""
-    return _run(submission, _X, f"main{call}" if call else "main")
-
-
-def _half(submission):
-    return _run(submission, _X[:GRADIENT_BATCH], "half")
-
-
-def _doubled(submission):
-    half = _X[:GRADIENT_BATCH]
-    return _run(submission, np.concatenate([half, half]), "doubled")
-
-
-def _gradients(submission):
-    return _run(submission, _X[:GRADIENT_BATCH], "gradients", grads=True)
+def _main(submission):
+    return _run(submission, _X, "main")
 
 
 def _term(reply, name, per_image=False):
@@ -510,13 +496,13 @@ def _total_gradient_problem(kl_weight, parts, want):
             f"beta = {kl_weight:g}): is part of the loss detached or computed outside torch?")
 
 
-def kl_replies(submission, main, calls=KL_CALLS):
-    """main(submission, i) for i < calls: the bound's replies to `calls` calls on the main batch. A one-sample
+def kl_replies(request):
+    """request(key) for each of KL_KEYS: the bound's replies to four calls on the main batch. A one-sample
     Monte Carlo kl lands within the float tolerance of the closed form now and then (measured with this side's
     encoder: 1 call in 110 to 200 on the 2,000-image batch, bench/chance_elbo_kl.py), so kl is judged on each
     call, each with its own draws: four calls let it through less than once in 10^8. The same batch each
     time, so that no request of another check (another shape, a backward pass, its time) decides this check."""
-    return [main(submission, call) for call in range(calls)]
+    return [request(key) for key in KL_KEYS]
 
 
 def wrong_kl(replies):
@@ -588,7 +574,7 @@ class NegativeElboBoundChecks(CheckCase):
     @check(FAMILY, "kl_term")
     def test_kl_term(self):
         """negative_elbo_bound: kl is KL(q(z|x) || p(z)) in closed form for the model's encoder"""
-        assert_kl_term(self, kl_replies(self.submission, _main))
+        assert_kl_term(self, kl_replies(lambda key: _run(self.submission, _X, key)))
 
     @check(FAMILY, "rec_term")
     def test_rec_term(self):
@@ -612,12 +598,15 @@ class NegativeElboBoundChecks(CheckCase):
     @check(FAMILY, "batch_mean")
     def test_batch_mean(self):
         """negative_elbo_bound: kl and rec are batch means (unchanged when the batch is repeated)"""
-        assert_batch_means(self, _half(self.submission), _doubled(self.submission))
+        half = _X[:GRADIENT_BATCH]
+        once, twice = _run(self.submission, half, "half"), _run(self.submission, np.concatenate([half, half]), "doubled")
+        assert_batch_means(self, once, twice)
 
     @check(FAMILY, "gradients")
     def test_gradients(self):
         """negative_elbo_bound: the gradients at the decoder's logits and the encoder's m and v are those of the bound at the sampled z"""
-        problems = _gradient_problems(_gradients(self.submission), wrong_z=_wrong_z(_main(self.submission)) is not None)
+        reply = _run(self.submission, _X[:GRADIENT_BATCH], "gradients", grads=True)
+        problems = _gradient_problems(reply, wrong_z=_wrong_z(_main(self.submission)) is not None)
         if problems:
             self.fail(" ".join(problems))
 
